@@ -1,0 +1,53 @@
+"""Every SQL statement about the catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.catalog.models import Item
+from app.db import utcnow
+
+
+def get(session: Session, item_id: str) -> Item | None:
+    """The item with this id, or None."""
+    return session.get(Item, item_id)
+
+
+def upsert_many(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert items or replace their catalogue fields."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(Item)
+    fields = ("title", "description", "categories", "price", "attributes", "is_available")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["id"],
+        set_={**{f: getattr(stmt.excluded, f) for f in fields}, "updated_at": utcnow()},
+    )
+    now = utcnow()
+    session.execute(stmt, [{**row, "created_at": now, "updated_at": now} for row in rows])
+    session.expire_all()
+
+
+def mark_unavailable(session: Session, item_id: str) -> bool:
+    """Flag an item as never to be recommended again; False when it does not exist."""
+    result = session.execute(
+        update(Item).where(Item.id == item_id).values(is_available=False, updated_at=utcnow())
+    )
+    return bool(result.rowcount)
+
+
+def all_items(session: Session) -> Sequence[Item]:
+    """The whole catalogue, in id order."""
+    return session.scalars(select(Item).order_by(Item.id)).all()
+
+
+def unavailable_ids(session: Session) -> list[str]:
+    """Ids of items that must not be recommended."""
+    return list(session.scalars(select(Item.id).where(Item.is_available.is_(False))))

@@ -1,0 +1,61 @@
+"""Request and response bodies of the catalogue API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.schemas import Attributes, ExternalId
+
+Category = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+
+
+class ItemIn(BaseModel):
+    """An item's catalogue data as the shop sends it."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    title: str = Field("", max_length=512)
+    description: str = Field("", max_length=10_000)
+    categories: list[Category] = Field(default_factory=list, max_length=20)
+    price: float | None = Field(None, ge=0, le=1e9)
+    attributes: Attributes = Field(default_factory=dict)
+    is_available: bool = True
+
+
+class ItemWithId(ItemIn):
+    """An item in a batch upsert."""
+
+    id: ExternalId
+
+
+class ItemBatchIn(BaseModel):
+    """A batch of items to create or replace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ItemWithId] = Field(min_length=1)
+
+
+class ItemOut(BaseModel):
+    """A stored item."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    title: str
+    description: str
+    categories: list[str]
+    price: float | None
+    attributes: dict[str, Any]
+    is_available: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ItemBatchResult(BaseModel):
+    """How many items a batch upsert wrote."""
+
+    upserted: int

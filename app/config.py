@@ -1,0 +1,119 @@
+"""The one settings object: every knob of the service, read from `TASTEMAKER_*` variables."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EVENT_WEIGHTS = {
+    "view": 1.0,
+    "click": 1.0,
+    "add_to_cart": 3.0,
+    "purchase": 5.0,
+    "rating": 1.0,
+}
+
+
+class Settings(BaseSettings):
+    """Service configuration; unsafe combinations fail at start-up with a sentence that says why."""
+
+    model_config = SettingsConfigDict(env_prefix="TASTEMAKER_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Directory for the embedded SQLite file.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; unset means a SQLite file `tastemaker.db` in data_dir."
+    )
+    redis_url: str | None = Field(None, description="Redis URL; unset means an in-process cache.")
+    model_dir: Path = Field(Path("models"), description="Directory holding model bundles v1, v2…")
+
+    host: str = Field("127.0.0.1", description="Interface `tastemaker serve` binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `tastemaker serve` listens on.")
+    workers: int = Field(1, ge=1, le=64, description="Uvicorn worker processes.")
+
+    event_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EVENT_WEIGHTS),
+        description="Accepted event types (JSON list).",
+    )
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+        description="Weight of each event type in the interaction matrix (JSON object).",
+    )
+    max_batch_size: int = Field(1000, ge=1, le=10_000, description="Most events/items per batch.")
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest accepted request body, in bytes."
+    )
+    max_future_seconds: int = Field(
+        300, ge=0, description="How far in the future an event's occurred_at may lie."
+    )
+    history_length: int = Field(
+        50, ge=1, le=1000, description="Recent events per user kept for real-time scoring."
+    )
+    cache_ttl_seconds: int = Field(
+        3600, ge=1, description="TTL of every cached answer and history list in Redis."
+    )
+    local_cache_ttl_seconds: float = Field(
+        2.0, ge=0, description="TTL of the per-worker in-process cache tier."
+    )
+    local_cache_size: int = Field(10_000, ge=0, description="Entries in the per-worker tier.")
+    redis_timeout_seconds: float = Field(
+        0.05, gt=0, description="Socket timeout of each Redis call before degrading."
+    )
+    segment_algorithm: Literal["kmeans", "dbscan"] = Field(
+        "kmeans", description="Which clustering labels GET /segment."
+    )
+    quality_gate_tolerance: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="A new model may lose this share of NDCG@10 and still activate.",
+    )
+    model_poll_seconds: float = Field(
+        2.0, gt=0, description="How often each worker checks for a newly active model version."
+    )
+    retrain_every_minutes: int = Field(
+        0, ge=0, description="Retrain on a schedule every N minutes (0 = off)."
+    )
+
+    @field_validator("event_types")
+    @classmethod
+    def _types_are_known(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("TASTEMAKER_EVENT_TYPES must list at least one event type")
+        return value
+
+    @model_validator(mode="after")
+    def _weights_cover_types(self) -> Settings:
+        missing = [t for t in self.event_types if t not in self.event_weights]
+        if missing:
+            raise ValueError(
+                f"TASTEMAKER_EVENT_WEIGHTS has no weight for {missing}; add one per event type"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tastemaker.db').as_posix()}"
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether the service binds only to the local machine."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

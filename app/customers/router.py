@@ -1,0 +1,56 @@
+"""HTTP routes of the users API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.customers import service
+from app.customers.schemas import UserExport, UserIn, UserOut
+from app.deps import CacheDep, SessionDep, SettingsDep
+from app.events import service as events_service
+from app.events.schemas import EventOut
+from app.schemas import UserIdPath
+
+router = APIRouter(tags=["users"])
+
+
+@router.put("/users/{user_id}")
+def put_user(
+    user_id: UserIdPath, data: UserIn, session: SessionDep, cache: CacheDep, settings: SettingsDep
+) -> UserOut:
+    """Create a user or replace their attributes."""
+    return UserOut.model_validate(service.put(session, cache, user_id, data, settings))
+
+
+@router.get("/users/{user_id}")
+def get_user(user_id: UserIdPath, session: SessionDep) -> UserOut:
+    """Read a user's profile."""
+    return UserOut.model_validate(service.get_or_404(session, user_id))
+
+
+@router.get("/users/{user_id}/events")
+def get_user_events(
+    user_id: UserIdPath,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[EventOut]:
+    """A user's most recent events, newest first."""
+    service.get_or_404(session, user_id)
+    return [EventOut.model_validate(e) for e in events_service.recent(session, user_id, limit)]
+
+
+@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_user(
+    user_id: UserIdPath, session: SessionDep, cache: CacheDep, settings: SettingsDep
+) -> Response:
+    """Erase a user's events and attributes and purge their cache entries (GDPR)."""
+    service.delete(session, cache, user_id, settings)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/users/{user_id}/export")
+def export_user(user_id: UserIdPath, session: SessionDep) -> UserExport:
+    """Everything stored about a user, as JSON (GDPR access)."""
+    return service.export(session, user_id)

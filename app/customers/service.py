@@ -1,0 +1,64 @@
+"""Customer use cases: profiles, GDPR deletion and export."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from app.cache import Cache
+from app.config import Settings
+from app.customers import repository
+from app.customers.models import User
+from app.customers.schemas import UserExport, UserIn, UserOut
+from app.db import after_commit, utcnow
+from app.errors import NotFound
+from app.events import history
+from app.events.schemas import EventOut
+
+
+def get_or_404(session: Session, user_id: str) -> User:
+    """The user, or NotFound."""
+    user = repository.get(session, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id!r} does not exist")
+    return user
+
+
+def put(session: Session, cache: Cache, user_id: str, data: UserIn, settings: Settings) -> User:
+    """Create a user or replace their attributes (which may change their cold-start segment)."""
+    user = repository.get(session, user_id)
+    if user is None:
+        user = User(id=user_id, attributes=data.attributes)
+        session.add(user)
+    else:
+        user.attributes = data.attributes
+        user.updated_at = utcnow()
+    session.flush()
+
+    async def _invalidate() -> None:
+        await history.bump_versions(cache, [user_id], settings.cache_ttl_seconds)
+
+    after_commit(session, _invalidate)
+    return user
+
+
+def delete(session: Session, cache: Cache, user_id: str, settings: Settings) -> None:
+    """Erase a user's events and attributes and purge their cached answers (GDPR)."""
+    get_or_404(session, user_id)
+    repository.delete_user(session, user_id)
+    session.flush()
+
+    async def _purge() -> None:
+        await history.bump_versions(cache, [user_id], settings.cache_ttl_seconds)
+
+    after_commit(session, _purge)
+
+
+def export(session: Session, user_id: str) -> UserExport:
+    """Everything stored about a user."""
+    user = get_or_404(session, user_id)
+    events = repository.all_events(session, user_id)
+    return UserExport(
+        user=UserOut.model_validate(user),
+        events=[EventOut.model_validate(e) for e in events],
+        exported_at=utcnow(),
+    )

@@ -1,0 +1,33 @@
+"""Cache keys for a user's recent history and its version.
+
+The version is bumped after every committed write about the user; answers are cached under
+keys that embed it, so a new event invalidates without scanning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from app.cache import Cache
+
+
+def version_key(user_id: str) -> str:
+    """Key of the user's history version counter."""
+    return f"uver:{user_id}"
+
+
+def history_key(user_id: str, version: int) -> str:
+    """Key of the user's cached recent history at a version."""
+    return f"hist:{user_id}:{version}"
+
+
+async def current_version(cache: Cache, user_id: str) -> int:
+    """The user's history version (0 when never written or the cache forgot it)."""
+    raw = await cache.get(version_key(user_id))
+    return int(raw) if raw else 0
+
+
+async def bump_versions(cache: Cache, user_ids: Iterable[str], ttl: float) -> None:
+    """Invalidate every cached answer and history of these users."""
+    for user_id in user_ids:
+        await cache.incr(version_key(user_id), ttl)

@@ -1,0 +1,98 @@
+"""Every SQL statement about events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.catalog.models import Item
+from app.customers.models import User
+from app.events.models import Event
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def ensure_users(session: Session, user_ids: Sequence[str]) -> None:
+    """Create the users that do not exist yet (concurrent creators do not conflict)."""
+    if user_ids:
+        stmt = _insert(session, User).on_conflict_do_nothing(index_elements=["id"])
+        session.execute(stmt, [{"id": uid, "attributes": {}} for uid in user_ids])
+
+
+def ensure_items(session: Session, item_ids: Sequence[str]) -> None:
+    """Create placeholder items for ids the catalogue does not know yet."""
+    if item_ids:
+        stmt = _insert(session, Item).on_conflict_do_nothing(index_elements=["id"])
+        session.execute(
+            stmt,
+            [
+                {"id": iid, "title": "", "description": "", "categories": [], "attributes": {}}
+                for iid in item_ids
+            ],
+        )
+
+
+def insert_events(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert events, skipping any whose event_id is already stored; return how many landed."""
+    if not rows:
+        return 0
+    with_id = [r for r in rows if r["event_id"] is not None]
+    without_id = [r for r in rows if r["event_id"] is None]
+    inserted = 0
+    if with_id:
+        stmt = (
+            _insert(session, Event)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(Event.id)
+        )
+        inserted += len(session.execute(stmt, with_id).all())
+    if without_id:
+        session.execute(_insert(session, Event), without_id)
+        inserted += len(without_id)
+    return inserted
+
+
+def recent_events(session: Session, user_id: str, limit: int) -> Sequence[Event]:
+    """A user's most recent events, newest first (served by the user/time index)."""
+    stmt = (
+        select(Event)
+        .where(Event.user_id == user_id)
+        .order_by(Event.occurred_at.desc(), Event.id.desc())
+        .limit(limit)
+    )
+    return session.scalars(stmt).all()
+
+
+def delete_user_events(session: Session, user_id: str) -> int:
+    """Delete every event of a user; return how many."""
+    return session.execute(delete(Event).where(Event.user_id == user_id)).rowcount or 0
+
+
+def count_events(session: Session) -> int:
+    """How many events are stored."""
+    return session.scalar(select(func.count()).select_from(Event)) or 0
+
+
+def stream_events(session: Session, batch_size: int = 50_000) -> Iterator[Sequence[Any]]:
+    """All events as (user_id, item_id, type, value, occurred_at) rows in id order, in batches."""
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(
+                Event.id, Event.user_id, Event.item_id, Event.type, Event.value, Event.occurred_at
+            )
+            .where(Event.id > last_id)
+            .order_by(Event.id)
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            return
+        last_id = rows[-1][0]
+        yield rows

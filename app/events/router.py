@@ -1,0 +1,19 @@
+"""HTTP routes of the events API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from app.deps import CacheDep, SessionDep, SettingsDep
+from app.events import service
+from app.events.schemas import EventBatchIn, IngestResult
+
+router = APIRouter(tags=["events"])
+
+
+@router.post("/events", status_code=status.HTTP_200_OK)
+def post_events(
+    batch: EventBatchIn, session: SessionDep, cache: CacheDep, settings: SettingsDep
+) -> IngestResult:
+    """Ingest a batch of events (all or nothing; repeated event ids are skipped)."""
+    return service.ingest(session, cache, batch, settings)

@@ -1,0 +1,84 @@
+"""create_app(): wires settings, database, cache and model registry into a FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import health
+from app.cache import make_cache
+from app.catalog.router import router as catalog_router
+from app.config import Settings, get_settings
+from app.customers.router import router as customers_router
+from app.db import make_engine, make_sessionmaker
+from app.errors import install_database_error_handlers, install_error_handlers
+from app.events.router import router as events_router
+from app.limits import BodySizeLimit
+from app.migrate import is_up_to_date
+from app.training.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database is reachable but not migrated to the code's schema."""
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse to serve an out-of-date schema; tolerate an unreachable database (degraded)."""
+    try:
+        up_to_date = is_up_to_date(engine)
+    except SQLAlchemyError as exc:
+        log.warning("database unreachable at start-up, serving degraded: %s", exc)
+        return
+    if not up_to_date:
+        raise SchemaOutOfDate(
+            "the database schema is out of date; run `tastemaker migrate` and start again"
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application for the given settings (default: from the environment)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.resolved_database_url)
+        check_schema(engine)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.cache = make_cache(
+            settings.redis_url,
+            timeout=settings.redis_timeout_seconds,
+            local_ttl=settings.local_cache_ttl_seconds,
+            local_size=settings.local_cache_size,
+        )
+        registry = ModelRegistry(settings, app.state.sessionmaker)
+        await registry.start()
+        app.state.registry = registry
+        try:
+            yield
+        finally:
+            await registry.stop()
+            with suppress(Exception):
+                await app.state.cache.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Tastemaker",
+        version="0.1.0",
+        summary="Real-time recommendations and customer segments for online shops.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    install_database_error_handlers(app)
+    for router in (health.router, events_router, catalog_router, customers_router):
+        app.include_router(router)
+    return app

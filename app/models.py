@@ -1,0 +1,9 @@
+"""Every table, imported once so that `Base.metadata` is complete (Alembic, tests)."""
+
+from app.catalog.models import Item
+from app.customers.models import User
+from app.db import Base
+from app.events.models import Event
+from app.training.models import ModelVersion, TrainingRun
+
+__all__ = ["Base", "Event", "Item", "ModelVersion", "TrainingRun", "User"]
