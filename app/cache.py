@@ -15,6 +15,8 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from app.config import Settings
+
 log = logging.getLogger(__name__)
 
 
@@ -242,12 +244,13 @@ class TieredCache:
         await self.shared.close()
 
 
-def make_cache(
-    redis_url: str | None, *, timeout: float, local_ttl: float, local_size: int
-) -> Cache:
+def make_cache(settings: Settings) -> Cache:
     """Redis with a local tier when a URL is set, else the in-process cache alone."""
-    if not redis_url:
-        return LocalCache(max_entries=max(local_size * 10, 1000))
+    if not settings.redis_url:
+        return LocalCache(max_entries=max(settings.local_cache_size * 10, 1000))
+    shared = RedisCache(
+        settings.redis_url, timeout=settings.redis_timeout_seconds, prefix=settings.cache_prefix
+    )
     return TieredCache(
-        RedisCache(redis_url, timeout=timeout), local_ttl=local_ttl, local_size=local_size
+        shared, local_ttl=settings.local_cache_ttl_seconds, local_size=settings.local_cache_size
     )

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         2.0, ge=0, description="TTL of the per-worker in-process cache tier."
     )
     local_cache_size: int = Field(10_000, ge=0, description="Entries in the per-worker tier.")
+    cache_prefix: str = Field(
+        "tm:",
+        max_length=64,
+        description="Prefix of every Redis key (several deployments, one Redis).",
+    )
     redis_timeout_seconds: float = Field(
         0.05, gt=0, description="Socket timeout of each Redis call before degrading."
     )

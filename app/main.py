@@ -53,12 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.cache = make_cache(
-            settings.redis_url,
-            timeout=settings.redis_timeout_seconds,
-            local_ttl=settings.local_cache_ttl_seconds,
-            local_size=settings.local_cache_size,
-        )
+        app.state.cache = make_cache(settings)
         registry = ModelRegistry(settings, app.state.sessionmaker)
         await registry.start()
         app.state.registry = registry

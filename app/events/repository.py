@@ -19,24 +19,21 @@ def _insert(session: Session, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-def ensure_users(session: Session, user_ids: Sequence[str]) -> None:
-    """Create the users that do not exist yet (concurrent creators do not conflict)."""
-    if user_ids:
+def ensure_users(session: Session, users: Sequence[str | dict[str, Any]]) -> None:
+    """Create the users that do not exist yet (ids, or dicts with attributes); never update."""
+    if users:
+        rows = [u if isinstance(u, dict) else {"id": u} for u in users]
         stmt = _insert(session, User).on_conflict_do_nothing(index_elements=["id"])
-        session.execute(stmt, [{"id": uid, "attributes": {}} for uid in user_ids])
+        session.execute(stmt, [{"attributes": {}, **row} for row in rows])
 
 
-def ensure_items(session: Session, item_ids: Sequence[str]) -> None:
-    """Create placeholder items for ids the catalogue does not know yet."""
-    if item_ids:
+def ensure_items(session: Session, items: Sequence[str | dict[str, Any]]) -> None:
+    """Create items the catalogue does not know yet (ids, or dicts with catalogue fields)."""
+    if items:
+        rows = [i if isinstance(i, dict) else {"id": i} for i in items]
+        defaults = {"title": "", "description": "", "categories": [], "attributes": {}}
         stmt = _insert(session, Item).on_conflict_do_nothing(index_elements=["id"])
-        session.execute(
-            stmt,
-            [
-                {"id": iid, "title": "", "description": "", "categories": [], "attributes": {}}
-                for iid in item_ids
-            ],
-        )
+        session.execute(stmt, [{**defaults, **row} for row in rows])
 
 
 def insert_events(session: Session, rows: list[dict[str, Any]]) -> int:

@@ -1,0 +1,194 @@
+"""The `tastemaker` command: serve, demo, migrate, import, train, evaluate, segments."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+
+cli = typer.Typer(help="Tastemaker: recommendations and customer segments for online shops.")
+import_cli = typer.Typer(help="Load data files into the store.")
+cli.add_typer(import_cli, name="import")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:
+        console.print(f"[red]Invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _prepare_store(settings: Settings) -> None:
+    if settings.resolved_database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _progress(description: str, total: int | None = None) -> Progress:
+    return Progress(
+        TextColumn(f"[bold]{description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to the latest revision."""
+    from app.migrate import upgrade
+
+    settings = _settings()
+    _prepare_store(settings)
+    upgrade(settings.resolved_database_url)
+    console.print("Database schema is up to date.")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default: settings)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings)")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
+) -> None:
+    """Start the HTTP service (refuses an out-of-date database schema)."""
+    from app.main import SchemaOutOfDate, check_schema
+    from app.server import serve as run_server
+
+    settings = _settings()
+    overrides = {"host": host, "port": port, "workers": workers}
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    _prepare_store(settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        check_schema(engine)
+    except SchemaOutOfDate as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+    console.print(f"Serving on http://{settings.host}:{settings.port} (docs at /docs)")
+    run_server(settings)
+
+
+@import_cli.command("online-retail")
+def import_online_retail(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or .csv.xz")],
+) -> None:
+    """Import the UCI Online Retail file: purchases, items, customers."""
+    from app.importers import import_online_retail as run_import
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with _progress("Importing Online Retail") as progress:
+        task = progress.add_task("rows", total=None)
+        summary = run_import(factory, path, lambda n: progress.advance(task, n))
+    _print_summary(summary.as_dict())
+
+
+@import_cli.command("events")
+def import_events(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSON lines")],
+    map_: Annotated[
+        list[str],
+        typer.Option(
+            "--map",
+            help="field=column pairs, e.g. --map user_id=customer --map occurred_at=ts",
+        ),
+    ] = [],  # noqa: B006 - typer needs a literal default
+) -> None:
+    """Import a generic events file; columns default to the event field names."""
+    from app.importers import import_events_file
+
+    settings = _settings()
+    fields = ("event_id", "user_id", "item_id", "type", "value", "order_id", "occurred_at")
+    mapping = {f: f for f in fields}
+    for pair in map_:
+        target, _, source = pair.partition("=")
+        if target not in fields or not source:
+            console.print(
+                f"[red]--map {pair!r}: expected FIELD=COLUMN with FIELD in {fields}[/red]"
+            )
+            raise typer.Exit(2)
+        mapping[target] = source
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with _progress("Importing events") as progress:
+        task = progress.add_task("rows", total=None)
+        summary = import_events_file(
+            factory, path, mapping, settings.event_types, lambda n: progress.advance(task, n)
+        )
+    _print_summary(summary.as_dict())
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table(title="Import summary")
+    table.add_column("what")
+    table.add_column("rows", justify="right")
+    table.add_row("read", str(summary["read"]))
+    table.add_row("inserted", str(summary["inserted"]))
+    table.add_row("already stored (skipped)", str(summary["already_stored"]))
+    for reason, count in sorted(summary["dropped"].items()):
+        table.add_row(f"dropped: {reason}", str(count))
+    Console().print(table)
+
+
+@cli.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic shop")] = 0,
+    users: Annotated[int, typer.Option(help="Customers to generate")] = 2000,
+    items: Annotated[int, typer.Option(help="Items to generate")] = 500,
+    events: Annotated[int, typer.Option(help="Events to generate")] = 100_000,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve afterwards")
+    ] = True,
+) -> None:
+    """Generate a synthetic shop, import it, train, and serve on 127.0.0.1:8000."""
+    from app.demo import load_demo
+    from app.migrate import upgrade
+
+    settings = _settings()
+    _prepare_store(settings)
+    upgrade(settings.resolved_database_url)
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with _progress("Loading demo shop") as progress:
+        task = progress.add_task("events", total=events)
+        summary = load_demo(
+            factory,
+            seed=seed,
+            n_users=users,
+            n_items=items,
+            n_events=events,
+            progress=lambda n: progress.advance(task, n),
+        )
+    _print_summary(summary.as_dict())
+    _train_and_report(settings)
+    if serve_after:
+        serve(host=None, port=None, workers=None)
+
+
+def _train_and_report(settings: Settings) -> None:
+    try:
+        from app.training.runner import train_now
+    except ImportError:  # training lands with the recommender; until then demo only imports
+        return
+    result = train_now(settings, progress=lambda msg: console.print(f"  {msg}"))
+    console.print(f"Trained model version {result['version']} ({result['status']}).")
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    cli()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Load the synthetic demo shop into the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.events import repository
+from app.importers import BATCH_SIZE, ImportSummary
+from app.ml.synthetic import SyntheticShop, generate_shop
+
+
+def load_demo(
+    factory: sessionmaker[Session],
+    *,
+    seed: int = 0,
+    n_users: int = 2000,
+    n_items: int = 500,
+    n_events: int = 100_000,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Generate a shop (deterministic with `seed`) and import it; re-running adds nothing."""
+    shop = generate_shop(n_users=n_users, n_items=n_items, n_events=n_events, seed=seed)
+    return import_shop(factory, shop, progress)
+
+
+def import_shop(
+    factory: sessionmaker[Session],
+    shop: SyntheticShop,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Write a generated shop's catalogue, customers and events to the store."""
+    summary = ImportSummary()
+    with factory.begin() as session:
+        repository.ensure_items(
+            session,
+            [
+                {
+                    "id": item.item_id,
+                    "title": item.title,
+                    "description": item.description,
+                    "categories": list(item.categories),
+                    "price": float(item.price),
+                    "attributes": dict(item.attributes),
+                }
+                for item in shop.items
+            ],
+        )
+        repository.ensure_users(
+            session, [{"id": u.user_id, "attributes": dict(u.attributes)} for u in shop.users]
+        )
+    events = shop.events
+    received_at = datetime.now(UTC)
+    columns = (
+        events.event_id,
+        events.user_id,
+        events.item_id,
+        events.type,
+        events.value,
+        events.occurred_at,
+        events.order_id,
+    )
+    for start in range(0, len(events), BATCH_SIZE):
+        stop = min(start + BATCH_SIZE, len(events))
+        ids, users, items, types, values, times, orders = (c[start:stop] for c in columns)
+        rows = [
+            {
+                "event_id": str(ids[i]),
+                "user_id": str(users[i]),
+                "item_id": str(items[i]),
+                "type": str(types[i]),
+                "value": None if np.isnan(values[i]) else float(values[i]),
+                "order_id": str(orders[i]) or None,
+                "occurred_at": datetime.fromtimestamp(float(times[i]), UTC),
+                "received_at": received_at,
+            }
+            for i in range(stop - start)
+        ]
+        with factory.begin() as session:
+            inserted = repository.insert_events(session, rows)
+        summary.read += len(rows)
+        summary.inserted += inserted
+        summary.already_stored += len(rows) - inserted
+        if progress:
+            progress(len(rows))
+    return summary
