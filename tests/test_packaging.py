@@ -51,3 +51,9 @@ def test_dockerfile_command_exists_and_runs_as_non_root():
         assert sub in commands, sub
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["tastemaker"] == "app.cli:main"
+
+
+def test_readme_lists_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"`TASTEMAKER_{name.upper()}`" in readme, name
