@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -176,13 +177,118 @@ def demo(
         serve(host=None, port=None, workers=None)
 
 
-def _train_and_report(settings: Settings) -> None:
+def _train_and_report(settings: Settings) -> dict:
+    from app.training.runner import train_now
+
+    with console.status("Training…") as status:
+        result = train_now(settings, progress=lambda message: status.update(f"Training: {message}"))
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items())
+    console.print(f"Model version {result['version']}: {result['status']} ({timings})")
+    return result
+
+
+@cli.command()
+def train() -> None:
+    """Fit every model on the store's events, write bundle vN+1, activate it if it passes."""
+    settings = _settings()
     try:
-        from app.training.runner import train_now
-    except ImportError:  # training lands with the recommender; until then demo only imports
+        _train_and_report(settings)
+    except (RuntimeError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+METRICS = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage")
+
+
+@cli.command()
+def evaluate(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """Evaluate every model and the served blend on a held-out split of the store's events."""
+    from app.ml.recommender import RecommenderConfig, train_recommender
+    from app.training.pipeline import load_training_data
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with factory() as session, console.status("Loading events…"):
+        data = load_training_data(session)
+    if len(data.user_ids) == 0:
+        console.print("[red]The store holds no events: import some first.[/red]")
+        raise typer.Exit(1)
+    with console.status("Evaluating…") as status:
+        trained = train_recommender(
+            data.event_log,
+            data.catalog,
+            RecommenderConfig(event_weights=dict(settings.event_weights)),
+            progress=lambda message: status.update(f"Evaluating: {message}"),
+        )
+    report = trained.metrics
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
         return
-    result = train_now(settings, progress=lambda msg: console.print(f"  {msg}"))
-    console.print(f"Trained model version {result['version']} ({result['status']}).")
+    table = Table(title=f"Offline evaluation @10 ({report['protocol']})")
+    table.add_column("model")
+    for metric in METRICS:
+        table.add_column(metric, justify="right")
+    for name, values in report["models"].items():
+        table.add_row(name, *(f"{values[m]:.4f}" for m in METRICS))
+    Console().print(table)
+
+
+@cli.command()
+def segments() -> None:
+    """Print the active model's segment profiles for both algorithms."""
+    from app.training import repository
+    from app.training.registry import load_bundle
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with factory() as session:
+        active = repository.active_version(session)
+    if active is None:
+        console.print("[red]No trained model yet: run `tastemaker train` first.[/red]")
+        raise typer.Exit(1)
+    seg = load_bundle(active.version, active.path).segmentation
+    Console().print(f"Model version {active.version}; quality: {json.dumps(seg.quality_)}")
+    for algorithm in ("kmeans", "dbscan"):
+        table = Table(title=f"Segments ({algorithm})")
+        for column in (
+            "id",
+            "label",
+            "size",
+            "share",
+            "recency (d)",
+            "orders",
+            "spend",
+            "top categories",
+        ):
+            table.add_column(column)
+        for p in seg.profiles(algorithm):
+            table.add_row(*_profile_row(p))
+        Console().print(table)
+
+
+def _profile_row(p: dict) -> list[str]:
+    def fmt(value: object) -> str:
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+    def median(name: str) -> str:
+        stats = p.get(name) or {}
+        return fmt(stats.get("median")) if isinstance(stats, dict) else fmt(stats)
+
+    top = p.get("top_categories") or []
+    names = [c["category"] if isinstance(c, dict) else str(c) for c in top[:3]]
+    return [
+        str(p.get("segment_id")),
+        str(p.get("label")),
+        str(p.get("size")),
+        f"{p.get('share', 0):.1%}",
+        median("recency_days"),
+        median("frequency"),
+        median("monetary"),
+        ", ".join(names),
+    ]
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -80,6 +81,9 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         2.0, gt=0, description="How often each worker checks for a newly active model version."
     )
+    trainer_heartbeat_timeout_seconds: float = Field(
+        60.0, gt=0, description="A run whose trainer is silent this long is marked failed."
+    )
     retrain_every_minutes: int = Field(
         0, ge=0, description="Retrain on a schedule every N minutes (0 = off)."
     )
@@ -106,6 +110,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'tastemaker.db').as_posix()}"
+
+    def child_environment(self) -> dict[str, str]:
+        """These settings as `TASTEMAKER_*` variables, for a trainer process started from here."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            text = value if isinstance(value, str) else json.dumps(value)
+            env[f"TASTEMAKER_{name.upper()}"] = text
+        return env
 
     @property
     def is_loopback(self) -> bool:

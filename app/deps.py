@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.cache import Cache
 from app.config import Settings
 from app.db import pop_after_commit
+from app.training.registry import ModelRegistry
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -39,7 +40,19 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         await callback()
 
 
+def get_registry(request: Request) -> ModelRegistry:
+    """This worker's model registry."""
+    return request.app.state.registry
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    """The session factory, for cache-first paths that touch the store only on a miss."""
+    return request.app.state.sessionmaker
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 # scope="function": commit before the response is sent, so a failed commit is the answer.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]

@@ -20,7 +20,10 @@ from app.errors import install_database_error_handlers, install_error_handlers
 from app.events.router import router as events_router
 from app.limits import BodySizeLimit
 from app.migrate import is_up_to_date
+from app.recommendations.router import router as recommendations_router
+from app.segments.router import router as segments_router
 from app.training.registry import ModelRegistry
+from app.training.router import router as training_router
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     install_database_error_handlers(app)
-    for router in (health.router, events_router, catalog_router, customers_router):
+    routers = (
+        health.router,
+        events_router,
+        catalog_router,
+        customers_router,
+        recommendations_router,
+        segments_router,
+        training_router,
+    )
+    for router in routers:
         app.include_router(router)
     return app

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from app.catalog import service
 from app.catalog.schemas import ItemBatchIn, ItemBatchResult, ItemIn, ItemOut
-from app.deps import SessionDep, SettingsDep
+from app.deps import RegistryDep, SessionDep, SettingsDep
 from app.schemas import ItemIdPath
 
 router = APIRouter(tags=["catalog"])
@@ -31,7 +31,7 @@ def get_item(item_id: ItemIdPath, session: SessionDep) -> ItemOut:
 
 
 @router.delete("/items/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_item(item_id: ItemIdPath, session: SessionDep) -> Response:
+def delete_item(item_id: ItemIdPath, session: SessionDep, registry: RegistryDep) -> Response:
     """Mark an item unavailable: it will never be recommended again."""
-    service.retire(session, item_id)
+    service.retire(session, item_id, registry)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

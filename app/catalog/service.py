@@ -8,7 +8,9 @@ from app.catalog import repository
 from app.catalog.models import Item
 from app.catalog.schemas import ItemBatchIn, ItemIn
 from app.config import Settings
+from app.db import after_commit
 from app.errors import NotFound, PayloadTooLarge
+from app.training.registry import ModelRegistry
 
 
 def get_or_404(session: Session, item_id: str) -> Item:
@@ -38,8 +40,13 @@ def upsert_batch(session: Session, batch: ItemBatchIn, settings: Settings) -> in
     return len(rows)
 
 
-def retire(session: Session, item_id: str) -> None:
-    """Mark an item unavailable so it is never recommended again."""
+def retire(session: Session, item_id: str, registry: ModelRegistry) -> None:
+    """Mark an item unavailable so it is never recommended again (this worker at once)."""
     if not repository.mark_unavailable(session, item_id):
         raise NotFound(f"item {item_id!r} does not exist")
     session.flush()
+
+    async def _apply() -> None:
+        registry.mark_unavailable(item_id)
+
+    after_commit(session, _apply)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from app.customers import service
 from app.customers.schemas import UserExport, UserIn, UserOut
-from app.deps import CacheDep, SessionDep, SettingsDep
+from app.deps import CacheDep, RegistryDep, SessionDep, SettingsDep
 from app.events import service as events_service
 from app.events.schemas import EventOut
 from app.schemas import UserIdPath
@@ -43,10 +43,14 @@ def get_user_events(
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_user(
-    user_id: UserIdPath, session: SessionDep, cache: CacheDep, settings: SettingsDep
+    user_id: UserIdPath,
+    session: SessionDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    registry: RegistryDep,
 ) -> Response:
     """Erase a user's events and attributes and purge their cache entries (GDPR)."""
-    service.delete(session, cache, user_id, settings)
+    service.delete(session, cache, user_id, settings, registry)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -13,6 +13,7 @@ from app.db import after_commit, utcnow
 from app.errors import NotFound
 from app.events import history
 from app.events.schemas import EventOut
+from app.training.registry import ModelRegistry
 
 
 def get_or_404(session: Session, user_id: str) -> User:
@@ -41,13 +42,16 @@ def put(session: Session, cache: Cache, user_id: str, data: UserIn, settings: Se
     return user
 
 
-def delete(session: Session, cache: Cache, user_id: str, settings: Settings) -> None:
-    """Erase a user's events and attributes and purge their cached answers (GDPR)."""
+def delete(
+    session: Session, cache: Cache, user_id: str, settings: Settings, registry: ModelRegistry
+) -> None:
+    """Erase a user's events and attributes, purge their cache entries and bundle look-ups."""
     get_or_404(session, user_id)
     repository.delete_user(session, user_id)
     session.flush()
 
     async def _purge() -> None:
+        registry.forget_user(user_id)
         await history.bump_versions(cache, [user_id], settings.cache_ttl_seconds)
 
     after_commit(session, _purge)

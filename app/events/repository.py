@@ -78,12 +78,18 @@ def count_events(session: Session) -> int:
 
 
 def stream_events(session: Session, batch_size: int = 50_000) -> Iterator[Sequence[Any]]:
-    """All events as (user_id, item_id, type, value, occurred_at) rows in id order, in batches."""
+    """All events as (id, user_id, item_id, type, value, order_id, occurred_at) rows, by id."""
     last_id = 0
     while True:
         rows = session.execute(
             select(
-                Event.id, Event.user_id, Event.item_id, Event.type, Event.value, Event.occurred_at
+                Event.id,
+                Event.user_id,
+                Event.item_id,
+                Event.type,
+                Event.value,
+                Event.order_id,
+                Event.occurred_at,
             )
             .where(Event.id > last_id)
             .order_by(Event.id)

@@ -1,0 +1,1 @@
+"""Readers of public datasets used by tests, benchmarks and the importer."""

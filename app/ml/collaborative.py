@@ -1,0 +1,369 @@
+"""Collaborative models: item-kNN, user-kNN, EASE and RP3beta.
+
+Every model fits on a user x item CSR matrix and scores a *history* (item indices with
+weights), not a training row: the service scores in real time from the recent events it keeps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import linalg, sparse
+from threadpoolctl import threadpool_limits
+
+from app.ml.similarity import (
+    DEFAULT_MAX_BLOCK_ENTRIES,
+    SIMILARITIES,
+    BaseScorer,
+    ItemItemScorer,
+    blocked_top_k_product,
+    center_nonzeros,
+    gather_rows_score,
+    item_similarity,
+    row_norms,
+    top_n,
+)
+
+NEIGHBOURHOODS = ("source", "target")
+
+
+def _as_csr(X: sparse.spmatrix) -> sparse.csr_matrix:
+    X = sparse.csr_matrix(X, dtype=np.float32)
+    X.sort_indices()
+    return X
+
+
+class ItemKNN(ItemItemScorer):
+    """Item-based nearest neighbours with top-k pruned cosine / Pearson / adjusted cosine.
+
+    Parameters
+    ----------
+    k : int
+        Neighbours kept per item.
+    shrink : float
+        Added to the similarity denominator (damps pairs seen by few users).
+    similarity : {"cosine", "pearson", "adjusted_cosine"}
+    neighbourhood : {"target", "source"}
+        ``target``: an item is scored from its own ``k`` nearest neighbours found in the
+        history (classic item-kNN); ``source``: each history item votes for its ``k`` nearest
+        neighbours.
+    max_block_entries : int
+        Memory bound of the blocked similarity computation.
+
+    Attributes
+    ----------
+    similarity_ : csr_matrix of shape (n_items, n_items), float32
+        Row ``j`` = the weights history item ``j`` gives to other items.
+    neighbours_ : csr_matrix of shape (n_items, n_items), float32
+        Row ``i`` = item ``i``'s top-k neighbours (the answer to "similar items").
+    """
+
+    _param_names = ("k", "shrink", "similarity", "neighbourhood", "max_block_entries")
+
+    def __init__(
+        self,
+        *,
+        k: int = 200,
+        shrink: float = 0.0,
+        similarity: str = "cosine",
+        neighbourhood: str = "target",
+        max_block_entries: int = DEFAULT_MAX_BLOCK_ENTRIES,
+    ) -> None:
+        self.k = k
+        self.shrink = shrink
+        self.similarity = similarity
+        self.neighbourhood = neighbourhood
+        self.max_block_entries = max_block_entries
+
+    def fit(self, X: sparse.spmatrix) -> ItemKNN:
+        """Fit on a user x item matrix of shape (n_users, n_items)."""
+        if self.similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}")
+        if self.neighbourhood not in NEIGHBOURHOODS:
+            raise ValueError(f"neighbourhood must be one of {NEIGHBOURHOODS}")
+        neighbours = item_similarity(
+            _as_csr(X),
+            kind=self.similarity,
+            k=self.k,
+            shrink=self.shrink,
+            max_block_entries=self.max_block_entries,
+        )
+        self._set_neighbours(neighbours)
+        return self
+
+    def _set_neighbours(self, neighbours: sparse.csr_matrix) -> None:
+        neighbours = sparse.csr_matrix(neighbours, dtype=np.float32)
+        neighbours.sort_indices()
+        self.neighbours_ = neighbours
+        if self.neighbourhood == "target":
+            self._set_similarity(neighbours.T.tocsr())
+        else:
+            self._set_similarity(neighbours)
+
+    def similar_items(self, item: int, n: int = 10) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Return the ``n`` nearest neighbours of ``item`` and their similarities."""
+        self._check_fitted()
+        s = self.neighbours_
+        lo, hi = s.indptr[item], s.indptr[item + 1]
+        idx, vals = np.asarray(s.indices[lo:hi], dtype=np.int64), np.asarray(s.data[lo:hi])
+        order = np.lexsort((idx, -vals))[:n]
+        return idx[order], vals[order].astype(np.float32)
+
+    def to_state(self) -> tuple[dict, dict]:
+        """Return the fitted state as arrays and JSON-able meta."""
+        self._check_fitted()
+        return {"neighbours": self.neighbours_}, self._state_meta()
+
+    @classmethod
+    def from_state(cls, arrays: dict, meta: dict) -> ItemKNN:
+        """Rebuild a fitted model from :meth:`to_state` output."""
+        model = cls._from_meta(meta)
+        model._set_neighbours(arrays["neighbours"])
+        return model
+
+
+class RP3beta(ItemItemScorer):
+    """Random walk user -> item -> user -> item with popularity penalty (Paudel et al. 2017).
+
+    ``W = P_iu @ P_ui`` with column ``j`` divided by ``popularity_j ** beta``, entries raised to
+    ``alpha`` before row normalisation, top-k per row. Sparse and blocked, so it scales to
+    catalogues where EASE's dense item x item matrix does not fit.
+
+    Parameters
+    ----------
+    alpha : float
+    beta : float
+    k : int
+    """
+
+    _param_names = ("alpha", "beta", "k", "max_block_entries")
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 1.0,
+        beta: float = 0.5,
+        k: int = 200,
+        max_block_entries: int = DEFAULT_MAX_BLOCK_ENTRIES,
+    ) -> None:
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+        self.max_block_entries = max_block_entries
+
+    def fit(self, X: sparse.spmatrix) -> RP3beta:
+        """Fit on a user x item matrix of shape (n_users, n_items)."""
+        X = _as_csr(X).astype(np.float64)
+        X.data = np.power(np.maximum(X.data, 0.0), self.alpha)
+        user_deg = np.asarray(X.sum(axis=1)).ravel()
+        item_deg = np.asarray(X.sum(axis=0)).ravel()
+        p_ui = sparse.diags(np.divide(1.0, user_deg, out=np.zeros_like(user_deg), where=user_deg > 0)) @ X
+        p_iu = sparse.diags(np.divide(1.0, item_deg, out=np.zeros_like(item_deg), where=item_deg > 0)) @ X.T
+        popularity = np.asarray((X > 0).sum(axis=0)).ravel().astype(np.float64)
+        col_norms = np.where(popularity > 0, np.power(popularity, self.beta), 1.0)
+        W = blocked_top_k_product(
+            p_iu.tocsr(),
+            p_ui.tocsr(),
+            k=self.k,
+            col_norms=col_norms,
+            exclude_diagonal=True,
+            max_block_entries=self.max_block_entries,
+        )
+        self._set_similarity(W)
+        return self
+
+
+class EASE(BaseScorer):
+    """Embarrassingly Shallow Autoencoder (Steck 2019): a dense closed-form item x item model.
+
+    Its memory is ``n_items ** 2`` floats, so ``fit`` refuses catalogues above ``max_items``;
+    use :class:`RP3beta` there.
+
+    Parameters
+    ----------
+    l2 : float
+        Ridge regularisation added to the Gram matrix diagonal.
+    max_items : int
+    n_threads : int
+        BLAS threads for the inversion.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_items, n_items), float32, zero diagonal
+    """
+
+    _param_names = ("l2", "max_items", "n_threads")
+    _fitted_attr = "weights_"
+
+    def __init__(self, *, l2: float = 500.0, max_items: int = 8000, n_threads: int = 1) -> None:
+        self.l2 = l2
+        self.max_items = max_items
+        self.n_threads = n_threads
+
+    def fit(self, X: sparse.spmatrix) -> EASE:
+        """Fit on a user x item matrix of shape (n_users, n_items)."""
+        X = _as_csr(X)
+        n_items = X.shape[1]
+        if n_items > self.max_items:
+            raise ValueError(
+                f"EASE needs a dense {n_items}x{n_items} matrix; max_items={self.max_items}"
+            )
+        X64 = X.astype(np.float64)
+        gram = (X64.T @ X64).toarray()
+        gram[np.diag_indices(n_items)] += self.l2
+        # The Gram matrix plus a positive ridge is symmetric positive definite: invert it
+        # through its Cholesky factor (potrf + potri, ~2x cheaper than a general inverse).
+        # One BLAS thread: on this 2-core machine a 2-thread potri took 14x longer under load.
+        with threadpool_limits(limits=self.n_threads, user_api="blas"):
+            factor, info = linalg.lapack.dpotrf(gram, lower=True, overwrite_a=True)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"EASE Gram matrix is not positive definite ({info})")
+            P, info = linalg.lapack.dpotri(factor, lower=True, overwrite_c=True)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"EASE Gram matrix inverse failed ({info})")
+        P = np.tril(P) + np.tril(P, -1).T
+        B = P / (-np.diag(P))[None, :]
+        B[np.diag_indices(n_items)] = 0.0
+        self._set_weights(B.astype(np.float32))
+        return self
+
+    def _set_weights(self, weights: NDArray[np.float32]) -> None:
+        # Row gathers are the hot path: keep rows contiguous (cho_solve returns Fortran order).
+        self.weights_ = weights if weights.flags.c_contiguous else np.ascontiguousarray(weights)
+        self.n_items_ = weights.shape[0]
+
+    def score(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """Return ``weights @ weights_[items]``, shape (n_items,), float32."""
+        self._check_fitted()
+        if len(items) == 0:
+            return np.zeros(self.n_items_, dtype=np.float32)
+        return np.asarray(weights, dtype=np.float32) @ self.weights_[items]
+
+    def explain(
+        self,
+        items: NDArray[np.int64],
+        weights: NDArray[np.float32],
+        targets: NDArray[np.int64],
+    ) -> NDArray[np.int64]:
+        """Return, per target, the position in ``items`` contributing most (-1: none)."""
+        self._check_fitted()
+        if len(items) == 0:
+            return np.full(len(targets), -1, dtype=np.int64)
+        contrib = self.weights_[np.ix_(items, targets)] * np.asarray(weights)[:, None]
+        best = contrib.argmax(axis=0)
+        best[contrib.max(axis=0) <= 0] = -1
+        return best.astype(np.int64)
+
+    def similar_items(self, item: int, n: int = 10) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Return the ``n`` items ``item`` predicts most strongly and their weights."""
+        self._check_fitted()
+        row = np.asarray(self.weights_[item])
+        idx = top_n(row, n)
+        return idx, row[idx].astype(np.float32)
+
+    def to_state(self) -> tuple[dict, dict]:
+        """Return the fitted state as arrays and JSON-able meta."""
+        self._check_fitted()
+        return {"weights": self.weights_}, self._state_meta()
+
+    @classmethod
+    def from_state(cls, arrays: dict, meta: dict) -> EASE:
+        """Rebuild a fitted model from :meth:`to_state` output."""
+        model = cls._from_meta(meta)
+        model._set_weights(arrays["weights"])
+        return model
+
+
+class UserKNN(BaseScorer):
+    """User-based nearest neighbours: the history is compared with every training user.
+
+    Parameters
+    ----------
+    k : int
+        Neighbours (users) whose items are summed, weighted by similarity.
+    shrink : float
+    similarity : {"cosine", "pearson"}
+        ``pearson`` centres each user's stored values (and the history's) on their mean.
+
+    Attributes
+    ----------
+    interactions_ : csr_matrix of shape (n_users, n_items), float32
+    by_item_ : csr_matrix of shape (n_items, n_users), float32
+        The (centred for Pearson) values by item, to find users sharing history items.
+    user_norms_ : ndarray of shape (n_users,), float32
+    """
+
+    _param_names = ("k", "shrink", "similarity")
+    _fitted_attr = "interactions_"
+
+    def __init__(self, *, k: int = 50, shrink: float = 0.0, similarity: str = "cosine") -> None:
+        self.k = k
+        self.shrink = shrink
+        self.similarity = similarity
+
+    def fit(self, X: sparse.spmatrix) -> UserKNN:
+        """Fit on a user x item matrix of shape (n_users, n_items)."""
+        if self.similarity not in ("cosine", "pearson"):
+            raise ValueError("similarity must be 'cosine' or 'pearson'")
+        X = _as_csr(X)
+        centred = center_nonzeros(X) if self.similarity == "pearson" else X.astype(np.float64)
+        by_item = centred.T.tocsr().astype(np.float32)
+        by_item.sort_indices()
+        self._set_state(X, by_item, row_norms(centred).astype(np.float32))
+        return self
+
+    def _set_state(
+        self, X: sparse.csr_matrix, by_item: sparse.csr_matrix, norms: NDArray[np.float32]
+    ) -> None:
+        self.interactions_ = X
+        self.by_item_ = by_item
+        self.user_norms_ = norms
+        self.n_users_, self.n_items_ = X.shape
+
+    def _neighbours(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        h = np.asarray(weights, dtype=np.float32)
+        if self.similarity == "pearson":
+            h = h - h.mean()
+        h_norm = float(np.sqrt(h @ h))
+        if h_norm == 0.0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        b = self.by_item_
+        dots = gather_rows_score(b.indptr, b.indices, b.data, items, h, self.n_users_)
+        denom = self.user_norms_ * h_norm + self.shrink
+        sims = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+        users = top_n(sims, self.k)
+        return users, sims[users]
+
+    def score(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """Return the similarity-weighted sum of the ``k`` nearest users' rows, (n_items,)."""
+        self._check_fitted()
+        if len(items) == 0:
+            return np.zeros(self.n_items_, dtype=np.float32)
+        users, sims = self._neighbours(items, weights)
+        if len(users) == 0:
+            return np.zeros(self.n_items_, dtype=np.float32)
+        X = self.interactions_
+        return gather_rows_score(X.indptr, X.indices, X.data, users, sims, self.n_items_)
+
+    def to_state(self) -> tuple[dict, dict]:
+        """Return the fitted state as arrays and JSON-able meta."""
+        self._check_fitted()
+        arrays = {
+            "interactions": self.interactions_,
+            "by_item": self.by_item_,
+            "user_norms": self.user_norms_,
+        }
+        return arrays, self._state_meta()
+
+    @classmethod
+    def from_state(cls, arrays: dict, meta: dict) -> UserKNN:
+        """Rebuild a fitted model from :meth:`to_state` output."""
+        model = cls._from_meta(meta)
+        model._set_state(arrays["interactions"], arrays["by_item"], arrays["user_norms"])
+        return model

@@ -1,0 +1,219 @@
+"""The evaluation protocol: a per-user temporal holdout split and top-k ranking metrics.
+
+An interaction is a distinct (user, item) pair timed by its first event. Per user the most
+recent ``fraction`` of interactions (rounded up, at least one) is held out; users with fewer
+than ``min_interactions`` interactions stay in training only. Items a user has in training are
+excluded from the ranking and every held-out item is relevant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+from app.ml.interactions import EventLog
+from app.ml.vocabulary import Vocabulary
+
+METRICS = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage")
+
+#: ``recommend(history_items, history_weights, k) -> ranked item indices`` (length <= k),
+#: never containing a history item.
+RankFn = Callable[[NDArray[np.int64], NDArray[np.float32], int], NDArray[np.int64]]
+
+
+@dataclass(frozen=True, eq=False)
+class HoldoutSplit:
+    """A temporal per-user holdout of an event log.
+
+    Attributes
+    ----------
+    train_mask : ndarray of shape (n_events,), bool
+        Events whose (user, item) pair stays in training.
+    test : scipy.sparse.csr_matrix of shape (n_users, n_items), float32
+        1 for every held-out (user, item) pair.
+    protocol : dict
+        JSON-able description of the split.
+    """
+
+    train_mask: NDArray[np.bool_]
+    test: sparse.csr_matrix
+    protocol: dict
+
+
+def holdout_split(
+    events: EventLog,
+    users: Vocabulary,
+    items: Vocabulary,
+    *,
+    fraction: float = 0.2,
+    min_interactions: int = 2,
+) -> HoldoutSplit:
+    """Hold out each user's most recent ``fraction`` of distinct items (ceil, at least one).
+
+    Ties in first-event time (items of one order) break by the first event's position in the
+    log (arrival order), so the split is deterministic and unbiased by item ids.
+
+    Parameters
+    ----------
+    events : EventLog
+    users, items : Vocabulary
+        Row and column vocabularies of the returned ``test`` matrix; events outside are ignored.
+    fraction : float in (0, 1)
+    min_interactions : int
+        Users with fewer distinct items are kept for training only.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError("fraction must be in (0, 1)")
+    u = users.indices(events.user_ids.tolist())
+    i = items.indices(events.item_ids.tolist())
+    t = np.asarray(events.occurred_at, dtype=np.float64)
+    valid = np.flatnonzero((u >= 0) & (i >= 0))
+    n_items = max(len(items), 1)
+    key = u[valid] * n_items + i[valid]
+    # First event per pair: sort by (pair, time, log position) and take each run's head.
+    order = valid[np.lexsort((valid, t[valid], key))]
+    key_sorted = u[order] * n_items + i[order]
+    head = np.ones(len(order), dtype=bool)
+    head[1:] = key_sorted[1:] != key_sorted[:-1]
+    pair_key = key_sorted[head]
+    pair_user, pair_time, pair_pos = u[order][head], t[order][head], order[head]
+    pair_item = i[order][head]
+    # Rank pairs within each user by (first time, log position of that first event).
+    by_time = np.lexsort((pair_pos, pair_time, pair_user))
+    counts = np.bincount(pair_user, minlength=len(users))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(by_time)) - starts[pair_user[by_time]]
+    n_held = np.where(
+        counts >= min_interactions, np.ceil(counts * fraction - 1e-9).astype(np.int64), 0
+    )
+    n_held = np.where(counts >= min_interactions, np.maximum(n_held, 1), 0)
+    held_sorted = rank >= (counts - n_held)[pair_user[by_time]]
+    held = np.zeros(len(pair_key), dtype=bool)
+    held[by_time] = held_sorted
+    test = sparse.csr_matrix(
+        (np.ones(int(held.sum()), dtype=np.float32), (pair_user[held], pair_item[held])),
+        shape=(len(users), len(items)),
+    )
+    test.sort_indices()
+    held_keys = pair_key[held]
+    all_keys = u * n_items + i
+    train_mask = (u >= 0) & (i >= 0) & ~np.isin(all_keys, held_keys)
+    protocol = {
+        "holdout": "per-user most recent interactions by first event",
+        "fraction": fraction,
+        "min_interactions": min_interactions,
+        "n_users": len(users),
+        "n_items": len(items),
+        "n_interactions": len(pair_key),
+        "n_test_users": int((np.diff(test.indptr) > 0).sum()),
+        "n_test_interactions": int(held.sum()),
+    }
+    return HoldoutSplit(train_mask=train_mask, test=test, protocol=protocol)
+
+
+def precision_at_k(ranked: NDArray[np.int64], relevant: set[int], k: int) -> float:
+    """Return the share of the top ``k`` that is relevant (denominator always ``k``)."""
+    return sum(1 for item in ranked[:k] if item in relevant) / k
+
+
+def recall_at_k(ranked: NDArray[np.int64], relevant: set[int], k: int) -> float:
+    """Return the share of relevant items found in the top ``k``."""
+    if not relevant:
+        return 0.0
+    return sum(1 for item in ranked[:k] if item in relevant) / len(relevant)
+
+
+def ndcg_at_k(ranked: NDArray[np.int64], relevant: set[int], k: int) -> float:
+    """Return binary-relevance NDCG@k (ideal DCG puts min(|relevant|, k) hits first)."""
+    dcg = sum(1.0 / math.log2(r + 2) for r, item in enumerate(ranked[:k]) if item in relevant)
+    ideal = sum(1.0 / math.log2(r + 2) for r in range(min(len(relevant), k)))
+    return dcg / ideal if ideal else 0.0
+
+
+def average_precision_at_k(ranked: NDArray[np.int64], relevant: set[int], k: int) -> float:
+    """Return AP@k: mean precision at each hit, divided by min(|relevant|, k)."""
+    hits, total = 0, 0.0
+    for r, item in enumerate(ranked[:k]):
+        if item in relevant:
+            hits += 1
+            total += hits / (r + 1)
+    denom = min(len(relevant), k)
+    return total / denom if denom else 0.0
+
+
+def ranking_metrics(
+    rankings: Mapping[int, NDArray[np.int64]],
+    relevant: Mapping[int, set[int]],
+    *,
+    n_items: int,
+    k: int = 10,
+) -> dict[str, float]:
+    """Average the top-k metrics over users.
+
+    Parameters
+    ----------
+    rankings : user -> ranked item indices (at most k used)
+    relevant : user -> set of relevant item indices; users are the keys of this mapping
+        (a user missing from ``rankings`` counts as an empty ranking).
+    n_items : catalogue size, the denominator of coverage.
+
+    Returns
+    -------
+    dict with precision, recall, f1 (harmonic mean of the averaged precision and recall),
+    ndcg, map, hit_rate and coverage (distinct recommended items / n_items).
+    """
+    sums = dict.fromkeys(("precision", "recall", "ndcg", "map", "hit_rate"), 0.0)
+    recommended: set[int] = set()
+    empty = np.zeros(0, dtype=np.int64)
+    for user, rel in relevant.items():
+        ranked = np.asarray(rankings.get(user, empty))[:k]
+        recommended.update(ranked.tolist())
+        p = precision_at_k(ranked, rel, k)
+        sums["precision"] += p
+        sums["recall"] += recall_at_k(ranked, rel, k)
+        sums["ndcg"] += ndcg_at_k(ranked, rel, k)
+        sums["map"] += average_precision_at_k(ranked, rel, k)
+        sums["hit_rate"] += float(p > 0)
+    n = max(len(relevant), 1)
+    out = {name: value / n for name, value in sums.items()}
+    p, r = out["precision"], out["recall"]
+    out["f1"] = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    out["coverage"] = len(recommended) / n_items if n_items else 0.0
+    return {name: round(out[name], 6) for name in METRICS}
+
+
+def evaluate_ranker(
+    rank: RankFn,
+    train: sparse.csr_matrix,
+    test: sparse.csr_matrix,
+    *,
+    k: int = 10,
+    users: NDArray[np.int64] | None = None,
+) -> dict[str, float]:
+    """Evaluate ``rank`` for every user with held-out items, using their training row as history.
+
+    Parameters
+    ----------
+    rank : RankFn
+    train : csr_matrix of shape (n_users, n_items), the training interactions (history).
+    test : csr_matrix of shape (n_users, n_items), held-out pairs.
+    users : ndarray of int64, optional
+        Restrict to these users (default all users with held-out items).
+    """
+    if users is None:
+        users = np.flatnonzero(np.diff(test.indptr) > 0)
+    rankings: dict[int, NDArray[np.int64]] = {}
+    relevant: dict[int, set[int]] = {}
+    for u in users.tolist():
+        lo, hi = train.indptr[u], train.indptr[u + 1]
+        history = train.indices[lo:hi].astype(np.int64)
+        weights = train.data[lo:hi].astype(np.float32)
+        ranked = rank(history, weights, k)
+        rankings[u] = ranked
+        relevant[u] = set(test.indices[test.indptr[u] : test.indptr[u + 1]].tolist())
+    return ranking_metrics(rankings, relevant, n_items=train.shape[1], k=k)

@@ -1,0 +1,300 @@
+"""Events -> weighted sparse user x item matrix (event-type weights, repeats, time decay)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+from app.ml.vocabulary import Vocabulary
+
+DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
+    "view": 1.0,
+    "click": 1.0,
+    "add_to_cart": 3.0,
+    "purchase": 5.0,
+}
+RATING_TYPE = "rating"
+AGGREGATIONS = ("log1p", "sum", "binary")
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True, eq=False)
+class EventLog:
+    """Events as parallel arrays, one row per event.
+
+    Attributes
+    ----------
+    user_ids, item_ids : ndarray of shape (n_events,), object (str)
+    types : ndarray of shape (n_events,), object (str)
+        ``"view"``, ``"click"``, ``"add_to_cart"``, ``"purchase"``, ``"rating"``, ...
+    values : ndarray of shape (n_events,), float64
+        Rating, quantity or amount; NaN when absent.
+    occurred_at : ndarray of shape (n_events,), float64
+        Unix epoch seconds.
+    """
+
+    user_ids: NDArray[np.object_]
+    item_ids: NDArray[np.object_]
+    types: NDArray[np.object_]
+    values: NDArray[np.float64]
+    occurred_at: NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        n = len(self.user_ids)
+        for name in ("item_ids", "types", "values", "occurred_at"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"EventLog.{name} has {len(getattr(self, name))} rows, not {n}")
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    @classmethod
+    def from_lists(
+        cls,
+        user_ids: Sequence[str],
+        item_ids: Sequence[str],
+        types: Sequence[str] | str = "purchase",
+        values: Sequence[float] | None = None,
+        occurred_at: Sequence[float] | None = None,
+    ) -> EventLog:
+        """Build an event log from plain sequences (scalars broadcast; times default to order)."""
+        n = len(user_ids)
+        type_arr = np.empty(n, dtype=object)
+        type_arr[:] = [types] * n if isinstance(types, str) else list(types)
+        return cls(
+            user_ids=_object_array(user_ids),
+            item_ids=_object_array(item_ids),
+            types=type_arr,
+            values=np.full(n, np.nan) if values is None else np.asarray(values, dtype=np.float64),
+            occurred_at=(
+                np.arange(n, dtype=np.float64)
+                if occurred_at is None
+                else np.asarray(occurred_at, dtype=np.float64)
+            ),
+        )
+
+    def subset(self, mask: NDArray[np.bool_] | NDArray[np.int64]) -> EventLog:
+        """Return the events selected by a boolean mask or an index array."""
+        return EventLog(
+            user_ids=self.user_ids[mask],
+            item_ids=self.item_ids[mask],
+            types=self.types[mask],
+            values=self.values[mask],
+            occurred_at=self.occurred_at[mask],
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Catalog:
+    """Item metadata as parallel lists, one entry per catalogue item."""
+
+    item_ids: list[str]
+    titles: list[str]
+    descriptions: list[str]
+    categories: list[list[str]]
+    available: NDArray[np.bool_] = field(default_factory=lambda: np.ones(0, dtype=bool))
+
+    def __post_init__(self) -> None:
+        n = len(self.item_ids)
+        if len(self.available) == 0 and n:
+            object.__setattr__(self, "available", np.ones(n, dtype=bool))
+        for name in ("titles", "descriptions", "categories", "available"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Catalog.{name} has {len(getattr(self, name))} rows, not {n}")
+        if len(set(self.item_ids)) != n:
+            raise ValueError("Catalog.item_ids must be unique")
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @classmethod
+    def empty(cls) -> Catalog:
+        """Return a catalogue with no items."""
+        return cls([], [], [], [], np.ones(0, dtype=bool))
+
+    def texts(self) -> list[str]:
+        """Return one text per item: title, description and categories joined."""
+        return [
+            " ".join(part for part in (t, d, " ".join(c)) if part)
+            for t, d, c in zip(self.titles, self.descriptions, self.categories, strict=True)
+        ]
+
+
+@dataclass(frozen=True, eq=False)
+class InteractionMatrix:
+    """A weighted user x item matrix with the vocabularies of its rows and columns.
+
+    Attributes
+    ----------
+    matrix : scipy.sparse.csr_matrix of shape (n_users, n_items), float32
+    users, items : Vocabulary
+    """
+
+    matrix: sparse.csr_matrix
+    users: Vocabulary
+    items: Vocabulary
+
+
+def _object_array(values: Sequence[str]) -> NDArray[np.object_]:
+    out = np.empty(len(values), dtype=object)
+    out[:] = [str(v) for v in values]
+    return out
+
+
+def item_vocabulary(catalog: Catalog, events: EventLog) -> Vocabulary:
+    """Return the item vocabulary: catalogue items in order, then event-only items sorted."""
+    known = set(catalog.item_ids)
+    extra = sorted({i for i in events.item_ids.tolist() if i not in known})
+    return Vocabulary([*catalog.item_ids, *extra])
+
+
+def user_vocabulary(events: EventLog) -> Vocabulary:
+    """Return the user vocabulary: distinct users of the events, sorted."""
+    return Vocabulary(sorted(set(events.user_ids.tolist())))
+
+
+def event_weights(
+    types: NDArray[np.object_],
+    values: NDArray[np.float64],
+    weights: Mapping[str, float] | None = None,
+    *,
+    default_weight: float = 1.0,
+) -> NDArray[np.float64]:
+    """Return one weight per event from its type (``rating`` events weigh their value).
+
+    Parameters
+    ----------
+    types : ndarray of shape (n_events,), object
+    values : ndarray of shape (n_events,), float64
+    weights : mapping of event type to weight; unknown types weigh ``default_weight``.
+
+    Returns
+    -------
+    ndarray of shape (n_events,), float64
+    """
+    table = dict(DEFAULT_EVENT_WEIGHTS if weights is None else weights)
+    kinds, inverse = np.unique(types.astype(str), return_inverse=True)
+    per_kind = np.array([table.get(k, default_weight) for k in kinds], dtype=np.float64)
+    out = per_kind[inverse.ravel()] if len(kinds) else np.zeros(0, dtype=np.float64)
+    if RATING_TYPE not in table:
+        is_rating = types == RATING_TYPE
+        rated = is_rating & ~np.isnan(values)
+        out[rated] = values[rated]
+    return out
+
+
+def aggregate(summed: NDArray[np.floating], aggregation: str) -> NDArray[np.float32]:
+    """Turn summed event weights of a (user, item) pair into a matrix value.
+
+    ``log1p`` damps bulk repeats (one customer buying a product 40 times should not outweigh
+    everything else in their history) while still ranking a repeat above a single event; on
+    Online Retail it evaluates better than raw sums or binary values (see benchmarks/quality.py).
+    """
+    if aggregation == "log1p":
+        return np.log1p(np.maximum(summed, 0.0)).astype(np.float32)
+    if aggregation == "sum":
+        return np.asarray(summed, dtype=np.float32)
+    if aggregation == "binary":
+        return (np.asarray(summed) > 0).astype(np.float32)
+    raise ValueError(f"unknown aggregation {aggregation!r}; expected one of {AGGREGATIONS}")
+
+
+def decay_factors(
+    occurred_at: NDArray[np.float64], half_life_days: float | None, now: float | None = None
+) -> NDArray[np.float64]:
+    """Return ``0.5 ** (age / half_life)`` per event (ones when ``half_life_days`` is None)."""
+    if half_life_days is None:
+        return np.ones(len(occurred_at), dtype=np.float64)
+    if half_life_days <= 0:
+        raise ValueError("half_life_days must be positive")
+    if now is None:
+        now = float(occurred_at.max()) if len(occurred_at) else 0.0
+    age_days = np.maximum(now - occurred_at, 0.0) / SECONDS_PER_DAY
+    return np.exp2(-age_days / half_life_days)
+
+
+def build_interactions(
+    events: EventLog,
+    *,
+    users: Vocabulary | None = None,
+    items: Vocabulary | None = None,
+    weights: Mapping[str, float] | None = None,
+    aggregation: str = "log1p",
+    half_life_days: float | None = None,
+    now: float | None = None,
+) -> InteractionMatrix:
+    """Build the weighted user x item matrix of an event log.
+
+    Parameters
+    ----------
+    events : EventLog
+    users, items : Vocabulary, optional
+        Fixed vocabularies (events outside them are dropped); by default the distinct users
+        (sorted) and items (sorted) of the events.
+    weights : mapping of event type to weight, default view 1, click 1, add_to_cart 3,
+        purchase 5; ``rating`` events weigh their value unless ``rating`` is in the mapping.
+    aggregation : {"log1p", "sum", "binary"}
+        How the summed weights of repeated (user, item) events become one value.
+    half_life_days : float, optional
+        Exponential time decay of each event's weight, relative to ``now``.
+    now : float, optional
+        Reference time in epoch seconds; default the latest event.
+
+    Returns
+    -------
+    InteractionMatrix
+        ``matrix`` of shape (n_users, n_items), float32 CSR with sorted indices.
+    """
+    if users is None:
+        users = user_vocabulary(events)
+    if items is None:
+        items = Vocabulary(sorted(set(events.item_ids.tolist())))
+    rows = users.indices(events.user_ids.tolist())
+    cols = items.indices(events.item_ids.tolist())
+    w = event_weights(events.types, events.values, weights)
+    w *= decay_factors(events.occurred_at, half_life_days, now)
+    keep = (rows >= 0) & (cols >= 0)
+    summed = sparse.coo_matrix(
+        (w[keep], (rows[keep], cols[keep])), shape=(len(users), len(items))
+    ).tocsr()
+    summed.sum_duplicates()
+    matrix = sparse.csr_matrix(
+        (aggregate(summed.data, aggregation), summed.indices, summed.indptr), shape=summed.shape
+    )
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    return InteractionMatrix(matrix=matrix, users=users, items=items)
+
+
+def aggregate_history(
+    items: NDArray[np.int64],
+    weights: NDArray[np.floating],
+    aggregation: str = "log1p",
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Collapse a raw history (repeats allowed) into distinct items with aggregated weights.
+
+    Parameters
+    ----------
+    items : ndarray of shape (n_events,), int64; negative entries (unknown items) are dropped.
+    weights : ndarray of shape (n_events,)
+
+    Returns
+    -------
+    (items, weights) : distinct item indices (sorted) and their float32 values, matching the
+        values :func:`build_interactions` would put in the user's row.
+    """
+    items = np.asarray(items, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.float64)
+    keep = items >= 0
+    items, weights = items[keep], weights[keep]
+    if len(items) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    uniq, inverse = np.unique(items, return_inverse=True)
+    summed = np.bincount(inverse.ravel(), weights=weights, minlength=len(uniq))
+    values = aggregate(summed, aggregation)
+    nonzero = values != 0
+    return uniq[nonzero], values[nonzero]

@@ -1,0 +1,204 @@
+"""Non-personalised models: popular, trending (recent, decayed) and popular in a segment."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+from app.ml.interactions import SECONDS_PER_DAY
+from app.ml.similarity import BaseScorer, top_n
+
+
+class Popularity(BaseScorer):
+    """Items ranked by the number of distinct users who interacted with them.
+
+    Attributes
+    ----------
+    scores_ : ndarray of shape (n_items,), float32
+        Distinct users per item divided by the maximum (in [0, 1]).
+    counts_ : ndarray of shape (n_items,), float32
+        Distinct users per item.
+    """
+
+    _fitted_attr = "scores_"
+
+    def fit(self, X: sparse.spmatrix) -> Popularity:
+        """Fit on a user x item matrix of shape (n_users, n_items)."""
+        X = sparse.csr_matrix(X)
+        X.eliminate_zeros()
+        counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.float32)
+        self._set_counts(counts)
+        return self
+
+    def _set_counts(self, counts: NDArray[np.float32]) -> None:
+        self.counts_ = np.asarray(counts, dtype=np.float32)
+        top = float(self.counts_.max()) if len(self.counts_) else 0.0
+        self.scores_ = self.counts_ / top if top > 0 else np.zeros_like(self.counts_)
+        self.n_items_ = len(self.counts_)
+
+    def score(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """Return the same popularity scores for every history, shape (n_items,)."""
+        self._check_fitted()
+        return self.scores_.copy()
+
+    def ranking(self, n: int, mask: NDArray[np.bool_] | None = None) -> NDArray[np.int64]:
+        """Return the ``n`` most popular items allowed by ``mask``."""
+        self._check_fitted()
+        return top_n(self.scores_, n, mask)
+
+    def to_state(self) -> tuple[dict, dict]:
+        """Return the fitted state as arrays and JSON-able meta."""
+        self._check_fitted()
+        return {"counts": self.counts_}, self._state_meta()
+
+    @classmethod
+    def from_state(cls, arrays: dict, meta: dict) -> Popularity:
+        """Rebuild a fitted model from :meth:`to_state` output."""
+        model = cls._from_meta(meta)
+        model._set_counts(arrays["counts"])
+        return model
+
+
+class Trending(Popularity):
+    """Items ranked by exponentially decayed event counts in a recent window.
+
+    Parameters
+    ----------
+    window_days : float
+        Only events this recent (before ``now``) count.
+    half_life_days : float
+        An event ``half_life_days`` old counts half.
+    """
+
+    _param_names = ("window_days", "half_life_days")
+
+    def __init__(self, *, window_days: float = 30.0, half_life_days: float = 7.0) -> None:
+        self.window_days = window_days
+        self.half_life_days = half_life_days
+
+    def fit(  # type: ignore[override]
+        self,
+        items: NDArray[np.int64],
+        occurred_at: NDArray[np.float64],
+        *,
+        n_items: int,
+        now: float | None = None,
+    ) -> Trending:
+        """Fit on events given as item indices and epoch-second times.
+
+        Parameters
+        ----------
+        items : ndarray of shape (n_events,), int64 (negative = unknown, ignored)
+        occurred_at : ndarray of shape (n_events,), float64
+        n_items : int
+        now : float, optional; default the latest event time.
+        """
+        items = np.asarray(items, dtype=np.int64)
+        times = np.asarray(occurred_at, dtype=np.float64)
+        if now is None:
+            now = float(times.max()) if len(times) else 0.0
+        age_days = (now - times) / SECONDS_PER_DAY
+        keep = (items >= 0) & (age_days >= 0) & (age_days <= self.window_days)
+        decay = np.exp2(-age_days[keep] / self.half_life_days)
+        counts = np.bincount(items[keep], weights=decay, minlength=n_items)
+        self._set_counts(counts.astype(np.float32))
+        self.now_ = float(now)
+        return self
+
+    def has_signal(self) -> bool:
+        """Return True when some item had events in the window."""
+        self._check_fitted()
+        return bool(np.any(self.counts_ > 0))
+
+    def to_state(self) -> tuple[dict, dict]:
+        """Return the fitted state as arrays and JSON-able meta."""
+        arrays, meta = super().to_state()
+        meta["now"] = self.now_
+        return arrays, meta
+
+    @classmethod
+    def from_state(cls, arrays: dict, meta: dict) -> Trending:
+        """Rebuild a fitted model from :meth:`to_state` output."""
+        model = super().from_state(arrays, meta)
+        model.now_ = float(meta.get("now", 0.0))
+        return model
+
+
+class SegmentPopularity(BaseScorer):
+    """Items ranked by distinct users within each customer segment.
+
+    Attributes
+    ----------
+    segments_ : ndarray of shape (n_segments,), int64
+        The segment labels, in row order of ``scores_``.
+    scores_ : ndarray of shape (n_segments, n_items), float32
+        Per-segment popularity divided by each segment's maximum.
+    """
+
+    _fitted_attr = "scores_"
+
+    def fit(self, X: sparse.spmatrix, segments: NDArray[np.int64]) -> SegmentPopularity:
+        """Fit on a user x item matrix and one segment label per user (-1 = none).
+
+        Parameters
+        ----------
+        X : sparse matrix of shape (n_users, n_items)
+        segments : ndarray of shape (n_users,), int64
+        """
+        X = sparse.csr_matrix(X)
+        X.eliminate_zeros()
+        segments = np.asarray(segments, dtype=np.int64)
+        labels = np.unique(segments[segments >= 0])
+        scores = np.zeros((len(labels), X.shape[1]), dtype=np.float32)
+        user_rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        seg_of_entry = segments[user_rows]
+        for row, label in enumerate(labels.tolist()):
+            counts = np.bincount(X.indices[seg_of_entry == label], minlength=X.shape[1])
+            top = counts.max() if len(counts) else 0
+            if top > 0:
+                scores[row] = counts / top
+        self._set_state(labels, scores)
+        return self
+
+    def _set_state(self, segments: NDArray[np.int64], scores: NDArray[np.float32]) -> None:
+        self.segments_ = np.asarray(segments, dtype=np.int64)
+        self.scores_ = scores
+        self.n_items_ = scores.shape[1]
+        self._row = {int(s): i for i, s in enumerate(self.segments_.tolist())}
+
+    def has_segment(self, segment: int) -> bool:
+        """Return True when ``segment`` was seen in training."""
+        self._check_fitted()
+        return int(segment) in self._row
+
+    def score_segment(self, segment: int) -> NDArray[np.float32]:
+        """Return the popularity scores within ``segment``, shape (n_items,)."""
+        self._check_fitted()
+        row = self._row.get(int(segment))
+        if row is None:
+            return np.zeros(self.n_items_, dtype=np.float32)
+        return np.asarray(self.scores_[row], dtype=np.float32)
+
+    def score(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """Return the overall mean of the segment scores (segment unknown), (n_items,)."""
+        self._check_fitted()
+        if len(self.segments_) == 0:
+            return np.zeros(self.n_items_, dtype=np.float32)
+        return np.asarray(self.scores_, dtype=np.float32).mean(axis=0)
+
+    def to_state(self) -> tuple[dict, dict]:
+        """Return the fitted state as arrays and JSON-able meta."""
+        self._check_fitted()
+        return {"segments": self.segments_, "scores": self.scores_}, self._state_meta()
+
+    @classmethod
+    def from_state(cls, arrays: dict, meta: dict) -> SegmentPopularity:
+        """Rebuild a fitted model from :meth:`to_state` output."""
+        model = cls._from_meta(meta)
+        model._set_state(arrays["segments"], arrays["scores"])
+        return model

@@ -1,0 +1,590 @@
+"""The recommender façade the service uses: configure, train, evaluate, save, load, recommend."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+from app.ml.bundle import BundleError, read_component, write_component
+from app.ml.collaborative import EASE, RP3beta, UserKNN, ItemKNN
+from app.ml.content import ContentTfidf
+from app.ml.evaluation import evaluate_ranker, holdout_split
+from app.ml.hybrid import Blender, Ranked, Reason, candidate_mask, tune_weights
+from app.ml.interactions import (
+    AGGREGATIONS,
+    DEFAULT_EVENT_WEIGHTS,
+    Catalog,
+    EventLog,
+    aggregate_history,
+    build_interactions,
+    item_vocabulary,
+    user_vocabulary,
+)
+from app.ml.popularity import Popularity, SegmentPopularity, Trending
+from app.ml.similarity import BaseScorer, top_n
+from app.ml.vocabulary import Vocabulary
+
+MODEL_NAMES = ("item_knn", "user_knn", "ease", "rp3beta", "content", "popularity", "trending")
+RECOMMENDER_DIR = "recommender"
+_CORE = "core"
+_MODEL_CLASSES: dict[str, type[BaseScorer]] = {
+    cls.__name__: cls
+    for cls in (ItemKNN, UserKNN, EASE, RP3beta, ContentTfidf, Popularity, Trending, SegmentPopularity)
+}
+_COLLABORATIVE_FOR_SIMILAR = ("item_knn", "ease", "rp3beta")
+
+
+@dataclass(frozen=True)
+class RecommenderConfig:
+    """Every hyper-parameter of training, with defaults chosen on a validation split.
+
+    Build it from untrusted input with :meth:`from_dict`, which rejects unknown keys.
+    """
+
+    event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    aggregation: str = "log1p"
+    half_life_days: float | None = None
+    models: tuple[str, ...] = ("item_knn", "user_knn", "ease", "rp3beta", "content", "popularity")
+    item_knn_k: int = 200
+    item_knn_shrink: float = 0.0
+    item_knn_similarity: str = "cosine"
+    user_knn_k: int = 50
+    user_knn_shrink: float = 0.0
+    user_knn_similarity: str = "cosine"
+    ease_l2: float = 500.0
+    ease_max_items: int = 8000
+    rp3_alpha: float = 1.0
+    rp3_beta: float = 0.5
+    rp3_k: int = 200
+    content_k: int = 100
+    content_max_df: float = 0.5
+    content_min_df: int = 1
+    content_ngram_max: int = 1
+    content_stop_words: str | None = "english"
+    trending_window_days: float = 30.0
+    trending_half_life_days: float = 7.0
+    evaluate: bool = True
+    eval_k: int = 10
+    holdout_fraction: float = 0.2
+    min_interactions: int = 2
+    tune: bool = True
+    blend_weights: Mapping[str, float] | None = None
+    tune_max_users: int = 5000
+    tune_candidates: int = 100
+    tune_min_coverage: float = 0.0
+    seed: int = 0
+    max_block_entries: int = 1 << 24
+
+    def __post_init__(self) -> None:
+        unknown = set(self.models) - set(MODEL_NAMES)
+        if unknown:
+            raise ValueError(f"unknown models {sorted(unknown)}; expected some of {MODEL_NAMES}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError("holdout_fraction must be in (0, 1)")
+        if self.eval_k < 1:
+            raise ValueError("eval_k must be at least 1")
+        if self.blend_weights is not None:
+            stray = set(self.blend_weights) - set(self.models)
+            if stray:
+                raise ValueError(f"blend_weights for models not trained: {sorted(stray)}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RecommenderConfig:
+        """Build a config from a mapping; raise ``ValueError`` on unknown keys."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown recommender config keys: {sorted(unknown)}")
+        values = dict(data)
+        if "models" in values:
+            values["models"] = tuple(values["models"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a JSON-able dict (round-trips through :meth:`from_dict`)."""
+        out = dataclasses.asdict(self)
+        out["models"] = list(self.models)
+        out["event_weights"] = dict(self.event_weights)
+        if self.blend_weights is not None:
+            out["blend_weights"] = dict(self.blend_weights)
+        return out
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """A ranked answer: external item ids, scores, one reason per item, and its source."""
+
+    items: list[str]
+    scores: list[float]
+    reasons: list[Reason]
+    source: str
+
+
+class Recommender:
+    """A trained recommender ready to serve (built by training or by :func:`load_recommender`).
+
+    Attributes
+    ----------
+    item_vocab, user_vocab : Vocabulary
+    available : ndarray of shape (n_items,), bool; catalogue availability at training time
+    blender : Blender
+    config : RecommenderConfig
+    metrics : dict; the evaluation of this model version (may be empty)
+    """
+
+    def __init__(
+        self,
+        *,
+        item_vocab: Vocabulary,
+        user_vocab: Vocabulary,
+        blender: Blender,
+        available: NDArray[np.bool_],
+        config: RecommenderConfig,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.item_vocab = item_vocab
+        self.user_vocab = user_vocab
+        self.blender = blender
+        self.available = np.asarray(available, dtype=bool)
+        self.config = config
+        self.metrics = dict(metrics or {})
+        self.n_items = len(item_vocab)
+
+    def item_index(self, item_id: str) -> int | None:
+        """Return the matrix index of an item id, or None when unknown."""
+        return self.item_vocab.get(item_id)
+
+    def _mask(
+        self, allowed: NDArray[np.bool_] | None, exclude: Iterable[int]
+    ) -> NDArray[np.bool_]:
+        return candidate_mask(
+            self.n_items, allowed=self.available if allowed is None else allowed, exclude=exclude
+        )
+
+    def _answer(self, ranked: Ranked) -> Recommendations:
+        ids = self.item_vocab.lookup(ranked.items.tolist())
+        reasons = [
+            Reason(kind, self.item_vocab.id(src) if src >= 0 else None)
+            for kind, src in zip(ranked.reason_kinds, ranked.reason_items.tolist(), strict=True)
+        ]
+        return Recommendations(ids, ranked.scores.tolist(), reasons, ranked.source)
+
+    def recommend(
+        self,
+        history_items: Sequence[str],
+        history_weights: Sequence[float] | None = None,
+        *,
+        n: int = 10,
+        exclude: Iterable[str] = (),
+        exclude_history: bool = True,
+        allowed: NDArray[np.bool_] | None = None,
+        segment: int | None = None,
+    ) -> Recommendations:
+        """Recommend ``n`` items for a recent history of item ids (unknown ids are ignored).
+
+        Parameters
+        ----------
+        history_items : item ids of the user's recent events (repeats allowed)
+        history_weights : one weight per entry (event-type weights); 1 each when None
+        n : number of items
+        exclude : item ids never to return
+        exclude_history : do not return items of the history
+        allowed : ndarray of shape (n_items,), bool, in ``item_vocab`` order; default the
+            training-time availability
+        segment : the user's segment, used when the history is empty
+        """
+        if n <= 0:
+            return Recommendations([], [], [], "cold_start" if not history_items else "personalized")
+        raw = self.item_vocab.indices(history_items)
+        if history_weights is None:
+            w = np.ones(len(raw), dtype=np.float64)
+        else:
+            w = np.asarray(history_weights, dtype=np.float64)
+            if w.shape != raw.shape:
+                raise ValueError("history_weights must have one weight per history item")
+        items, weights = aggregate_history(raw, w, self.config.aggregation)
+        excluded = [i for i in self.item_vocab.indices(exclude).tolist() if i >= 0]
+        if exclude_history:
+            excluded.extend(items.tolist())
+        mask = self._mask(allowed, excluded)
+        return self._answer(self.blender.recommend(items, weights, n=n, mask=mask, segment=segment))
+
+    def similar_items(
+        self, item_id: str, *, n: int = 10, allowed: NDArray[np.bool_] | None = None
+    ) -> Recommendations:
+        """Return the items most similar to ``item_id``; raise ``KeyError`` when it is unknown.
+
+        Collaborative neighbours first; an item without interactions (or with too few
+        neighbours) gets content-similar items.
+        """
+        index = self.item_vocab.index(item_id)
+        mask = self._mask(allowed, [index])
+        models = self.blender.models
+        chosen: list[int] = []
+        scores: list[float] = []
+        kinds: list[str] = []
+        has_events = self.blender.popularity.counts_[index] > 0
+        sources = [(name, "similar_to") for name in _COLLABORATIVE_FOR_SIMILAR if name in models]
+        sources = sources[:1] if has_events else []
+        if "content" in models:
+            sources.append(("content", "content_match"))
+        for name, kind in sources:
+            if len(chosen) >= n:
+                break
+            idx, vals = models[name].similar_items(index, n + len(chosen) + 1)
+            for i, v in zip(idx.tolist(), vals.tolist(), strict=True):
+                if mask[i] and v > 0 and i not in chosen and len(chosen) < n:
+                    chosen.append(i)
+                    scores.append(float(v))
+                    kinds.append(kind)
+        ranked = Ranked(
+            items=np.asarray(chosen, dtype=np.int64),
+            scores=np.asarray(scores, dtype=np.float32),
+            reason_kinds=kinds,
+            reason_items=np.full(len(chosen), index, dtype=np.int64),
+            # An item known only by its content is an item cold start.
+            source="personalized" if chosen and kinds[0] == "similar_to" else "cold_start",
+        )
+        return self._answer(ranked)
+
+    def save(self, directory: str | Path) -> None:
+        """Write every model as a bundle component under ``directory / "recommender"``."""
+        root = Path(directory) / RECOMMENDER_DIR
+        b = self.blender
+        components: dict[str, BaseScorer] = dict(b.models)
+        components["popularity"] = b.popularity
+        if b.trending is not None:
+            components["trending"] = b.trending
+        if b.segment_popularity is not None:
+            components["segment_popularity"] = b.segment_popularity
+        for name, model in components.items():
+            arrays, meta = model.to_state()
+            write_component(root / name, arrays, meta)
+        core_meta = {
+            "config": self.config.to_dict(),
+            "items": self.item_vocab.to_json(),
+            "users": self.user_vocab.to_json(),
+            "components": sorted(components),
+            "blend_models": list(b.models),
+            "weights": b.weights,
+            "metrics": self.metrics,
+        }
+        write_component(root / _CORE, {"available": self.available}, core_meta)
+
+
+@dataclass(eq=False)
+class TrainedRecommender:
+    """The result of :func:`train_recommender`.
+
+    Attributes
+    ----------
+    recommender : Recommender, fitted on all events, ready to serve
+    metrics : dict, ``{"protocol", "models": {name: metrics, ..., "served"}, "blend"}`` on the
+        held-out split (models fitted on its training part)
+    timings : dict of phase -> seconds
+    """
+
+    recommender: Recommender
+    metrics: dict
+    timings: dict[str, float]
+
+    def save(self, directory: str | Path) -> None:
+        """Write the serving recommender (and its metrics) under ``directory``."""
+        self.recommender.save(directory)
+
+
+def load_recommender(directory: str | Path) -> Recommender:
+    """Load a recommender saved by :meth:`TrainedRecommender.save` (mmap, no pickle).
+
+    Raises
+    ------
+    BundleError
+        When a component is missing, corrupted or inconsistent.
+    """
+    root = Path(directory) / RECOMMENDER_DIR
+    core_arrays, core = read_component(root / _CORE)
+    try:
+        config = RecommenderConfig.from_dict(core["config"])
+        items = Vocabulary.from_json(core["items"])
+        users = Vocabulary.from_json(core["users"])
+        components: dict[str, BaseScorer] = {}
+        for name in core["components"]:
+            arrays, meta = read_component(root / name)
+            cls = _MODEL_CLASSES.get(meta.get("model", ""))
+            if cls is None:
+                raise BundleError(f"unknown model type {meta.get('model')!r} in {root / name}")
+            components[name] = cls.from_state(arrays, meta)
+        models = {name: components[name] for name in core["blend_models"]}
+        blender = Blender(
+            models,
+            core["weights"],
+            popularity=components["popularity"],
+            trending=components.get("trending"),
+            segment_popularity=components.get("segment_popularity"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"inconsistent recommender bundle in {root}: {exc!r}") from None
+    if blender.n_items != len(items) or len(core_arrays["available"]) != len(items):
+        raise BundleError(f"recommender bundle in {root}: item counts disagree")
+    return Recommender(
+        item_vocab=items,
+        user_vocab=users,
+        blender=blender,
+        available=core_arrays["available"],
+        config=config,
+        metrics=core.get("metrics"),
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass(eq=False)
+class _Fitted:
+    X: sparse.csr_matrix
+    models: dict[str, BaseScorer]
+    popularity: Popularity
+    trending: Trending | None
+    segment_popularity: SegmentPopularity | None
+
+
+def _item_texts(catalog: Catalog, items: Vocabulary) -> list[str]:
+    texts = [""] * len(items)
+    for item_id, text in zip(catalog.item_ids, catalog.texts(), strict=True):
+        texts[items.index(item_id)] = text
+    return texts
+
+
+def _collaborative_models(config: RecommenderConfig, n_items: int) -> dict[str, BaseScorer]:
+    wanted = list(config.models)
+    if "ease" in wanted and n_items > config.ease_max_items:
+        # EASE is dense items x items; a big catalogue gets the sparse random-walk model.
+        wanted.remove("ease")
+        if "rp3beta" not in wanted:
+            wanted.append("rp3beta")
+    factories: dict[str, Callable[[], BaseScorer]] = {
+        "item_knn": lambda: ItemKNN(
+            k=config.item_knn_k,
+            shrink=config.item_knn_shrink,
+            similarity=config.item_knn_similarity,
+            max_block_entries=config.max_block_entries,
+        ),
+        "user_knn": lambda: UserKNN(
+            k=config.user_knn_k, shrink=config.user_knn_shrink, similarity=config.user_knn_similarity
+        ),
+        "ease": lambda: EASE(l2=config.ease_l2, max_items=config.ease_max_items),
+        "rp3beta": lambda: RP3beta(
+            alpha=config.rp3_alpha,
+            beta=config.rp3_beta,
+            k=config.rp3_k,
+            max_block_entries=config.max_block_entries,
+        ),
+    }
+    return {name: factories[name]() for name in wanted if name in factories}
+
+
+def _fit_all(
+    events: EventLog,
+    users: Vocabulary,
+    items: Vocabulary,
+    config: RecommenderConfig,
+    content: ContentTfidf | None,
+    segments: NDArray[np.int64] | None,
+    timings: dict[str, float],
+    phase: str,
+) -> _Fitted:
+    t0 = time.perf_counter()
+    X = build_interactions(
+        events,
+        users=users,
+        items=items,
+        weights=config.event_weights,
+        aggregation=config.aggregation,
+        half_life_days=config.half_life_days,
+    ).matrix
+    timings[f"{phase}.matrix"] = time.perf_counter() - t0
+    models: dict[str, BaseScorer] = {}
+    for name, model in _collaborative_models(config, len(items)).items():
+        t0 = time.perf_counter()
+        models[name] = model.fit(X)  # type: ignore[attr-defined]
+        timings[f"{phase}.{name}"] = time.perf_counter() - t0
+    if content is not None:
+        models["content"] = content
+    popularity = Popularity().fit(X)
+    if "popularity" in config.models:
+        models["popularity"] = popularity
+    trending = Trending(
+        window_days=config.trending_window_days, half_life_days=config.trending_half_life_days
+    ).fit(items.indices(events.item_ids.tolist()), events.occurred_at, n_items=len(items))
+    if "trending" in config.models:
+        models["trending"] = trending
+    segment_popularity = None
+    if segments is not None:
+        segment_popularity = SegmentPopularity().fit(X, segments)
+    return _Fitted(X, models, popularity, trending, segment_popularity)
+
+
+def _blender(fitted: _Fitted, weights: Mapping[str, float]) -> Blender:
+    return Blender(
+        fitted.models,
+        {name: w for name, w in weights.items() if name in fitted.models},
+        popularity=fitted.popularity,
+        trending=fitted.trending,
+        segment_popularity=fitted.segment_popularity,
+    )
+
+
+def _model_ranker(model: BaseScorer) -> Callable:
+    def rank(items: NDArray[np.int64], weights: NDArray[np.float32], k: int) -> NDArray[np.int64]:
+        scores = model.score(items, weights)
+        mask = np.ones(len(scores), dtype=bool)
+        mask[items] = False
+        return top_n(scores, k, mask)
+
+    return rank
+
+
+def _blend_ranker(blender: Blender) -> Callable:
+    def rank(items: NDArray[np.int64], weights: NDArray[np.float32], k: int) -> NDArray[np.int64]:
+        mask = np.ones(blender.n_items, dtype=bool)
+        mask[items] = False
+        return blender.rank(items, weights, k, mask)
+
+    return rank
+
+
+def train_recommender(
+    events: EventLog,
+    catalog: Catalog,
+    config: RecommenderConfig | None = None,
+    *,
+    user_segments: Mapping[str, int] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TrainedRecommender:
+    """Train every model, tune the blend, evaluate on a holdout, and refit on all events.
+
+    1. Hold out each user's latest interactions (the protocol of :mod:`app.ml.evaluation`).
+    2. Carve a validation split the same way from the training part, fit there and tune the
+       blend weights on it (never on the holdout).
+    3. Fit on the training part and evaluate each model and the tuned blend on the holdout.
+    4. Refit on all events with the tuned weights: that is what serves.
+
+    Parameters
+    ----------
+    events : EventLog
+    catalog : Catalog; items without events still get an index (reachable by content)
+    config : RecommenderConfig, default ``RecommenderConfig()``
+    user_segments : user id -> segment label, for popular-in-segment cold starts
+    progress : called with a short message at each phase
+    """
+    config = config or RecommenderConfig()
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    items = item_vocabulary(catalog, events)
+    users = user_vocabulary(events)
+    segments = None
+    if user_segments is not None:
+        segments = np.array([user_segments.get(u, -1) for u in users], dtype=np.int64)
+
+    content = None
+    if "content" in config.models:
+        say("content: fitting TF-IDF similarity")
+        t0 = time.perf_counter()
+        content = ContentTfidf(
+            k=config.content_k,
+            max_df=config.content_max_df,
+            min_df=config.content_min_df,
+            stop_words=config.content_stop_words,
+            ngram_range=(1, config.content_ngram_max),
+            max_block_entries=config.max_block_entries,
+        ).fit(_item_texts(catalog, items))
+        timings["content"] = time.perf_counter() - t0
+
+    weights = dict(config.blend_weights) if config.blend_weights is not None else None
+    metrics: dict[str, Any] = {}
+    blend_info: dict[str, Any] = {}
+    kw = {"fraction": config.holdout_fraction, "min_interactions": config.min_interactions}
+    need_tuning = config.tune and weights is None
+    if config.evaluate or need_tuning:
+        split = holdout_split(events, users, items, **kw)
+        train_events = events.subset(split.train_mask)
+        if need_tuning:
+            say("tuning: fitting on the validation split")
+            inner = holdout_split(train_events, users, items, **kw)
+            sub = _fit_all(
+                train_events.subset(inner.train_mask),
+                users,
+                items,
+                config,
+                content,
+                segments,
+                timings,
+                "validation",
+            )
+            t0 = time.perf_counter()
+            say("tuning: searching blend weights")
+            weights, report = tune_weights(
+                sub.models,
+                sub.X,
+                inner.test,
+                k=config.eval_k,
+                candidates=config.tune_candidates,
+                max_users=config.tune_max_users,
+                min_coverage=config.tune_min_coverage,
+                seed=config.seed,
+            )
+            timings["validation.tune"] = time.perf_counter() - t0
+            blend_info["tuning"] = report
+        if config.evaluate:
+            say("evaluation: fitting on the training part")
+            fitted = _fit_all(train_events, users, items, config, content, segments, timings, "evaluation")
+            t0 = time.perf_counter()
+            say("evaluation: scoring the holdout")
+            k = config.eval_k
+            per_model = {
+                name: evaluate_ranker(_model_ranker(m), fitted.X, split.test, k=k)
+                for name, m in fitted.models.items()
+            }
+            if "popularity" not in per_model:
+                per_model["popularity"] = evaluate_ranker(
+                    _model_ranker(fitted.popularity), fitted.X, split.test, k=k
+                )
+            served_weights = weights if weights is not None else dict.fromkeys(fitted.models, 1.0)
+            per_model["served"] = evaluate_ranker(
+                _blend_ranker(_blender(fitted, served_weights)), fitted.X, split.test, k=k
+            )
+            timings["evaluation.score"] = time.perf_counter() - t0
+            metrics = {"protocol": {**split.protocol, "k": k}, "models": per_model}
+    if weights is None:
+        weights = dict.fromkeys(config.models, 1.0)
+    blend_info["weights"] = weights
+
+    say("serving: fitting on all events")
+    full = _fit_all(events, users, items, config, content, segments, timings, "serving")
+    available = np.ones(len(items), dtype=bool)
+    for item_id, ok in zip(catalog.item_ids, catalog.available.tolist(), strict=True):
+        available[items.index(item_id)] = bool(ok)
+    if metrics:
+        metrics["blend"] = blend_info
+    timings["total"] = time.perf_counter() - start
+    recommender = Recommender(
+        item_vocab=items,
+        user_vocab=users,
+        blender=_blender(full, weights),
+        available=available,
+        config=config,
+        metrics=metrics,
+    )
+    say(f"done in {timings['total']:.1f}s")
+    return TrainedRecommender(recommender=recommender, metrics=metrics, timings=timings)

@@ -1,0 +1,1148 @@
+"""Customer segmentation: RFM scores and groups, behaviour features, K-means and DBSCAN.
+
+Input is one row of aggregates per customer (:class:`CustomerAggregates`): the store computes
+them with SQL aggregates, :func:`aggregate_events` computes them from event arrays for tests,
+benchmarks and the trainer. Customers who never purchased are not clustered: they form the
+reserved segment ``NO_PURCHASE_SEGMENT`` (-1, "No purchase yet", the "new customer" segment
+of the design). DBSCAN's noise is the reserved segment ``OUTLIER_SEGMENT`` (-2).
+
+Features (purchasers only)
+--------------------------
+========================  ===============================================  ==========
+name                      definition                                       transform
+========================  ===============================================  ==========
+recency_days              days from the last purchase to ``now``           log1p
+frequency                 orders                                           log1p
+monetary                  total spend                                      log1p
+avg_order_value           monetary / orders                                log1p
+tenure_days               days from the first event to ``now``             log1p
+distinct_items            distinct items purchased                         log1p
+line_value                monetary / purchase events (price level)         log1p
+browse_share              views / (views + carts + purchases)              none
+cart_share                carts / (views + carts + purchases)              none
+category_1..c             TruncatedSVD components of the row-normalised    none
+                          customer x category matrix
+========================  ===============================================  ==========
+
+All features are standardised (mean/scale stored; a constant feature gets scale 1), and the
+category components are then multiplied by ``category_weight`` so taste refines behaviour
+rather than dominating it.
+
+RFM scores and groups
+---------------------
+R, F and M scores are 1..5 by quintile edges learnt at fit time and stored, so live scoring
+uses the training population's edges. A value scores ``1 + (number of edges strictly below
+it)`` (F and M) and R is ``5 - (number of edges strictly below the recency in days)``, so ties
+(many customers with one order) get the same, lowest consistent score. Customers without a
+purchase score 0 and get the group "No purchase yet".
+
+The group comes from R and ``FM = ceil((F + M) / 2)``:
+
+=====  ====================  ====================  ====================  ===============  ===============
+R      FM = 1                FM = 2                FM = 3                FM = 4           FM = 5
+=====  ====================  ====================  ====================  ===============  ===============
+5      New                   Potential loyalists   Potential loyalists   Champions        Champions
+4      Promising             Potential loyalists   Potential loyalists   Loyal            Champions
+3      Need attention        Need attention        Need attention        Loyal            Loyal
+2      Hibernating           Hibernating           At risk               At risk          Can't lose them
+1      Lost                  Lost                  At risk               At risk          Can't lose them
+=====  ====================  ====================  ====================  ===============  ===============
+
+Clustering
+----------
+K-means (k-means++, ``n_init`` restarts, fixed seed) with ``k`` chosen by the silhouette over
+``k_range`` on a sample of ``sample_size`` customers unless ``k`` is given; clusters are numbered
+by decreasing median spend. DBSCAN runs on a sample, with ``eps`` at the knee of the sorted
+``min_samples``-distance curve unless given; every customer (the sample included) then takes the
+cluster of its nearest core sample when that is within ``eps``, else is an outlier. Both are
+always fitted; ``algorithm`` picks which one :meth:`CustomerSegmentation.assign` uses by default.
+Assignment needs only stored arrays (scaler, SVD components, quintile edges, centroids, DBSCAN
+core samples and eps) and is pure numpy.
+
+Labels
+------
+Each segment gets a human-readable label from its profile compared with the purchasers'
+distribution (see ``_base_label``): "High-value loyal", "Lapsed bargain hunters",
+"One-time buyers", ... Duplicate labels are told apart by top category, then by spend level.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "NO_PURCHASE_GROUP",
+    "NO_PURCHASE_LABEL",
+    "NO_PURCHASE_SEGMENT",
+    "OUTLIER_LABEL",
+    "OUTLIER_SEGMENT",
+    "RFM_GROUPS",
+    "CustomerAggregates",
+    "CustomerSegmentation",
+    "ItemCounts",
+    "SegmentAssignment",
+    "aggregate_events",
+    "rfm_edges",
+    "rfm_group",
+    "rfm_group_index",
+    "rfm_scores",
+]
+
+Algorithm = Literal["kmeans", "dbscan"]
+ALGORITHMS: tuple[str, ...] = ("kmeans", "dbscan")
+
+NO_PURCHASE_SEGMENT = -1
+OUTLIER_SEGMENT = -2
+NO_PURCHASE_LABEL = "No purchase yet"
+OUTLIER_LABEL = "Outliers (unusual behaviour)"
+NO_PURCHASE_GROUP = "No purchase yet"
+
+RFM_GROUPS: tuple[str, ...] = (
+    "Champions", "Loyal", "Potential loyalists", "New", "Promising", "Need attention",
+    "At risk", "Can't lose them", "Hibernating", "Lost",
+)
+_G = {name: i for i, name in enumerate(RFM_GROUPS)}
+# Rows R = 1..5, columns FM = 1..5: the table in the module docstring.
+_RFM_TABLE = np.array([
+    [_G["Lost"], _G["Lost"], _G["At risk"], _G["At risk"], _G["Can't lose them"]],
+    [_G["Hibernating"], _G["Hibernating"], _G["At risk"], _G["At risk"], _G["Can't lose them"]],
+    [_G["Need attention"], _G["Need attention"], _G["Need attention"], _G["Loyal"], _G["Loyal"]],
+    [_G["Promising"], _G["Potential loyalists"], _G["Potential loyalists"], _G["Loyal"],
+     _G["Champions"]],
+    [_G["New"], _G["Potential loyalists"], _G["Potential loyalists"], _G["Champions"],
+     _G["Champions"]],
+], dtype=np.int8)
+
+_DAY = 86_400.0
+_FEATURES: tuple[str, ...] = (
+    "recency_days", "frequency", "monetary", "avg_order_value", "tenure_days",
+    "distinct_items", "line_value", "browse_share", "cart_share",
+)
+_SKEWED = frozenset({"recency_days", "frequency", "monetary", "avg_order_value", "tenure_days",
+                     "distinct_items", "line_value", "lines_per_order"})
+_STATE_FORMAT = "tastemaker.segmentation/1"
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs and outputs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class CustomerAggregates:
+    """Per-customer aggregates, parallel arrays of shape (n_customers,).
+
+    Attributes
+    ----------
+    user_ids : list of str
+    last_purchase_at : ndarray, float64
+        Epoch seconds of the last purchase, NaN if the customer never purchased.
+    first_seen_at, last_seen_at : ndarray, float64
+        Epoch seconds of the first and last event.
+    orders : ndarray, float64
+        Distinct orders (invoices where present, else distinct purchase days).
+    monetary : ndarray, float64
+        Total spend.
+    distinct_items : ndarray, float64
+        Distinct items purchased.
+    views, carts, purchases : ndarray, float64
+        Event counts by type (clicks count as views; purchases are purchase events = lines).
+    category_counts : csr_matrix of shape (n_customers, n_categories)
+        Interaction counts per category.
+    categories : list of str
+        Column names of ``category_counts``.
+    now : float
+        Reference time (epoch seconds) for recency and tenure.
+    """
+
+    user_ids: list[str]
+    last_purchase_at: NDArray[np.float64]
+    first_seen_at: NDArray[np.float64]
+    last_seen_at: NDArray[np.float64]
+    orders: NDArray[np.float64]
+    monetary: NDArray[np.float64]
+    distinct_items: NDArray[np.float64]
+    views: NDArray[np.float64]
+    carts: NDArray[np.float64]
+    purchases: NDArray[np.float64]
+    category_counts: sp.csr_matrix
+    categories: list[str]
+    now: float
+
+    def __post_init__(self) -> None:
+        n = len(self.user_ids)
+        for name in ("last_purchase_at", "first_seen_at", "last_seen_at", "orders", "monetary",
+                     "distinct_items", "views", "carts", "purchases"):
+            if np.shape(getattr(self, name)) != (n,):
+                raise ValueError(f"{name} must have shape ({n},), got {np.shape(getattr(self, name))}")
+        if self.category_counts.shape != (n, len(self.categories)):
+            raise ValueError(
+                f"category_counts must have shape ({n}, {len(self.categories)}), "
+                f"got {self.category_counts.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def take(self, rows: ArrayLike) -> CustomerAggregates:
+        """Return the aggregates of the customers at positions ``rows``."""
+        idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        return CustomerAggregates(
+            user_ids=[self.user_ids[i] for i in idx.tolist()],
+            last_purchase_at=np.asarray(self.last_purchase_at, np.float64)[idx],
+            first_seen_at=np.asarray(self.first_seen_at, np.float64)[idx],
+            last_seen_at=np.asarray(self.last_seen_at, np.float64)[idx],
+            orders=np.asarray(self.orders, np.float64)[idx],
+            monetary=np.asarray(self.monetary, np.float64)[idx],
+            distinct_items=np.asarray(self.distinct_items, np.float64)[idx],
+            views=np.asarray(self.views, np.float64)[idx],
+            carts=np.asarray(self.carts, np.float64)[idx],
+            purchases=np.asarray(self.purchases, np.float64)[idx],
+            category_counts=sp.csr_matrix(self.category_counts)[idx],
+            categories=list(self.categories),
+            now=self.now,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ItemCounts:
+    """Purchase counts per customer and item, for the profiles' top items.
+
+    Attributes
+    ----------
+    matrix : csr_matrix of shape (n_customers, n_items)
+        Rows in the same order as the aggregates given to ``fit``.
+    item_ids : list of str
+        Column names.
+    """
+
+    matrix: sp.csr_matrix
+    item_ids: list[str]
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentAssignment:
+    """Segments and RFM scores of customers, parallel arrays of shape (n_customers,).
+
+    Attributes
+    ----------
+    user_ids : list of str
+    algorithm : str
+        The clustering the segment ids and labels come from.
+    segment_id : ndarray, int64
+        Cluster id, or ``NO_PURCHASE_SEGMENT`` / ``OUTLIER_SEGMENT``.
+    label : ndarray of str
+        Human-readable segment label.
+    outlier : ndarray, bool
+        DBSCAN noise (for either algorithm): behaviour unlike any dense group.
+    r_score, f_score, m_score : ndarray, int8
+        RFM scores 1..5, 0 for customers without a purchase.
+    rfm_group : ndarray of str
+    recency_days, frequency, monetary : ndarray, float64
+        Recency is NaN without a purchase.
+    """
+
+    user_ids: list[str]
+    algorithm: str
+    segment_id: NDArray[np.int64]
+    label: NDArray[np.str_]
+    outlier: NDArray[np.bool_]
+    r_score: NDArray[np.int8]
+    f_score: NDArray[np.int8]
+    m_score: NDArray[np.int8]
+    rfm_group: NDArray[np.str_]
+    recency_days: NDArray[np.float64]
+    frequency: NDArray[np.float64]
+    monetary: NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One JSON-able dict per customer."""
+        return [
+            {
+                "user_id": self.user_ids[i],
+                "algorithm": self.algorithm,
+                "segment_id": int(self.segment_id[i]),
+                "label": str(self.label[i]),
+                "outlier": bool(self.outlier[i]),
+                "rfm": {"r": int(self.r_score[i]), "f": int(self.f_score[i]),
+                        "m": int(self.m_score[i]), "group": str(self.rfm_group[i])},
+                "recency_days": _json_float(self.recency_days[i]),
+                "frequency": float(self.frequency[i]),
+                "monetary": float(self.monetary[i]),
+            }
+            for i in range(len(self))
+        ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregates from events
+# ---------------------------------------------------------------------------------------------
+
+
+def aggregate_events(
+    *,
+    user_ids: ArrayLike,
+    item_ids: ArrayLike,
+    event_types: ArrayLike,
+    values: ArrayLike,
+    occurred_at: ArrayLike,
+    order_ids: ArrayLike | None = None,
+    item_categories: Mapping[str, Sequence[str]] | None = None,
+    users: Sequence[str] | None = None,
+    now: float | None = None,
+) -> tuple[CustomerAggregates, ItemCounts]:
+    """Compute :class:`CustomerAggregates` (and purchase counts per item) from event arrays.
+
+    The numpy twin of the store's SQL aggregates. Orders are distinct non-empty ``order_ids``
+    of purchases; a purchase without an order id counts its calendar day (UTC) as the order.
+    ``category_counts`` counts every event once per category of its item.
+
+    Parameters
+    ----------
+    user_ids, item_ids, event_types : array-like of str, shape (n_events,)
+        ``event_types`` in ``view``, ``click``, ``add_to_cart``, ``purchase`` (others ignored
+        except for first/last seen).
+    values : array-like of float, shape (n_events,)
+        Amount of purchases (NaN counts as 0).
+    occurred_at : array-like of float, shape (n_events,)
+        Epoch seconds.
+    order_ids : array-like of str, shape (n_events,), optional
+    item_categories : mapping item id -> categories, optional
+    users : sequence of str, optional
+        Row order of the result; customers without events get NaN times and zero counts.
+        Default: the distinct ``user_ids``, sorted; events of users not listed are ignored.
+    now : float, optional
+        Reference time; default the last event time.
+
+    Returns
+    -------
+    aggregates : CustomerAggregates
+    items : ItemCounts
+        Purchase events per customer and item, columns sorted by item id.
+    """
+    uid = np.asarray(user_ids).astype(str)
+    t = np.asarray(occurred_at, dtype=np.float64)
+    types = np.asarray(event_types).astype(str)
+    val = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    names, u = np.unique(uid, return_inverse=True)
+    if users is not None:
+        pos = {name: i for i, name in enumerate(users)}
+        remap = np.array([pos.get(name, -1) for name in names.tolist()], dtype=np.int64)
+        u = remap[u]
+        keep = u >= 0
+        uid_list = [str(x) for x in users]
+    else:
+        keep = np.ones(u.shape[0], dtype=bool)
+        uid_list = names.tolist()
+    n = len(uid_list)
+    items, it = np.unique(np.asarray(item_ids).astype(str), return_inverse=True)
+    u, it, t, types, val = u[keep], it[keep], t[keep], types[keep], val[keep]
+    oid = None if order_ids is None else np.asarray(order_ids).astype(str)[keep]
+
+    is_buy = types == "purchase"
+    is_view = (types == "view") | (types == "click")
+    is_cart = types == "add_to_cart"
+    first = np.full(n, np.inf)
+    last = np.full(n, -np.inf)
+    np.minimum.at(first, u, t)
+    np.maximum.at(last, u, t)
+    last_buy = np.full(n, -np.inf)
+    np.maximum.at(last_buy, u[is_buy], t[is_buy])
+
+    ub, tb = u[is_buy], t[is_buy]
+    day = np.floor(tb / _DAY).astype(np.int64)
+    if oid is not None:
+        ob = oid[is_buy]
+        order_names, order_code = np.unique(ob, return_inverse=True)
+        has_order = ob != ""
+        n_named = order_names.shape[0]
+        order_key = np.where(has_order, order_code, n_named + day - day.min(initial=0))
+    else:
+        order_key = day - day.min(initial=0)
+    pairs = np.unique(ub.astype(np.int64) * (int(order_key.max(initial=0)) + 1) + order_key)
+    stride = int(order_key.max(initial=0)) + 1
+    orders = np.bincount(pairs // stride, minlength=n).astype(np.float64)
+    item_pairs = np.unique(ub.astype(np.int64) * items.shape[0] + it[is_buy])
+    distinct = np.bincount(item_pairs // max(items.shape[0], 1), minlength=n).astype(np.float64)
+
+    purchase_matrix = sp.csr_matrix(
+        (np.ones(ub.shape[0]), (ub, it[is_buy])), shape=(n, items.shape[0])
+    )
+    purchase_matrix.sum_duplicates()
+    if item_categories:
+        cat_names = sorted({c for cs in item_categories.values() for c in cs})
+        cpos = {c: j for j, c in enumerate(cat_names)}
+        rows, cols = [], []
+        for i, item in enumerate(items.tolist()):
+            for c in item_categories.get(item, ()):
+                rows.append(i)
+                cols.append(cpos[c])
+        item_cat = sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                                 shape=(items.shape[0], len(cat_names)))
+        events_matrix = sp.csr_matrix((np.ones(u.shape[0]), (u, it)), shape=(n, items.shape[0]))
+        category_counts = sp.csr_matrix(events_matrix @ item_cat)
+    else:
+        cat_names = []
+        category_counts = sp.csr_matrix((n, 0))
+
+    def nan_if_inf(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.where(np.isfinite(x), x, np.nan)
+
+    agg = CustomerAggregates(
+        user_ids=uid_list,
+        last_purchase_at=nan_if_inf(last_buy),
+        first_seen_at=nan_if_inf(first),
+        last_seen_at=nan_if_inf(last),
+        orders=orders,
+        monetary=np.bincount(ub, weights=val[is_buy], minlength=n),
+        distinct_items=distinct,
+        views=np.bincount(u[is_view], minlength=n).astype(np.float64),
+        carts=np.bincount(u[is_cart], minlength=n).astype(np.float64),
+        purchases=np.bincount(ub, minlength=n).astype(np.float64),
+        category_counts=category_counts,
+        categories=cat_names,
+        now=float(t.max(initial=0.0)) if now is None else float(now),
+    )
+    return agg, ItemCounts(matrix=purchase_matrix, item_ids=items.tolist())
+
+
+# ---------------------------------------------------------------------------------------------
+# RFM
+# ---------------------------------------------------------------------------------------------
+
+
+def rfm_edges(
+    recency_days: ArrayLike, frequency: ArrayLike, monetary: ArrayLike
+) -> NDArray[np.float64]:
+    """Quintile edges of recency, frequency and monetary over purchasers.
+
+    Parameters
+    ----------
+    recency_days, frequency, monetary : array-like of shape (n,)
+        NaN recency marks a customer without purchase (ignored).
+
+    Returns
+    -------
+    ndarray of shape (3, 4)
+        Rows recency, frequency, monetary; the 20/40/60/80% quantiles.
+    """
+    rec = np.asarray(recency_days, dtype=np.float64)
+    ok = np.isfinite(rec)
+    if not ok.any():
+        raise ValueError("RFM edges need at least one customer with a purchase")
+    q = [0.2, 0.4, 0.6, 0.8]
+    return np.vstack([
+        np.quantile(rec[ok], q),
+        np.quantile(np.asarray(frequency, dtype=np.float64)[ok], q),
+        np.quantile(np.asarray(monetary, dtype=np.float64)[ok], q),
+    ])
+
+
+def rfm_scores(
+    recency_days: ArrayLike, frequency: ArrayLike, monetary: ArrayLike,
+    edges: NDArray[np.float64],
+) -> tuple[NDArray[np.int8], NDArray[np.int8], NDArray[np.int8]]:
+    """Score recency, frequency and monetary 1..5 against stored quintile ``edges``.
+
+    Parameters
+    ----------
+    recency_days, frequency, monetary : array-like of shape (n,)
+        Recency NaN means no purchase: all three scores are 0.
+    edges : ndarray of shape (3, 4)
+        From :func:`rfm_edges`.
+
+    Returns
+    -------
+    r, f, m : ndarray of shape (n,), int8
+    """
+    rec = np.atleast_1d(np.asarray(recency_days, dtype=np.float64))
+    freq = np.atleast_1d(np.asarray(frequency, dtype=np.float64))
+    mon = np.atleast_1d(np.asarray(monetary, dtype=np.float64))
+    bought = np.isfinite(rec)
+    # side="left" counts edges strictly below the value: ties take the lowest consistent score.
+    r = 5 - np.searchsorted(edges[0], np.nan_to_num(rec), side="left")
+    f = 1 + np.searchsorted(edges[1], freq, side="left")
+    m = 1 + np.searchsorted(edges[2], mon, side="left")
+    return tuple(np.where(bought, s, 0).astype(np.int8) for s in (r, f, m))  # type: ignore[return-value]
+
+
+def rfm_group_index(r: ArrayLike, f: ArrayLike, m: ArrayLike) -> NDArray[np.int8]:
+    """Index into ``RFM_GROUPS`` for each (r, f, m); -1 where a score is 0 (no purchase)."""
+    r = np.asarray(r, dtype=np.int64)
+    f = np.asarray(f, dtype=np.int64)
+    m = np.asarray(m, dtype=np.int64)
+    fm = (f + m + 1) // 2
+    valid = (r >= 1) & (f >= 1) & (m >= 1)
+    out = _RFM_TABLE[np.clip(r, 1, 5) - 1, np.clip(fm, 1, 5) - 1]
+    return np.where(valid, out, -1).astype(np.int8)
+
+
+def rfm_group(r: int, f: int, m: int) -> str:
+    """Name of the RFM group of one customer's scores (see the table in the module docstring)."""
+    if not all(1 <= s <= 5 for s in (r, f, m)):
+        if r == f == m == 0:
+            return NO_PURCHASE_GROUP
+        raise ValueError(f"RFM scores must be 1..5 (or all 0), got {(r, f, m)}")
+    return RFM_GROUPS[int(rfm_group_index(r, f, m))]
+
+
+def _rfm_group_names(idx: NDArray[np.int8]) -> NDArray[np.str_]:
+    names = np.asarray((*RFM_GROUPS, NO_PURCHASE_GROUP))
+    return names[np.where(idx < 0, len(RFM_GROUPS), idx)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The estimator
+# ---------------------------------------------------------------------------------------------
+
+
+class CustomerSegmentation:
+    """RFM scoring plus K-means and DBSCAN segments over behaviour features.
+
+    Parameters
+    ----------
+    algorithm : {"kmeans", "dbscan"}
+        Default clustering for :meth:`assign`; both are always fitted.
+    k : int, optional
+        Number of K-means clusters; default chosen by silhouette over ``k_range``.
+    k_range : (int, int)
+        Inclusive range of k tried when ``k`` is None.
+    n_init : int
+        K-means restarts (k-means++ seeding).
+    dbscan_min_samples : int
+        DBSCAN ``min_samples`` (the point itself included, as in scikit-learn).
+    dbscan_eps : float, optional
+        DBSCAN radius in standardised feature space; default the k-distance knee.
+    sample_size : int
+        Customers used to choose k and to fit DBSCAN; the final K-means uses everyone.
+    silhouette_sample_size : int
+        Customers used for each silhouette figure (it costs O(n^2)).
+    n_category_components : int
+        TruncatedSVD components of the category matrix (fewer when there are few categories).
+    category_weight : float
+        Multiplier of the standardised category components.
+    random_state : int
+        Seed of every random step.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithm: Algorithm = "kmeans",
+        k: int | None = None,
+        k_range: tuple[int, int] = (3, 8),
+        n_init: int = 10,
+        dbscan_min_samples: int = 10,
+        dbscan_eps: float | None = None,
+        sample_size: int = 20_000,
+        silhouette_sample_size: int = 5_000,
+        n_category_components: int = 3,
+        category_weight: float = 0.5,
+        random_state: int = 0,
+    ) -> None:
+        self.algorithm = algorithm
+        self.k = k
+        self.k_range = k_range
+        self.n_init = n_init
+        self.dbscan_min_samples = dbscan_min_samples
+        self.dbscan_eps = dbscan_eps
+        self.sample_size = sample_size
+        self.silhouette_sample_size = silhouette_sample_size
+        self.n_category_components = n_category_components
+        self.category_weight = category_weight
+        self.random_state = random_state
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters."""
+        return {
+            "algorithm": self.algorithm, "k": self.k, "k_range": tuple(self.k_range),
+            "n_init": self.n_init, "dbscan_min_samples": self.dbscan_min_samples,
+            "dbscan_eps": self.dbscan_eps, "sample_size": self.sample_size,
+            "silhouette_sample_size": self.silhouette_sample_size,
+            "n_category_components": self.n_category_components,
+            "category_weight": self.category_weight, "random_state": self.random_state,
+        }
+
+    def __repr__(self) -> str:
+        return f"CustomerSegmentation(algorithm={self.algorithm!r}, k={self.k!r})"
+
+    # -- fitting ------------------------------------------------------------------------------
+
+    def fit(self, agg: CustomerAggregates, *, top_items: ItemCounts | None = None
+            ) -> CustomerSegmentation:
+        """Learn scaler, RFM edges, K-means and DBSCAN segments, profiles and quality figures.
+
+        Parameters
+        ----------
+        agg : CustomerAggregates with n_customers rows
+        top_items : ItemCounts, optional
+            Purchase counts per customer (rows aligned with ``agg``) and item; adds the top
+            items to each profile.
+
+        Returns
+        -------
+        self
+        """
+        from sklearn.cluster import DBSCAN, KMeans
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.metrics import adjusted_rand_score
+
+        self._check_params()
+        if top_items is not None and top_items.matrix.shape[0] != len(agg):
+            raise ValueError("top_items.matrix must have one row per customer in agg")
+        t_start = time.perf_counter()
+        rng = np.random.default_rng(self.random_state)
+        base = _base_features(agg)
+        buyers = np.flatnonzero(base["bought"])
+        if buyers.shape[0] < max(self.k_range[1], self.k or 0, 2) + 1:
+            raise ValueError(
+                f"segmentation needs more customers with a purchase than clusters; "
+                f"got {buyers.shape[0]}"
+            )
+
+        self.categories_ = list(agg.categories)
+        self.rfm_edges_ = rfm_edges(base["recency_days"][buyers], base["frequency"][buyers],
+                                    base["monetary"][buyers])
+
+        shares = _row_normalise(sp.csr_matrix(agg.category_counts, dtype=np.float64)[buyers])
+        n_comp = min(self.n_category_components, len(self.categories_) - 1)
+        if n_comp >= 1:
+            svd = TruncatedSVD(n_components=n_comp, random_state=self.random_state)
+            svd.fit(shares)
+            self.svd_components_ = svd.components_.astype(np.float64)
+        else:
+            self.svd_components_ = np.zeros((0, len(self.categories_)))
+        self.feature_names_ = [*_FEATURES,
+                               *(f"category_{i + 1}" for i in range(self.svd_components_.shape[0]))]
+
+        raw = self._raw_features(base, buyers, shares)
+        self.scaler_mean_ = raw.mean(axis=0)
+        scale = raw.std(axis=0)
+        self.scaler_scale_ = np.where(scale > 1e-12, scale, 1.0)
+        self.feature_weights_ = np.ones(raw.shape[1])
+        self.feature_weights_[len(_FEATURES):] = self.category_weight
+        X = (raw - self.scaler_mean_) / self.scaler_scale_ * self.feature_weights_
+
+        # K-means: choose k on a sample, fit on everyone, measure seed stability.
+        sample = _sample_rows(rng, X.shape[0], self.sample_size)
+        sil_rows = _sample_rows(rng, sample.shape[0], self.silhouette_sample_size)
+        k_scores: dict[int, float] = {}
+        if self.k is None:
+            for k in range(self.k_range[0], self.k_range[1] + 1):
+                km = KMeans(n_clusters=k, init="k-means++", n_init=self.n_init,
+                            random_state=self.random_state).fit(X[sample])
+                k_scores[k] = _silhouette(X[sample][sil_rows], km.labels_[sil_rows])
+            self.k_ = max(k_scores, key=lambda k: (k_scores[k], -k))
+        else:
+            self.k_ = int(self.k)
+        km = KMeans(n_clusters=self.k_, init="k-means++", n_init=self.n_init,
+                    random_state=self.random_state).fit(X)
+        km_other = KMeans(n_clusters=self.k_, init="k-means++", n_init=self.n_init,
+                          random_state=self.random_state + 1).fit(X)
+        stability = float(adjusted_rand_score(km.labels_, km_other.labels_))
+        # Number clusters by decreasing median spend so ids read the same across refits.
+        order = np.argsort([-np.median(base["monetary"][buyers][km.labels_ == c])
+                            for c in range(self.k_)], kind="stable")
+        self.centroids_ = km.cluster_centers_[order]
+        km_labels = np.argsort(order)[km.labels_]
+
+        # DBSCAN on a sample; everyone is then labelled by the nearest core sample within eps.
+        db_rows = sample
+        Xd = X[db_rows]
+        self.dbscan_eps_ = (float(self.dbscan_eps) if self.dbscan_eps is not None
+                            else _knee_eps(Xd, self.dbscan_min_samples))
+        db = DBSCAN(eps=self.dbscan_eps_, min_samples=self.dbscan_min_samples).fit(Xd)
+        core = db.core_sample_indices_
+        core_labels = db.labels_[core]
+        sizes = np.bincount(core_labels) if core.size else np.zeros(0, np.int64)
+        rank = np.empty(sizes.shape[0], np.int64)
+        rank[np.argsort(-sizes, kind="stable")] = np.arange(sizes.shape[0])
+        self.core_samples_ = Xd[core]
+        self.core_labels_ = rank[core_labels] if core.size else np.zeros(0, np.int64)
+        self.n_dbscan_clusters_ = int(sizes.shape[0])
+        db_labels = _nearest_core(X, self.core_samples_, self.core_labels_, self.dbscan_eps_)
+
+        # Full-population labels and profiles.
+        n = len(agg)
+        self.labels_ = np.full(n, NO_PURCHASE_SEGMENT, dtype=np.int64)
+        self.labels_[buyers] = km_labels
+        self.dbscan_labels_ = np.full(n, NO_PURCHASE_SEGMENT, dtype=np.int64)
+        self.dbscan_labels_[buyers] = db_labels
+        scores = rfm_scores(base["recency_days"], base["frequency"], base["monetary"],
+                            self.rfm_edges_)
+        group_idx = rfm_group_index(*scores)
+        self.profiles_ = {}
+        self.segment_labels_ = {}
+        for name, labels in (("kmeans", self.labels_), ("dbscan", self.dbscan_labels_)):
+            profiles = _profiles(labels, base, agg, group_idx, top_items)
+            self.profiles_[name] = profiles
+            self.segment_labels_[name] = {p["segment_id"]: p["label"] for p in profiles}
+
+        self.quality_ = {
+            "n_customers": n,
+            "n_purchasers": int(buyers.shape[0]),
+            "kmeans": {
+                "k": self.k_,
+                "k_selection": "fixed" if self.k is not None else "silhouette",
+                "silhouette_by_k": {str(k): v for k, v in k_scores.items()},
+                **_cluster_quality(X, km_labels, rng, self.silhouette_sample_size),
+                "stability_ari": stability,
+                "inertia": float(km.inertia_),
+            },
+            "dbscan": {
+                "eps": self.dbscan_eps_,
+                "min_samples": self.dbscan_min_samples,
+                "fit_sample_size": int(db_rows.shape[0]),
+                "n_clusters": self.n_dbscan_clusters_,
+                "n_core_samples": int(core.shape[0]),
+                "outlier_share": float(np.mean(db_labels == OUTLIER_SEGMENT)),
+                **_cluster_quality(X[db_labels >= 0], db_labels[db_labels >= 0], rng,
+                                   self.silhouette_sample_size),
+            },
+            "fit_seconds": time.perf_counter() - t_start,
+        }
+        return self
+
+    def _check_params(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        lo, hi = self.k_range
+        if self.k is None and not 2 <= lo <= hi:
+            raise ValueError(f"k_range must satisfy 2 <= low <= high, got {self.k_range}")
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.dbscan_min_samples < 2:
+            raise ValueError("dbscan_min_samples must be >= 2")
+
+    def _raw_features(self, base: dict[str, NDArray[Any]], rows: NDArray[np.int64],
+                      shares: sp.csr_matrix | NDArray[np.float64]) -> NDArray[np.float64]:
+        """Untransformed-then-logged feature matrix of ``rows``, shape (len(rows), n_features)."""
+        raw = np.column_stack([
+            np.log1p(np.maximum(base[name][rows], 0.0)) if name in _SKEWED else base[name][rows]
+            for name in _FEATURES
+        ])
+        if self.svd_components_.shape[0]:
+            cat = np.asarray(shares @ self.svd_components_.T)
+            raw = np.hstack([raw, cat])
+        return raw
+
+    # -- assignment ---------------------------------------------------------------------------
+
+    def assign(self, agg: CustomerAggregates, *, algorithm: Algorithm | None = None
+               ) -> SegmentAssignment:
+        """Assign customers to segments from their current aggregates, without refitting.
+
+        Pure numpy on the stored arrays; one customer takes well under a millisecond.
+
+        Parameters
+        ----------
+        agg : CustomerAggregates with n rows
+        algorithm : {"kmeans", "dbscan"}, optional
+            Default ``self.algorithm``.
+
+        Returns
+        -------
+        SegmentAssignment with n rows
+        """
+        self._check_fitted()
+        algorithm = algorithm or self.algorithm
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+        base = _base_features(agg)
+        bought = base["bought"]
+        buyers = np.flatnonzero(bought)
+        n = len(agg)
+        segment = np.full(n, NO_PURCHASE_SEGMENT, dtype=np.int64)
+        outlier = np.zeros(n, dtype=bool)
+        if buyers.shape[0]:
+            counts = self._category_counts(agg, buyers)
+            shares = _row_normalise(counts)
+            raw = self._raw_features(base, buyers, shares)
+            X = (raw - self.scaler_mean_) / self.scaler_scale_ * self.feature_weights_
+            db = _nearest_core(X, self.core_samples_, self.core_labels_, self.dbscan_eps_)
+            outlier[buyers] = db == OUTLIER_SEGMENT
+            if algorithm == "kmeans":
+                d2 = ((X[:, None, :] - self.centroids_[None, :, :]) ** 2).sum(axis=2)
+                segment[buyers] = np.argmin(d2, axis=1)
+            else:
+                segment[buyers] = db
+        labels = self.segment_labels_[algorithm]
+        label = np.asarray([labels.get(int(s), NO_PURCHASE_LABEL) for s in segment.tolist()])
+        r, f, m = rfm_scores(base["recency_days"], base["frequency"], base["monetary"],
+                             self.rfm_edges_)
+        return SegmentAssignment(
+            user_ids=list(agg.user_ids),
+            algorithm=algorithm,
+            segment_id=segment,
+            label=label,
+            outlier=outlier,
+            r_score=r,
+            f_score=f,
+            m_score=m,
+            rfm_group=_rfm_group_names(rfm_group_index(r, f, m)),
+            recency_days=base["recency_days"],
+            frequency=base["frequency"],
+            monetary=base["monetary"],
+        )
+
+    def _category_counts(self, agg: CustomerAggregates, rows: NDArray[np.int64]
+                         ) -> NDArray[np.float64] | sp.csr_matrix:
+        """Category counts of ``rows`` in the fitted column order (unknown columns dropped)."""
+        counts = agg.category_counts
+        if len(rows) <= 64:
+            # A dense row is far cheaper than scipy's sparse machinery for live single lookups.
+            dense = np.asarray(counts[rows].toarray(), dtype=np.float64)
+            if list(agg.categories) == self.categories_:
+                return dense
+            out = np.zeros((len(rows), len(self.categories_)))
+            pos = {c: j for j, c in enumerate(self.categories_)}
+            for j, c in enumerate(agg.categories):
+                if c in pos:
+                    out[:, pos[c]] = dense[:, j]
+            return out
+        sub = sp.csr_matrix(counts, dtype=np.float64)[rows]
+        if list(agg.categories) == self.categories_:
+            return sub
+        pos = {c: j for j, c in enumerate(self.categories_)}
+        src = [j for j, c in enumerate(agg.categories) if c in pos]
+        dst = [pos[agg.categories[j]] for j in src]
+        mapper = sp.csr_matrix((np.ones(len(src)), (src, dst)),
+                               shape=(len(agg.categories), len(self.categories_)))
+        return sp.csr_matrix(sub @ mapper)
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def profiles(self, algorithm: Algorithm | None = None) -> list[dict[str, Any]]:
+        """JSON-able profiles of the segments of ``algorithm`` (default ``self.algorithm``)."""
+        self._check_fitted()
+        algorithm = algorithm or self.algorithm
+        if algorithm not in self.profiles_:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+        return [dict(p) for p in self.profiles_[algorithm]]
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def to_state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+        """Numeric arrays and JSON-able metadata that fully describe the fitted model."""
+        self._check_fitted()
+        arrays = {
+            "scaler_mean": self.scaler_mean_,
+            "scaler_scale": self.scaler_scale_,
+            "feature_weights": self.feature_weights_,
+            "svd_components": self.svd_components_,
+            "rfm_edges": self.rfm_edges_,
+            "kmeans_centroids": self.centroids_,
+            "dbscan_core_samples": self.core_samples_,
+            "dbscan_core_labels": self.core_labels_.astype(np.int64),
+        }
+        params = self.get_params()
+        params["k_range"] = list(params["k_range"])
+        meta = {
+            "format": _STATE_FORMAT,
+            "params": params,
+            "k": self.k_,
+            "dbscan_eps": self.dbscan_eps_,
+            "n_dbscan_clusters": self.n_dbscan_clusters_,
+            "feature_names": list(self.feature_names_),
+            "categories": list(self.categories_),
+            "segment_labels": {alg: [[sid, label] for sid, label in labels.items()]
+                               for alg, labels in self.segment_labels_.items()},
+            "profiles": self.profiles_,
+            "quality": self.quality_,
+        }
+        return {k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta
+
+    @classmethod
+    def from_state(cls, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]
+                   ) -> CustomerSegmentation:
+        """Rebuild a fitted model from :meth:`to_state` output (no refit, no pickle)."""
+        if meta.get("format") != _STATE_FORMAT:
+            raise ValueError(f"not a segmentation state: format {meta.get('format')!r}")
+        params = dict(meta["params"])
+        params["k_range"] = tuple(params["k_range"])
+        model = cls(**params)
+        model.scaler_mean_ = np.asarray(arrays["scaler_mean"], dtype=np.float64)
+        model.scaler_scale_ = np.asarray(arrays["scaler_scale"], dtype=np.float64)
+        model.feature_weights_ = np.asarray(arrays["feature_weights"], dtype=np.float64)
+        model.svd_components_ = np.asarray(arrays["svd_components"], dtype=np.float64)
+        model.rfm_edges_ = np.asarray(arrays["rfm_edges"], dtype=np.float64)
+        model.centroids_ = np.asarray(arrays["kmeans_centroids"], dtype=np.float64)
+        model.core_samples_ = np.asarray(arrays["dbscan_core_samples"], dtype=np.float64)
+        model.core_labels_ = np.asarray(arrays["dbscan_core_labels"], dtype=np.int64)
+        model.k_ = int(meta["k"])
+        model.dbscan_eps_ = float(meta["dbscan_eps"])
+        model.n_dbscan_clusters_ = int(meta["n_dbscan_clusters"])
+        model.feature_names_ = list(meta["feature_names"])
+        model.categories_ = list(meta["categories"])
+        model.segment_labels_ = {alg: {int(sid): str(label) for sid, label in pairs}
+                                 for alg, pairs in meta["segment_labels"].items()}
+        model.profiles_ = {alg: list(p) for alg, p in meta["profiles"].items()}
+        model.quality_ = dict(meta["quality"])
+        d = len(model.feature_names_)
+        if (model.scaler_mean_.shape != (d,) or model.centroids_.shape != (model.k_, d)
+                or model.core_samples_.shape[1:] != (d,)
+                or model.svd_components_.shape != (d - len(_FEATURES), len(model.categories_))):
+            raise ValueError("segmentation state arrays do not match its metadata")
+        return model
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "centroids_"):
+            raise RuntimeError(
+                "this CustomerSegmentation is not fitted yet: call fit() or from_state() first"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _base_features(agg: CustomerAggregates) -> dict[str, NDArray[Any]]:
+    """Per-customer behaviour figures in real units (NaN/0 where undefined)."""
+    orders = np.asarray(agg.orders, dtype=np.float64)
+    last_buy = np.asarray(agg.last_purchase_at, dtype=np.float64)
+    bought = (orders > 0) & np.isfinite(last_buy)
+    safe_orders = np.where(bought, orders, 1.0)
+    monetary = np.maximum(np.asarray(agg.monetary, dtype=np.float64), 0.0)
+    purchases = np.asarray(agg.purchases, dtype=np.float64)
+    views = np.asarray(agg.views, dtype=np.float64)
+    carts = np.asarray(agg.carts, dtype=np.float64)
+    total = np.maximum(views + carts + purchases, 1.0)
+    first = np.asarray(agg.first_seen_at, dtype=np.float64)
+    return {
+        "bought": bought,
+        "recency_days": np.where(bought, np.maximum(agg.now - last_buy, 0.0) / _DAY, np.nan),
+        "frequency": np.where(bought, orders, 0.0),
+        "monetary": monetary,
+        "avg_order_value": np.where(bought, monetary / safe_orders, 0.0),
+        "tenure_days": np.maximum(agg.now - np.where(np.isfinite(first), first, agg.now), 0.0)
+        / _DAY,
+        "distinct_items": np.asarray(agg.distinct_items, dtype=np.float64),
+        "lines_per_order": np.where(bought, purchases / safe_orders, 0.0),
+        "line_value": np.where(bought, monetary / np.maximum(purchases, 1.0), 0.0),
+        "browse_share": views / total,
+        "cart_share": carts / total,
+    }
+
+
+def _row_normalise(m: sp.csr_matrix | NDArray[np.float64]) -> sp.csr_matrix | NDArray[np.float64]:
+    """Rows scaled to sum 1 (all-zero rows stay zero)."""
+    if sp.issparse(m):
+        m = sp.csr_matrix(m, dtype=np.float64)
+        sums = np.asarray(m.sum(axis=1)).ravel()
+        inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
+        return sp.csr_matrix(sp.diags(inv) @ m)
+    sums = m.sum(axis=1, keepdims=True)
+    return np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
+
+
+def _sample_rows(rng: np.random.Generator, n: int, size: int) -> NDArray[np.int64]:
+    if n <= size:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size, replace=False))
+
+
+def _silhouette(X: NDArray[np.float64], labels: NDArray[np.int64]) -> float:
+    from sklearn.metrics import silhouette_score
+
+    if np.unique(labels).shape[0] < 2 or np.unique(labels).shape[0] >= X.shape[0]:
+        return float("nan")
+    return float(silhouette_score(X, labels))
+
+
+def _cluster_quality(X: NDArray[np.float64], labels: NDArray[np.int64],
+                     rng: np.random.Generator, sample_size: int) -> dict[str, float | None]:
+    """Silhouette (on a sample), Davies-Bouldin and Calinski-Harabasz; None if undefined."""
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
+    n_labels = np.unique(labels).shape[0]
+    if n_labels < 2 or n_labels >= X.shape[0]:
+        return {"silhouette": None, "davies_bouldin": None, "calinski_harabasz": None}
+    rows = _sample_rows(rng, X.shape[0], sample_size)
+    sil = _silhouette(X[rows], labels[rows])
+    return {
+        "silhouette": None if math.isnan(sil) else sil,
+        "davies_bouldin": float(davies_bouldin_score(X, labels)),
+        "calinski_harabasz": float(calinski_harabasz_score(X, labels)),
+    }
+
+
+def _knee_eps(X: NDArray[np.float64], min_samples: int) -> float:
+    """DBSCAN eps at the knee of the sorted k-distance curve (max distance to its chord)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(min_samples, X.shape[0])
+    dist, _ = NearestNeighbors(n_neighbors=k).fit(X).kneighbors(X)
+    kd = np.sort(dist[:, -1])
+    n = kd.shape[0]
+    if n < 3 or kd[-1] <= kd[0]:
+        return float(max(kd[-1], 1e-6))
+    x = np.linspace(0.0, 1.0, n)
+    y = (kd - kd[0]) / (kd[-1] - kd[0])
+    # Points above the chord are impossible on a convex curve; distance below it is x - y.
+    knee = int(np.argmax(x - y))
+    return float(max(kd[knee], 1e-6))
+
+
+def _nearest_core(X: NDArray[np.float64], cores: NDArray[np.float64],
+                  core_labels: NDArray[np.int64], eps: float,
+                  block: int = 2048) -> NDArray[np.int64]:
+    """Label of the nearest core sample within ``eps``, else ``OUTLIER_SEGMENT``, shape (n,)."""
+    out = np.full(X.shape[0], OUTLIER_SEGMENT, dtype=np.int64)
+    if cores.shape[0] == 0 or X.shape[0] == 0:
+        return out
+    core_sq = np.einsum("ij,ij->i", cores, cores)
+    # Blocks bound the n x n_cores distance matrix (2048 x 20k floats = 330 MB otherwise more).
+    step = max(1, min(block, int(4e7 // max(cores.shape[0], 1))))
+    for lo in range(0, X.shape[0], step):
+        xb = X[lo:lo + step]
+        d2 = core_sq[None, :] - 2.0 * xb @ cores.T
+        nearest = np.argmin(d2, axis=1)
+        dist2 = d2[np.arange(xb.shape[0]), nearest] + np.einsum("ij,ij->i", xb, xb)
+        within = dist2 <= eps * eps * (1 + 1e-9) + 1e-12
+        out[lo:lo + step] = np.where(within, core_labels[nearest], OUTLIER_SEGMENT)
+    return out
+
+
+def _json_float(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+def _stats(x: NDArray[np.float64]) -> dict[str, float | None]:
+    if x.size == 0:
+        return {"mean": None, "median": None}
+    return {"mean": _json_float(np.mean(x)), "median": _json_float(np.median(x))}
+
+
+def _profiles(labels: NDArray[np.int64], base: dict[str, NDArray[Any]],
+              agg: CustomerAggregates, group_idx: NDArray[np.int8],
+              top_items: ItemCounts | None, n_top: int = 5) -> list[dict[str, Any]]:
+    """Profiles (sizes, R/F/M in real units, tastes) and unique labels of every segment."""
+    n = labels.shape[0]
+    bought = base["bought"]
+    pop = {name: base[name][bought] for name in
+           ("recency_days", "frequency", "monetary", "tenure_days", "line_value")}
+    cat_counts = sp.csr_matrix(agg.category_counts, dtype=np.float64)
+    seg_ids = sorted(np.unique(labels).tolist(), key=lambda s: (s < 0, s))
+    profiles = []
+    for sid in seg_ids:
+        rows = np.flatnonzero(labels == sid)
+        prof: dict[str, Any] = {
+            "segment_id": int(sid),
+            "label": "",
+            "reserved": sid < 0,
+            "size": int(rows.shape[0]),
+            "share": rows.shape[0] / n,
+        }
+        for name in ("recency_days", "frequency", "monetary", "avg_order_value",
+                     "tenure_days", "lines_per_order", "line_value"):
+            defined = sid != NO_PURCHASE_SEGMENT or name == "tenure_days"
+            prof[name] = _stats(base[name][rows] if defined else np.zeros(0))
+        prof["single_order_share"] = (float(np.mean(base["frequency"][rows] <= 1))
+                                      if sid != NO_PURCHASE_SEGMENT else None)
+        prof["views_per_customer"] = float(np.mean(agg.views[rows]))
+        groups = group_idx[rows]
+        counts = np.bincount(groups[groups >= 0], minlength=len(RFM_GROUPS))
+        prof["rfm_groups"] = {RFM_GROUPS[g]: counts[g] / rows.shape[0]
+                              for g in np.argsort(-counts, kind="stable")[:3] if counts[g] > 0}
+        cat_sum = np.asarray(cat_counts[rows].sum(axis=0)).ravel()
+        total = cat_sum.sum()
+        prof["top_categories"] = [
+            {"category": agg.categories[j], "share": float(cat_sum[j] / total)}
+            for j in np.argsort(-cat_sum, kind="stable")[:n_top] if cat_sum[j] > 0
+        ]
+        if top_items is not None:
+            item_sum = np.asarray(top_items.matrix[rows].sum(axis=0)).ravel()
+            prof["top_items"] = [
+                {"item_id": top_items.item_ids[j], "count": float(item_sum[j])}
+                for j in np.argsort(-item_sum, kind="stable")[:n_top] if item_sum[j] > 0
+            ]
+        profiles.append(prof)
+    _label_profiles(profiles, pop)
+    return profiles
+
+
+def _base_label(p: dict[str, Any], q: dict[str, NDArray[np.float64]]) -> str:
+    """A label from a profile's medians against the purchasers' quantiles ``q``.
+
+    ``q[name]`` holds the 20/25/40/50/75 % quantiles of a feature over purchasers.
+    """
+    rec = p["recency_days"]["median"]
+    freq = p["frequency"]["median"]
+    mon = p["monetary"]["median"]
+    ten = p["tenure_days"]["median"]
+    line = p["line_value"]["median"]
+    recent = rec <= q["recency_days"][2]
+    lapsed = rec >= q["recency_days"][4]
+    one_time = p["single_order_share"] >= 0.6
+    high_value = mon >= q["monetary"][4]
+    frequent = freq >= max(q["frequency"][4], 2)
+    cheap = line <= q["line_value"][1]
+    premium = line >= q["line_value"][4]
+    if ten <= q["tenure_days"][0] and recent and not frequent:
+        return "New customers"
+    if one_time:
+        return ("Lapsed one-time buyers" if lapsed else
+                "Recent one-time buyers" if recent else "One-time buyers")
+    if high_value and frequent and not lapsed:
+        return "High-value loyal"
+    if high_value and lapsed:
+        return "Lapsed high-value customers"
+    if lapsed:
+        return "Lapsed bargain hunters" if cheap else "Lapsed customers"
+    if cheap and (frequent or recent):
+        return "Bargain hunters"
+    if frequent:
+        return "Loyal regulars"
+    if high_value:
+        return "Big spenders"
+    if premium:
+        return "Premium occasional buyers"
+    return "Active occasional buyers" if recent else "Occasional buyers"
+
+
+def _label_profiles(profiles: list[dict[str, Any]], pop: dict[str, NDArray[np.float64]]) -> None:
+    """Set a unique human-readable ``label`` on every profile, in place."""
+    q = {name: np.quantile(v, [0.2, 0.25, 0.4, 0.5, 0.75]) if v.size else np.zeros(5)
+         for name, v in pop.items()}
+    for p in profiles:
+        if p["segment_id"] == NO_PURCHASE_SEGMENT:
+            p["label"] = NO_PURCHASE_LABEL
+        elif p["segment_id"] == OUTLIER_SEGMENT:
+            p["label"] = OUTLIER_LABEL
+        else:
+            p["label"] = _base_label(p, q)
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for p in profiles:
+        by_label.setdefault(p["label"], []).append(p)
+    for label, dups in by_label.items():
+        if len(dups) < 2:
+            continue
+        tops = [p["top_categories"][0]["category"] if p["top_categories"] else "" for p in dups]
+        if all(tops) and len(set(tops)) == len(tops):
+            for p, top in zip(dups, tops, strict=True):
+                p["label"] = f"{label} ({top})"
+            continue
+        ranked = sorted(dups, key=lambda p: -(p["monetary"]["median"] or 0.0))
+        tiers = (["higher spend", "lower spend"] if len(ranked) == 2 else
+                 ["top spend", *(f"spend tier {i}" for i in range(2, len(ranked))), "low spend"])
+        for p, tier in zip(ranked, tiers, strict=True):
+            p["label"] = f"{label} ({tier})"
+    seen: dict[str, int] = {}
+    for p in profiles:
+        count = seen.get(p["label"], 0) + 1
+        seen[p["label"]] = count
+        if count > 1:
+            p["label"] = f"{p['label']} #{count}"

@@ -1,0 +1,890 @@
+"""A realistic synthetic shop: users in behavioural groups, a catalog with text, event funnels.
+
+The generator feeds ``tastemaker demo``, the scaling benchmarks and the tests that need a
+ground truth (segmentation must recover the behavioural groups, collaborative filtering must
+find the category tastes, content similarity must find the category vocabularies).
+
+What it models
+--------------
+* **Catalog.** 16 categories (fewer when ``n_items < 16``), each with a vocabulary of nouns,
+  adjectives, materials, features and uses; titles and descriptions are built from it, so
+  TF-IDF similarity is high inside a category and low across. Prices are log-normal around
+  the category's base price, in three tiers (budget, standard, premium). Popularity is Zipf-like
+  (weight ``1 / rank``) over a random ranking of all items.
+* **Customers.** Six behavioural groups (see ``GROUPS``): loyal big spenders, bargain hunters,
+  one-time buyers, lapsed customers, new customers and window shoppers. They differ in when
+  they are active (first seen, last active), how often they order, basket size, quantity per
+  line, price tier and category taste. Window shoppers never purchase. Each customer has three
+  favourite categories (drawn from the group's taste), which gives collaborative filtering
+  signal.
+* **Events.** Every purchased line is a funnel ``view -> [click] -> add_to_cart -> purchase``
+  shortly before the order time; the rest of the budget is browsing funnels
+  ``view -> [click -> [add_to_cart]]`` (abandoned carts). Timestamps follow a weekly and a daily
+  cycle. ``n_events`` is met exactly: purchases take at most ``_MAX_PURCHASE_SHARE`` of it (order
+  counts and basket sizes shrink when the budget per user is small), browsing the rest.
+
+Everything is vectorised numpy: 4M events, 100k items and 200k users take a few seconds.
+The output depends only on the arguments (``start`` defaults to a fixed date, not today).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "EVENT_TYPES",
+    "GROUPS",
+    "EventColumns",
+    "SyntheticItem",
+    "SyntheticShop",
+    "SyntheticUser",
+    "generate_shop",
+]
+
+EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
+_VIEW, _CLICK, _CART, _PURCHASE = range(4)
+
+_DAY = 86_400.0
+_DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
+_MAX_PURCHASE_SHARE = 0.4
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalog vocabulary
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Category:
+    name: str
+    base_price: float
+    nouns: tuple[str, ...]
+    adjectives: tuple[str, ...]
+    materials: tuple[str, ...]
+    features: tuple[str, ...]
+    uses: tuple[str, ...]
+
+
+_CATEGORIES: tuple[_Category, ...] = (
+    _Category(
+        "Kitchen & Dining", 18.0,
+        ("teapot", "chopping board", "mixing bowl", "mug", "cake tin", "salad bowl",
+         "cutlery set", "lunch box", "spice rack", "frying pan", "coffee grinder", "serving tray"),
+        ("rustic", "enamel", "stackable", "non-stick", "retro", "nordic"),
+        ("stoneware", "oak", "stainless steel", "bamboo", "cast iron", "porcelain"),
+        ("dishwasher safe", "with a heat-resistant handle", "with a non-slip base",
+         "oven safe to 220 degrees"),
+        ("for weekend baking", "for family dinners", "for the morning coffee ritual",
+         "for meal prep and leftovers"),
+    ),
+    _Category(
+        "Home Decor", 25.0,
+        ("photo frame", "wall clock", "vase", "cushion cover", "mirror", "wall art print",
+         "candle holder", "throw blanket", "doorstop", "ornament", "storage basket", "rug"),
+        ("vintage", "scandinavian", "botanical", "geometric", "boho", "hand-painted"),
+        ("rattan", "linen", "glass", "velvet", "ceramic", "brass"),
+        ("with a hanging hook", "in muted earthy tones", "with a hand-finished texture",
+         "that complements any interior"),
+        ("for the living room", "for a cosy bedroom", "to brighten a hallway",
+         "as a housewarming gift"),
+    ),
+    _Category(
+        "Garden & Outdoor", 30.0,
+        ("plant pot", "watering can", "bird feeder", "garden hose", "pruning shears",
+         "seed tray", "solar lantern", "deck chair", "trowel", "compost bin", "hanging basket",
+         "raised bed"),
+        ("weatherproof", "galvanised", "foldable", "self-watering", "heavy-duty", "hand-forged"),
+        ("terracotta", "zinc", "recycled plastic", "acacia wood", "carbon steel", "wicker"),
+        ("UV resistant", "with drainage holes", "rust proof", "frost resistant"),
+        ("for balcony gardens", "for growing herbs and vegetables", "for summer evenings outside",
+         "for attracting garden birds"),
+    ),
+    _Category(
+        "Toys & Games", 20.0,
+        ("jigsaw puzzle", "board game", "building blocks", "plush bear", "toy train",
+         "dolls house", "kite", "card game", "marble run", "play tent", "wooden rocket",
+         "science kit"),
+        ("educational", "colourful", "classic", "magnetic", "wooden", "interactive"),
+        ("beech wood", "soft fleece", "cardboard", "recycled plastic", "felt", "cotton"),
+        ("for ages 3 and up", "with easy-to-follow rules", "with rounded safe edges",
+         "that packs away neatly"),
+        ("for family game night", "for rainy afternoons", "for creative play",
+         "as a birthday present"),
+    ),
+    _Category(
+        "Stationery & Office", 8.0,
+        ("notebook", "fountain pen", "desk organiser", "washi tape", "planner", "pencil case",
+         "greeting card", "sticky notes", "sketchbook", "gift wrap", "envelope set", "ruler"),
+        ("dotted", "recycled", "pastel", "minimalist", "refillable", "illustrated"),
+        ("kraft paper", "leather", "cork", "aluminium", "acid-free paper", "card"),
+        ("with lay-flat binding", "in A5 size", "with 120 gsm pages", "with a ribbon bookmark"),
+        ("for journaling", "for the home office", "for back to school",
+         "for thank-you notes and letters"),
+    ),
+    _Category(
+        "Electronics", 80.0,
+        ("wireless earbuds", "bluetooth speaker", "phone charger", "smart plug", "webcam",
+         "power bank", "usb hub", "fitness tracker", "e-reader", "keyboard", "mouse",
+         "headphones"),
+        ("wireless", "noise-cancelling", "fast-charging", "compact", "ergonomic", "smart"),
+        ("aluminium", "matte plastic", "tempered glass", "silicone", "carbon fibre",
+         "braided nylon"),
+        ("with 20-hour battery life", "with usb-c charging", "bluetooth 5.3 compatible",
+         "with voice assistant support"),
+        ("for commuting", "for working from home", "for gaming sessions",
+         "for staying connected on the go"),
+    ),
+    _Category(
+        "Books", 14.0,
+        ("novel", "cookbook", "travel guide", "biography", "poetry collection", "atlas",
+         "picture book", "history book", "self-help book", "crime thriller", "fantasy saga",
+         "graphic novel"),
+        ("bestselling", "award-winning", "illustrated", "hardback", "paperback", "signed"),
+        ("cloth-bound", "gift edition", "large print", "pocket edition", "collector edition",
+         "first edition"),
+        ("with a foreword by the author", "with colour photographs", "with 300 pages",
+         "translated from the original"),
+        ("for long train journeys", "for book club discussions", "for curious young readers",
+         "for a quiet weekend of reading"),
+    ),
+    _Category(
+        "Beauty & Personal Care", 16.0,
+        ("face serum", "hand cream", "shampoo bar", "lip balm", "body lotion", "bath salts",
+         "hair brush", "face mask", "perfume", "nail polish", "beard oil", "sunscreen"),
+        ("organic", "vegan", "fragrance-free", "hydrating", "soothing", "cruelty-free"),
+        ("aloe vera", "shea butter", "argan oil", "rose water", "vitamin c", "charcoal"),
+        ("dermatologically tested", "suitable for sensitive skin", "in a recyclable bottle",
+         "free from parabens"),
+        ("for a daily skincare routine", "for a relaxing bath", "for dry winter skin",
+         "as a pamper gift"),
+    ),
+    _Category(
+        "Sports & Fitness", 35.0,
+        ("yoga mat", "water bottle", "resistance bands", "dumbbells", "running belt",
+         "foam roller", "jump rope", "gym bag", "cycling gloves", "tennis balls", "kettlebell",
+         "swim goggles"),
+        ("lightweight", "anti-slip", "adjustable", "breathable", "insulated", "professional"),
+        ("natural rubber", "neoprene", "cast iron", "tpe foam", "mesh", "stainless steel"),
+        ("sweat resistant", "with a carry strap", "with adjustable resistance levels",
+         "tested for durability"),
+        ("for home workouts", "for marathon training", "for the gym", "for outdoor adventures"),
+    ),
+    _Category(
+        "Women's Fashion", 40.0,
+        ("wrap dress", "knit cardigan", "silk scarf", "blouse", "denim jacket", "midi skirt",
+         "ankle boots", "trench coat", "jumpsuit", "linen trousers", "sandals", "beret"),
+        ("floral", "tailored", "oversized", "relaxed fit", "pleated", "classic"),
+        ("organic cotton", "merino wool", "silk", "linen", "denim", "suede"),
+        ("machine washable", "with side pockets", "in sizes 6 to 20", "with a flattering cut"),
+        ("for the office", "for summer holidays", "for evenings out", "for everyday wear"),
+    ),
+    _Category(
+        "Men's Fashion", 40.0,
+        ("oxford shirt", "chinos", "wool jumper", "leather belt", "bomber jacket", "polo shirt",
+         "trainers", "overcoat", "hoodie", "flat cap", "swim shorts", "suit jacket"),
+        ("slim fit", "heritage", "waterproof", "brushed", "casual", "tailored"),
+        ("cotton twill", "lambswool", "full-grain leather", "tweed", "fleece", "canvas"),
+        ("with reinforced seams", "in sizes S to XXL", "with a modern cut",
+         "pre-washed for softness"),
+        ("for the weekend", "for smart occasions", "for cold mornings", "for travel"),
+    ),
+    _Category(
+        "Jewellery & Watches", 55.0,
+        ("necklace", "earrings", "bracelet", "ring", "wristwatch", "pendant", "cufflinks",
+         "anklet", "brooch", "charm", "hair clip", "jewellery box"),
+        ("dainty", "hammered", "minimalist", "engraved", "statement", "gold-plated"),
+        ("sterling silver", "rose gold", "freshwater pearl", "18k gold", "titanium",
+         "recycled silver"),
+        ("hypoallergenic", "with a gift box", "nickel free", "with an adjustable chain"),
+        ("for anniversaries", "for everyday elegance", "as a bridesmaid gift",
+         "to mark a special birthday"),
+    ),
+    _Category(
+        "Pet Supplies", 15.0,
+        ("dog bed", "cat scratcher", "pet bowl", "dog lead", "chew toy", "cat tree",
+         "grooming brush", "pet carrier", "bird cage", "aquarium filter", "dog coat",
+         "treat pouch"),
+        ("orthopaedic", "durable", "washable", "reflective", "interactive", "calming"),
+        ("memory foam", "sisal rope", "natural rubber", "nylon webbing", "ceramic", "canvas"),
+        ("non-toxic", "easy to clean", "suitable for large breeds", "vet recommended"),
+        ("for puppies and kittens", "for long walks", "for indoor cats", "for a restful sleep"),
+    ),
+    _Category(
+        "Party & Seasonal", 7.0,
+        ("bunting", "party balloons", "paper napkins", "christmas bauble", "advent calendar",
+         "gift tags", "party hats", "easter egg", "string lights", "cake toppers",
+         "halloween mask", "confetti"),
+        ("festive", "glittery", "personalised", "metallic", "rainbow", "eco-friendly"),
+        ("paper", "foil", "biodegradable latex", "glass", "tissue", "felt"),
+        ("pack of 12", "pack of 24", "with ribbon included", "reusable year after year"),
+        ("for birthday parties", "for christmas decorating", "for a baby shower",
+         "for wedding celebrations"),
+    ),
+    _Category(
+        "Bags & Travel", 45.0,
+        ("backpack", "tote bag", "suitcase", "wash bag", "passport holder", "weekend holdall",
+         "crossbody bag", "laptop sleeve", "luggage tag", "travel pillow", "wallet", "duffel"),
+        ("water-resistant", "lightweight", "expandable", "anti-theft", "vegan leather",
+         "cabin-size"),
+        ("waxed canvas", "ripstop nylon", "full-grain leather", "recycled polyester", "cork",
+         "polycarbonate"),
+        ("with a padded laptop compartment", "with spinner wheels", "with rfid protection",
+         "with a lifetime warranty"),
+        ("for city breaks", "for the daily commute", "for long-haul flights",
+         "for weekend getaways"),
+    ),
+    _Category(
+        "Lighting", 32.0,
+        ("table lamp", "floor lamp", "pendant shade", "fairy lights", "desk lamp",
+         "night light", "wall sconce", "lantern", "led bulb", "ceiling light", "reading light",
+         "salt lamp"),
+        ("dimmable", "industrial", "warm white", "art deco", "rechargeable", "mid-century"),
+        ("brass", "opal glass", "rattan", "concrete", "matte black metal", "paper"),
+        ("with an energy-saving led", "with a touch dimmer", "with a braided fabric cable",
+         "with a weighted base"),
+        ("for reading corners", "for a soft evening glow", "for the home office",
+         "for outdoor dining"),
+    ),
+)
+
+_BRANDS: tuple[str, ...] = (
+    "Northwind", "Ashby & Co", "Maple Lane", "Oakridge", "Bright Harbour", "Little Finch",
+    "Copperleaf", "Greystone", "Willow & Wren", "Blue Fern", "Tidewater", "Juniper Home",
+)
+_TIERS: tuple[str, ...] = ("budget", "standard", "premium")
+_TIER_PRICE = np.array([0.55, 1.0, 2.1])
+
+_COUNTRIES: tuple[str, ...] = (
+    "United Kingdom", "Germany", "France", "Netherlands", "Spain", "Ireland", "Italy",
+    "Belgium", "Sweden", "Poland",
+)
+_COUNTRY_P = np.array([0.46, 0.12, 0.1, 0.06, 0.06, 0.05, 0.05, 0.04, 0.03, 0.03])
+_CHANNELS: tuple[str, ...] = ("organic", "paid_search", "social", "email", "referral")
+_DEVICES: tuple[str, ...] = ("mobile", "desktop", "app")
+
+# Monday .. Sunday and hour-of-day activity (evenings and weekends are busiest).
+_WEEKDAY_W = np.array([0.92, 0.95, 0.97, 1.0, 1.04, 1.12, 1.2])
+_HOUR_W = np.array(
+    [0.2, 0.12, 0.08, 0.06, 0.06, 0.1, 0.25, 0.5, 0.8, 0.95, 1.0, 1.05,
+     1.15, 1.1, 1.0, 0.95, 0.95, 1.05, 1.25, 1.45, 1.5, 1.3, 0.9, 0.45]
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Behavioural groups
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Group:
+    name: str
+    share: float
+    first_seen: tuple[float, float]  # fraction of the window
+    active_until: tuple[float, float]  # fraction of the window; >1 clips to the end
+    min_orders: int
+    extra_orders: float  # Poisson mean on top of min_orders (scaled down on small budgets)
+    lines: float  # mean distinct lines per order
+    quantity: float  # mean units per line
+    price_level: int  # 0 budget, 1 standard, 2 premium tastes
+    browse: float  # relative browsing intensity
+    taste: tuple[str, ...]  # categories this group over-indexes on
+    order_span_days: float | None = None  # orders happen within this many days of first seen
+
+
+GROUPS: tuple[_Group, ...] = (
+    _Group("loyal_big_spenders", 0.10, (0.0, 0.2), (1.0, 1.0), 10, 10.0, 3.0, 1.3, 2, 3.0,
+           ("Electronics", "Jewellery & Watches", "Women's Fashion", "Men's Fashion",
+            "Bags & Travel")),
+    _Group("bargain_hunters", 0.17, (0.1, 0.5), (1.0, 1.0), 4, 3.0, 4.0, 1.5, 0, 2.0,
+           ("Party & Seasonal", "Stationery & Office", "Kitchen & Dining", "Pet Supplies",
+            "Beauty & Personal Care")),
+    _Group("one_time_buyers", 0.20, (0.05, 0.6), (0.0, 0.0), 1, 0.0, 1.6, 1.2, 1, 0.5,
+           ("Books", "Toys & Games", "Home Decor", "Party & Seasonal"), order_span_days=3.0),
+    _Group("lapsed_customers", 0.13, (0.0, 0.15), (0.3, 0.45), 4, 2.0, 2.5, 1.3, 1, 1.0,
+           ("Home Decor", "Garden & Outdoor", "Lighting", "Kitchen & Dining")),
+    _Group("new_customers", 0.13, (0.9, 0.99), (1.0, 1.0), 1, 0.4, 2.0, 1.2, 1, 1.5,
+           ("Beauty & Personal Care", "Sports & Fitness", "Women's Fashion", "Books")),
+    _Group("window_shoppers", 0.27, (0.0, 0.9), (1.0, 1.0), 0, 0.0, 0.0, 0.0, 1, 2.5,
+           ("Electronics", "Home Decor", "Lighting", "Bags & Travel")),
+)
+"""The behavioural groups, in label-index order (``SyntheticShop.groups`` indexes them)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Output containers
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyntheticUser:
+    """One customer: external id, behavioural group and profile attributes."""
+
+    user_id: str
+    group: str
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SyntheticItem:
+    """One catalog item with text, categories (primary first) and price."""
+
+    item_id: str
+    title: str
+    description: str
+    categories: list[str]
+    price: float
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class EventColumns:
+    """All events as parallel arrays, sorted by time.
+
+    The compact columns (indices and codes) are stored; the string columns ``event_id``,
+    ``user_id``, ``item_id``, ``type`` and ``order_id`` are built on first access and cached,
+    so a consumer that only needs indices never pays for millions of strings.
+
+    Attributes
+    ----------
+    user_index, item_index : ndarray of shape (n_events,), int32
+        Positions in ``SyntheticShop.users`` / ``SyntheticShop.items``.
+    type_code : ndarray of shape (n_events,), int8
+        Index into ``EVENT_TYPES``.
+    quantity : ndarray of shape (n_events,), int32
+        Units bought for purchases, 0 otherwise.
+    value : ndarray of shape (n_events,), float64
+        ``price * quantity`` for purchases, NaN otherwise.
+    occurred_at : ndarray of shape (n_events,), float64
+        Unix epoch seconds, non-decreasing.
+    order_index : ndarray of shape (n_events,), int64
+        Order number for purchases (lines of one order share it), -1 otherwise.
+    """
+
+    user_index: NDArray[np.int32]
+    item_index: NDArray[np.int32]
+    type_code: NDArray[np.int8]
+    quantity: NDArray[np.int32]
+    value: NDArray[np.float64]
+    occurred_at: NDArray[np.float64]
+    order_index: NDArray[np.int64]
+    user_id_table: NDArray[np.str_] = field(repr=False)
+    item_id_table: NDArray[np.str_] = field(repr=False)
+    seed: int = 0
+
+    def __len__(self) -> int:
+        return int(self.type_code.shape[0])
+
+    @cached_property
+    def event_id(self) -> NDArray[np.str_]:
+        """Unique, deterministic client event ids ``e<seed>-<nnnnnnnnn>``, shape (n_events,)."""
+        width = max(9, len(str(len(self))))
+        return _format_ids(f"e{self.seed}-", np.arange(len(self)), width)
+
+    @cached_property
+    def user_id(self) -> NDArray[np.str_]:
+        """External user id of every event, shape (n_events,)."""
+        return self.user_id_table[self.user_index]
+
+    @cached_property
+    def item_id(self) -> NDArray[np.str_]:
+        """External item id of every event, shape (n_events,)."""
+        return self.item_id_table[self.item_index]
+
+    @cached_property
+    def type(self) -> NDArray[np.str_]:
+        """Event type name of every event, shape (n_events,)."""
+        return np.asarray(EVENT_TYPES)[self.type_code]
+
+    @cached_property
+    def order_id(self) -> NDArray[np.str_]:
+        """Order id ``o<seed>-<nnnnnnn>`` for purchases, ``""`` otherwise, shape (n_events,)."""
+        is_order = self.order_index >= 0
+        n_orders = int(self.order_index.max()) + 1 if is_order.any() else 0
+        width = max(7, len(str(n_orders)))
+        formatted = _format_ids(f"o{self.seed}-", self.order_index[is_order], width)
+        out = np.full(len(self), "", dtype=formatted.dtype if formatted.size else "U1")
+        out[is_order] = formatted
+        return out
+
+    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
+        """Yield events ``start:stop`` as JSON-able dicts in the ``POST /events`` shape."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        cols = (self.event_id, self.user_id, self.item_id, self.type, self.value,
+                self.occurred_at, self.order_id, self.quantity)
+        for i in range(start, stop):
+            value = float(cols[4][i])
+            row: dict[str, Any] = {
+                "event_id": str(cols[0][i]),
+                "user_id": str(cols[1][i]),
+                "item_id": str(cols[2][i]),
+                "type": str(cols[3][i]),
+                "value": None if np.isnan(value) else value,
+                "occurred_at": float(cols[5][i]),
+            }
+            if cols[6][i]:
+                row["order_id"] = str(cols[6][i])
+                row["quantity"] = int(cols[7][i])
+            yield row
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticShop:
+    """A generated shop: users, items, events and the ground-truth behavioural groups.
+
+    Attributes
+    ----------
+    users : list of SyntheticUser, length n_users
+    items : list of SyntheticItem, length n_items
+    events : EventColumns with n_events rows, sorted by time
+    groups : ndarray of shape (n_users,), int8
+        Index into ``group_names`` of every user's behavioural group.
+    group_names : tuple of str
+    categories : tuple of str
+        The category names in use (primary category order).
+    item_category : ndarray of shape (n_items,), int16
+        Index into ``categories`` of every item's primary category.
+    start, end : datetime
+        The simulated window; ``end`` is the natural "now" for recency.
+    """
+
+    users: list[SyntheticUser]
+    items: list[SyntheticItem]
+    events: EventColumns
+    groups: NDArray[np.int8]
+    group_names: tuple[str, ...]
+    categories: tuple[str, ...]
+    item_category: NDArray[np.int16]
+    start: datetime
+    end: datetime
+
+    @property
+    def now(self) -> float:
+        """End of the simulated window as epoch seconds."""
+        return self.end.timestamp()
+
+    @property
+    def user_ids(self) -> NDArray[np.str_]:
+        """External user ids in ``users`` order, shape (n_users,)."""
+        return self.events.user_id_table
+
+    @property
+    def item_ids(self) -> NDArray[np.str_]:
+        """External item ids in ``items`` order, shape (n_items,)."""
+        return self.events.item_id_table
+
+
+# ---------------------------------------------------------------------------------------------
+# Generator
+# ---------------------------------------------------------------------------------------------
+
+
+def generate_shop(
+    *,
+    n_users: int = 2000,
+    n_items: int = 500,
+    n_events: int = 100_000,
+    seed: int = 0,
+    start: datetime | None = None,
+    days: int = 365,
+) -> SyntheticShop:
+    """Generate a deterministic synthetic shop (see the module docstring for the model).
+
+    Parameters
+    ----------
+    n_users, n_items, n_events : int
+        Sizes; ``n_events`` is met exactly.
+    seed : int
+        Everything is a function of the arguments.
+    start : datetime, optional
+        Start of the simulated window (naive means UTC); defaults to 2024-01-01 UTC.
+    days : int
+        Length of the window; the last event happens before ``start + days``.
+
+    Returns
+    -------
+    SyntheticShop
+    """
+    if n_users < 1 or n_items < 1 or n_events < 0 or days < 1:
+        raise ValueError("n_users and n_items must be >= 1, n_events >= 0 and days >= 1")
+    start = _DEFAULT_START if start is None else start
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    rng = np.random.default_rng(seed)
+    t0 = start.timestamp()
+    span = days * _DAY
+
+    cats = _CATEGORIES[: min(len(_CATEGORIES), n_items)]
+    cat_names = tuple(c.name for c in cats)
+    catalog = _make_catalog(rng, n_items, cats)
+    users = _make_users(rng, n_users, cat_names)
+
+    purchases = _make_purchases(rng, users, catalog, n_events, span, t0)
+    n_browse = n_events - purchases["n_events"]
+    browse = _make_browsing(rng, users, catalog, n_browse, span, t0)
+
+    cols = {k: np.concatenate([purchases.pop(k), browse.pop(k)]) for k in _EVENT_KEYS}
+    # Stable order: by time, then by funnel stage so a clipped view never follows its purchase
+    # (two stable argsorts are several times faster than lexsort here).
+    by_stage = np.argsort(cols["type_code"], kind="stable")
+    order = by_stage[np.argsort(cols["occurred_at"][by_stage], kind="stable")]
+    del by_stage
+    user_table = _format_ids("u", np.arange(1, n_users + 1), max(5, len(str(n_users))))
+    item_table = _format_ids("i", np.arange(1, n_items + 1), max(5, len(str(n_items))))
+    events = EventColumns(
+        user_index=cols.pop("user_index")[order],
+        item_index=cols.pop("item_index")[order],
+        type_code=cols.pop("type_code")[order],
+        quantity=cols.pop("quantity")[order],
+        value=cols.pop("value")[order],
+        occurred_at=cols.pop("occurred_at")[order] + t0,
+        order_index=cols.pop("order_index")[order],
+        user_id_table=user_table,
+        item_id_table=item_table,
+        seed=seed,
+    )
+
+    group_names = tuple(g.name for g in GROUPS)
+    user_objs = [
+        SyntheticUser(user_id=str(uid), group=group_names[g], attributes=attrs)
+        for uid, g, attrs in zip(user_table, users["group"].tolist(), users["attributes"],
+                                 strict=True)
+    ]
+    item_objs = [
+        SyntheticItem(item_id=str(iid), title=title, description=desc, categories=categories,
+                      price=price, attributes=attrs)
+        for iid, title, desc, categories, price, attrs in zip(
+            item_table, catalog["title"], catalog["description"], catalog["categories"],
+            catalog["price"].tolist(), catalog["attributes"], strict=True)
+    ]
+    return SyntheticShop(
+        users=user_objs,
+        items=item_objs,
+        events=events,
+        groups=users["group"].astype(np.int8),
+        group_names=group_names,
+        categories=cat_names,
+        item_category=catalog["category"].astype(np.int16),
+        start=start,
+        end=datetime.fromtimestamp(t0 + span, tz=UTC),
+    )
+
+
+_EVENT_KEYS = ("user_index", "item_index", "type_code", "quantity", "value", "occurred_at",
+               "order_index")
+
+
+def _make_catalog(rng: np.random.Generator, n_items: int,
+                  cats: tuple[_Category, ...]) -> dict[str, Any]:
+    n_cat = len(cats)
+    # Uneven category sizes, but every category gets at least one item.
+    cat_w = rng.dirichlet(np.full(n_cat, 4.0))
+    category = np.concatenate([np.arange(n_cat), rng.choice(n_cat, n_items - n_cat, p=cat_w)])
+    rng.shuffle(category)
+    tier = rng.choice(3, n_items, p=[0.35, 0.45, 0.2])
+    base = np.array([c.base_price for c in cats])[category]
+    price = base * _TIER_PRICE[tier] * rng.lognormal(0.0, 0.3, n_items)
+    price = np.where(price >= 5, np.ceil(price) - 0.01, np.round(np.maximum(price, 0.5), 1))
+    # Zipf-like popularity over a random global ranking.
+    rank = rng.permutation(n_items)
+    popularity = 1.0 / (rank + 1.0)
+
+    picks = rng.integers(0, 1 << 30, size=(n_items, 8))
+    secondary = rng.random(n_items) < 0.15
+    second_cat = (category + 1 + rng.integers(0, max(n_cat - 1, 1), n_items)) % n_cat
+    brand = rng.integers(0, len(_BRANDS), n_items)
+    titles: list[str] = []
+    descriptions: list[str] = []
+    categories: list[list[str]] = []
+    attributes: list[dict[str, Any]] = []
+    for i, (c, p) in enumerate(zip(category.tolist(), picks.tolist(), strict=True)):
+        cat = cats[c]
+        noun = cat.nouns[p[0] % len(cat.nouns)]
+        adj = cat.adjectives[p[1] % len(cat.adjectives)]
+        adj2 = cat.adjectives[(p[1] + 1 + p[6] % (len(cat.adjectives) - 1)) % len(cat.adjectives)]
+        material = cat.materials[p[2] % len(cat.materials)]
+        if material.split()[-1] in noun:  # no "linen linen trousers"
+            material = cat.materials[(p[2] + 1) % len(cat.materials)]
+        feature = cat.features[p[3] % len(cat.features)]
+        use = cat.uses[p[4] % len(cat.uses)]
+        b = _BRANDS[brand[i]]
+        titles.append(f"{b} {adj.capitalize()} {material.title()} {noun.title()}")
+        template = p[5] % 3
+        if template == 0:
+            desc = f"A {adj} {noun} in {material}, {feature}. Ideal {use}."
+        elif template == 1:
+            desc = f"This {adj2} {material} {noun} is {adj} and {feature}, made {use}."
+        else:
+            desc = (f"{adj.capitalize()} {noun} crafted from {material} {feature}; "
+                    f"a {adj2} pick {use}.")
+        descriptions.append(desc)
+        cl = [cat.name]
+        if secondary[i] and n_cat > 1:
+            cl.append(cats[second_cat[i]].name)
+        categories.append(cl)
+        attributes.append({"brand": b, "price_tier": _TIERS[tier[i]]})
+    return {
+        "category": category, "tier": tier, "price": price, "popularity": popularity,
+        "title": titles, "description": descriptions, "categories": categories,
+        "attributes": attributes, "sampler": _ItemSampler(category, tier, popularity, n_cat),
+    }
+
+
+class _ItemSampler:
+    """Draw items from a (category, price level) bucket by popularity x tier affinity.
+
+    All buckets live in one sorted key array ``bucket + cumulative share``, so one
+    ``searchsorted`` samples millions of (bucket, uniform) pairs at once.
+    """
+
+    # Rows: the customer's price level; columns: item tier.
+    _AFFINITY = np.array([[0.75, 0.22, 0.03], [0.3, 0.5, 0.2], [0.06, 0.34, 0.6]])
+
+    def __init__(self, category: NDArray[np.int64], tier: NDArray[np.int64],
+                 popularity: NDArray[np.float64], n_cat: int) -> None:
+        n = category.shape[0]
+        self.n_cat = n_cat
+        by_cat = np.argsort(category, kind="stable")
+        cat_sorted = category[by_cat]
+        keys, items = [], []
+        for level in range(3):
+            w = popularity[by_cat] * self._AFFINITY[level, tier[by_cat]]
+            cum = np.cumsum(w)
+            starts = np.searchsorted(cat_sorted, np.arange(n_cat))
+            before = np.concatenate([[0.0], cum])[starts]
+            totals = np.add.reduceat(w, starts)
+            frac = (cum - before[cat_sorted]) / totals[cat_sorted]
+            ends = np.append(starts[1:], n) - 1
+            frac[ends] = 1.0
+            keys.append(level * n_cat + cat_sorted + frac)
+            items.append(by_cat)
+        self.keys = np.concatenate(keys)
+        self.items = np.concatenate(items)
+
+    def sample(self, rng: np.random.Generator, category: NDArray[np.int64],
+               level: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Return one item per (category, price level) pair, shape (n,)."""
+        u = rng.random(category.shape[0])
+        pos = np.searchsorted(self.keys, level * self.n_cat + category + u, side="right")
+        return self.items[np.minimum(pos, self.keys.shape[0] - 1)]
+
+
+def _make_users(rng: np.random.Generator, n_users: int,
+                cat_names: tuple[str, ...]) -> dict[str, Any]:
+    shares = np.array([g.share for g in GROUPS])
+    group = rng.choice(len(GROUPS), n_users, p=shares / shares.sum())
+    n_cat = len(cat_names)
+    # Category taste: a global base plus a strong boost on the group's categories.
+    base = np.linspace(1.5, 0.7, n_cat)
+    taste = np.tile(base, (len(GROUPS), 1))
+    for gi, g in enumerate(GROUPS):
+        for name in g.taste:
+            if name in cat_names:
+                taste[gi, cat_names.index(name)] *= 5.0
+    logp = np.log(taste / taste.sum(axis=1, keepdims=True))[group]
+    n_fav = min(3, n_cat)
+    # Gumbel top-k: three distinct favourite categories per user, in one vectorised draw.
+    favs = np.argsort(-(logp + rng.gumbel(size=logp.shape)), axis=1)[:, :n_fav]
+
+    def span(attr: str) -> NDArray[np.float64]:
+        lo = np.array([getattr(g, attr)[0] for g in GROUPS])[group]
+        hi = np.array([getattr(g, attr)[1] for g in GROUPS])[group]
+        return lo + (hi - lo) * rng.random(n_users)
+
+    first = span("first_seen")
+    until = np.maximum(span("active_until"), first)
+    country = rng.choice(len(_COUNTRIES), n_users, p=_COUNTRY_P / _COUNTRY_P.sum())
+    channel = rng.integers(0, len(_CHANNELS), n_users)
+    device = rng.integers(0, len(_DEVICES), n_users)
+    attributes = [
+        {"country": _COUNTRIES[c], "signup_channel": _CHANNELS[ch], "device": _DEVICES[d]}
+        for c, ch, d in zip(country.tolist(), channel.tolist(), device.tolist(), strict=True)
+    ]
+    return {"group": group, "favs": favs, "first": first, "until": until,
+            "attributes": attributes, "global_p": base / base.sum()}
+
+
+def _pick_categories(rng: np.random.Generator, users: dict[str, Any],
+                     user: NDArray[np.int64]) -> NDArray[np.int64]:
+    """A category per event: mostly one of the user's favourites, sometimes anything."""
+    favs = users["favs"]
+    n_fav = favs.shape[1]
+    fav_p = np.array([0.55, 0.3, 0.15][:n_fav])
+    slot = rng.choice(n_fav, user.shape[0], p=fav_p / fav_p.sum())
+    cat = favs[user, slot]
+    explore = rng.random(user.shape[0]) < 0.15
+    cat[explore] = rng.choice(users["global_p"].shape[0], int(explore.sum()), p=users["global_p"])
+    return cat
+
+
+def _sample_times(rng: np.random.Generator, lo: NDArray[np.float64], hi: NDArray[np.float64],
+                  t0: float, span: float) -> NDArray[np.float64]:
+    """Times in ``[lo, hi]`` (seconds from start) following the weekly and daily cycle."""
+    lo = np.clip(lo, 0.0, span - 1.0)
+    hi = np.clip(np.maximum(hi, lo), 0.0, span - 1.0)
+    day_lo = np.floor(lo / _DAY)
+    n_days = np.floor(hi / _DAY) - day_lo + 1
+    weekday0 = datetime.fromtimestamp(t0, tz=UTC).weekday()
+    day = np.empty_like(lo)
+    todo = np.arange(lo.shape[0])
+    accept_p = _WEEKDAY_W / _WEEKDAY_W.max()
+    while todo.size:
+        d = day_lo[todo] + np.floor(rng.random(todo.size) * n_days[todo])
+        ok = rng.random(todo.size) < accept_p[(weekday0 + d.astype(np.int64)) % 7]
+        day[todo[ok]] = d[ok]
+        todo = todo[~ok]
+    hour_cdf = np.cumsum(_HOUR_W) / _HOUR_W.sum()
+    hour = np.minimum(np.searchsorted(hour_cdf, rng.random(lo.shape[0]), side="right"), 23)
+    t = day * _DAY + (hour + rng.random(lo.shape[0])) * 3600.0
+    return np.clip(t, lo, hi)
+
+
+def _group_param(users: dict[str, Any], attr: str) -> NDArray[np.float64]:
+    return np.array([float(getattr(g, attr)) for g in GROUPS])[users["group"]]
+
+
+def _purchase_scale(users: dict[str, Any], budget: float) -> float:
+    """Largest factor in [0, 1] for extra orders and extra lines keeping purchases in budget."""
+    per_line = 3.6  # view, cart, purchase, and a click 60% of the time
+    min_o = _group_param(users, "min_orders")
+    extra_o = _group_param(users, "extra_orders")
+    lines = np.maximum(_group_param(users, "lines") - 1.0, 0.0)
+
+    def expected(s: float) -> float:
+        return float(np.sum((min_o + s * extra_o) * (1.0 + s * lines) * (min_o > 0))) * per_line
+
+    if expected(1.0) <= budget:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if expected(mid) <= budget else (lo, mid)
+    return lo
+
+
+def _make_purchases(rng: np.random.Generator, users: dict[str, Any], catalog: dict[str, Any],
+                    n_events: int, span: float, t0: float) -> dict[str, Any]:
+    n_users = users["group"].shape[0]
+    s = _purchase_scale(users, _MAX_PURCHASE_SHARE * n_events)
+    min_o = _group_param(users, "min_orders").astype(np.int64)
+    n_orders = min_o + rng.poisson(s * _group_param(users, "extra_orders"))
+    n_orders[min_o == 0] = 0
+    order_user = np.repeat(np.arange(n_users), n_orders)
+    first = users["first"][order_user] * span
+    until = users["until"][order_user] * span
+    span_days = np.array([g.order_span_days or np.nan for g in GROUPS])[users["group"]]
+    within = span_days[order_user]
+    until = np.where(np.isnan(within), until, first + np.nan_to_num(within) * _DAY)
+    order_t = _sample_times(rng, first, until, t0, span)
+
+    lines_mean = _group_param(users, "lines")[order_user]
+    n_lines = 1 + rng.poisson(s * np.maximum(lines_mean - 1.0, 0.0))
+    line_order = np.repeat(np.arange(order_user.shape[0]), n_lines)
+    line_user = order_user[line_order]
+    # Hard cap for tiny budgets, where min_orders alone overflow: drop lines at random.
+    max_lines = n_events // 4
+    if line_order.shape[0] > max_lines:
+        keep = np.sort(rng.choice(line_order.shape[0], max_lines, replace=False))
+        line_order, line_user = line_order[keep], line_user[keep]
+    n = line_order.shape[0]
+
+    level = _group_param(users, "price_level").astype(np.int64)[line_user]
+    item = catalog["sampler"].sample(rng, _pick_categories(rng, users, line_user), level)
+    qty = 1 + rng.poisson(np.maximum(_group_param(users, "quantity")[line_user] - 1.0, 0.0))
+    t_buy = order_t[line_order] + np.arange(n) % 7  # lines of one order a few seconds apart
+    t_cart = t_buy - rng.uniform(60, 1800, n)
+    t_view = t_cart - rng.uniform(30, 1800, n)
+    clicked = rng.random(n) < 0.6
+    t_click = t_view + (t_cart - t_view) * rng.random(n)
+    # Renumber orders densely in time order so order ids read naturally.
+    kept_orders, order_idx = np.unique(line_order, return_inverse=True)
+    rank = np.empty(kept_orders.shape[0], dtype=np.int64)
+    rank[np.argsort(order_t[kept_orders], kind="stable")] = np.arange(kept_orders.shape[0])
+    order_idx = rank[order_idx]
+
+    stages = [(_VIEW, t_view, None), (_CLICK, t_click, clicked), (_CART, t_cart, None),
+              (_PURCHASE, t_buy, None)]
+    parts: dict[str, list[NDArray[Any]]] = {k: [] for k in _EVENT_KEYS}
+    price = catalog["price"]
+    for code, t, mask in stages:
+        sel = slice(None) if mask is None else mask
+        m = n if mask is None else int(mask.sum())
+        parts["user_index"].append(line_user[sel].astype(np.int32))
+        parts["item_index"].append(item[sel].astype(np.int32))
+        parts["type_code"].append(np.full(m, code, np.int8))
+        is_buy = code == _PURCHASE
+        parts["quantity"].append(qty.astype(np.int32) if is_buy else np.zeros(m, np.int32))
+        parts["value"].append(price[item] * qty if is_buy else np.full(m, np.nan))
+        parts["occurred_at"].append(np.clip(t[sel], 0.0, span - 1.0))
+        parts["order_index"].append(order_idx if is_buy else np.full(m, -1, np.int64))
+    out: dict[str, Any] = {k: np.concatenate(v) for k, v in parts.items()}
+    out["n_events"] = out["type_code"].shape[0]
+    return out
+
+
+def _make_browsing(rng: np.random.Generator, users: dict[str, Any], catalog: dict[str, Any],
+                   n_events: int, span: float, t0: float) -> dict[str, Any]:
+    n_users = users["group"].shape[0]
+    # Funnel chains view -> click (45%) -> cart (25% of clicks): lengths 1, 2 or 3.
+    expected_len = 1 + 0.45 + 0.45 * 0.25
+    n_chains_guess = int(n_events / expected_len) + 16
+    length = 1 + (rng.random(n_chains_guess) < 0.45)
+    length += (length == 2) & (rng.random(n_chains_guess) < 0.25)
+    while length.sum() < n_events:
+        length = np.concatenate([length, np.ones(n_events - int(length.sum()), np.int64)])
+    cum = np.cumsum(length)
+    n_chains = int(np.searchsorted(cum, n_events, side="left")) + 1 if n_events else 0
+    length = length[:n_chains].copy()
+    if n_chains:
+        length[-1] -= int(cum[n_chains - 1] - n_events)  # truncate the last funnel
+
+    # Every user gets one chain when the budget allows; the rest by browsing intensity.
+    weight = _group_param(users, "browse") * rng.lognormal(0.0, 0.6, n_users)
+    weight *= np.sqrt(np.maximum(users["until"] - users["first"], 0.02))
+    if n_chains >= n_users:
+        per_user = 1 + rng.multinomial(n_chains - n_users, weight / weight.sum())
+    else:
+        per_user = rng.multinomial(n_chains, weight / weight.sum())
+    chain_user = rng.permutation(np.repeat(np.arange(n_users), per_user))
+
+    level = _group_param(users, "price_level").astype(np.int64)[chain_user]
+    item = catalog["sampler"].sample(rng, _pick_categories(rng, users, chain_user), level)
+    # Browsing lasts a little past the last order (one-time buyers look around for a month).
+    first = users["first"][chain_user] * span
+    until = np.maximum(users["until"][chain_user] * span, first + 30 * _DAY)
+    t_view = _sample_times(rng, first, until, t0, span)
+    t_click = t_view + rng.uniform(5, 300, n_chains)
+    t_cart = t_click + rng.uniform(30, 900, n_chains)
+
+    parts: dict[str, list[NDArray[Any]]] = {k: [] for k in _EVENT_KEYS}
+    for code, t, min_len in ((_VIEW, t_view, 1), (_CLICK, t_click, 2), (_CART, t_cart, 3)):
+        sel = length >= min_len
+        m = int(sel.sum())
+        parts["user_index"].append(chain_user[sel].astype(np.int32))
+        parts["item_index"].append(item[sel].astype(np.int32))
+        parts["type_code"].append(np.full(m, code, np.int8))
+        parts["quantity"].append(np.zeros(m, np.int32))
+        parts["value"].append(np.full(m, np.nan))
+        parts["occurred_at"].append(np.clip(t[sel], 0.0, span - 1.0))
+        parts["order_index"].append(np.full(m, -1, np.int64))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _format_ids(prefix: str, numbers: NDArray[np.int64], width: int) -> NDArray[np.str_]:
+    """Zero-padded ids ``prefix + number`` without a Python loop, shape (n,)."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    pre = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
+    n, p = numbers.shape[0], pre.shape[0]
+    buf = np.empty((n, p + width), dtype=np.uint8)
+    buf[:, :p] = pre
+    rest = numbers.copy()
+    for j in range(width - 1, -1, -1):
+        buf[:, p + j] = rest % 10 + 48
+        rest //= 10
+    return buf.view(f"S{p + width}").ravel().astype(f"U{p + width}")

@@ -1,0 +1,43 @@
+"""HTTP routes of recommendations."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.deps import CacheDep, RegistryDep, SessionFactoryDep, SettingsDep
+from app.recommendations import service
+from app.recommendations.schemas import (
+    RecommendationOut,
+    RecommendParams,
+    SimilarOut,
+    SimilarParams,
+)
+from app.schemas import ItemIdPath, UserIdPath
+
+router = APIRouter(tags=["recommendations"])
+
+
+@router.get(
+    "/recommend/{user_id}",
+    response_class=Response,
+    responses={200: {"model": RecommendationOut, "content": {"application/json": {}}}},
+)
+async def recommend(
+    user_id: UserIdPath,
+    q: RecommendParams,
+    registry: RegistryDep,
+    cache: CacheDep,
+    factory: SessionFactoryDep,
+    settings: SettingsDep,
+) -> Response:
+    """What to show this customer next, with a reason per item."""
+    body = await service.recommend(
+        user_id, q, registry=registry, cache=cache, factory=factory, settings=settings
+    )
+    return Response(body, media_type="application/json")
+
+
+@router.get("/items/{item_id}/similar")
+async def similar_items(item_id: ItemIdPath, q: SimilarParams, registry: RegistryDep) -> SimilarOut:
+    """Items similar to this one ("customers also bought"; content for new items)."""
+    return SimilarOut.model_validate(service.similar(item_id, q, registry))

@@ -1,0 +1,77 @@
+"""Query parameters and response bodies of the recommendation API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Query
+from pydantic import BaseModel, Field
+
+from app.schemas import ID_MAX_LENGTH, ID_PATTERN
+
+MAX_N = 100
+MAX_OFFSET = 200
+
+
+class RecommendQuery(BaseModel):
+    """Options of GET /recommend/{user_id}."""
+
+    n: int = Field(10, ge=1, le=MAX_N, description="How many items")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Skip this many (pagination)")
+    category: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=20, description="Only items in these categories"
+    )
+    exclude: list[
+        Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+    ] = Field(default_factory=list, max_length=100, description="Item ids never to return")
+    exclude_seen: bool = Field(True, description="Leave out items in the user's history")
+    explain: bool = Field(True, description="Say why each item is recommended")
+
+
+RecommendParams = Annotated[RecommendQuery, Query()]
+
+
+class ReasonOut(BaseModel):
+    """Why an item is recommended."""
+
+    type: str = Field(
+        description="similar_to, content_match, popular_in_segment, trending or popular"
+    )
+    item_id: str | None = Field(None, description="The history item behind `similar_to`")
+
+
+class RecommendedItem(BaseModel):
+    """One recommended item."""
+
+    item_id: str
+    score: float
+    reason: ReasonOut | None = None
+
+
+class RecommendationOut(BaseModel):
+    """A recommendation answer."""
+
+    user_id: str
+    recommendation_id: str = Field(description="Quote it when reporting clicks (attribution)")
+    model_version: int | None
+    source: str = Field(description="personalized, cold_start or fallback")
+    degraded: bool = Field(description="True when a dependency was down while answering")
+    items: list[RecommendedItem]
+
+
+class SimilarQuery(BaseModel):
+    """Options of GET /items/{item_id}/similar."""
+
+    n: int = Field(10, ge=1, le=MAX_N)
+
+
+SimilarParams = Annotated[SimilarQuery, Query()]
+
+
+class SimilarOut(BaseModel):
+    """Items similar to one item."""
+
+    item_id: str
+    model_version: int | None
+    source: str
+    items: list[RecommendedItem]

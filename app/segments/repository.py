@@ -1,0 +1,35 @@
+"""SQL behind live segment assignment: one customer's events with their items' categories."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.catalog.models import Item
+from app.customers.models import User
+from app.events.models import Event
+
+
+def user_exists(session: Session, user_id: str) -> bool:
+    """Whether the customer is known."""
+    return session.get(User, user_id) is not None
+
+
+def user_events(session: Session, user_id: str) -> Sequence[Any]:
+    """(item_id, type, value, order_id, occurred_at, categories) of every event of a user."""
+    return session.execute(
+        select(
+            Event.item_id,
+            Event.type,
+            Event.value,
+            Event.order_id,
+            Event.occurred_at,
+            Item.categories,
+        )
+        .join(Item, Item.id == Event.item_id)
+        .where(Event.user_id == user_id)
+        .order_by(Event.occurred_at)
+    ).all()

@@ -1,0 +1,57 @@
+"""HTTP routes of customer segments."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Response
+
+from app.deps import CacheDep, RegistryDep, SessionFactoryDep, SettingsDep
+from app.schemas import UserIdPath
+from app.segments import service
+from app.segments.schemas import MembersOut, MembersParams, SegmentOut, SegmentsOut
+
+router = APIRouter(tags=["segments"])
+
+
+@router.get(
+    "/segment/{user_id}",
+    response_class=Response,
+    responses={200: {"model": SegmentOut, "content": {"application/json": {}}}},
+)
+async def get_segment(
+    user_id: UserIdPath,
+    registry: RegistryDep,
+    cache: CacheDep,
+    factory: SessionFactoryDep,
+    settings: SettingsDep,
+) -> Response:
+    """Which segment this customer is in now, with RFM scores and group."""
+    body = await service.segment(
+        user_id, registry=registry, cache=cache, factory=factory, settings=settings
+    )
+    return Response(body, media_type="application/json")
+
+
+@router.get("/segments")
+async def list_segments(registry: RegistryDep, settings: SettingsDep) -> SegmentsOut:
+    """Every segment's profile (size, R/F/M, top categories and items) and quality figures."""
+    return service.profiles(registry, settings)
+
+
+@router.get(
+    "/segments/{segment_id}/users",
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def segment_members(
+    segment_id: Annotated[int, Path(ge=-2, le=10_000)],
+    q: MembersParams,
+    registry: RegistryDep,
+    accept: Annotated[str | None, Header()] = None,
+) -> MembersOut:
+    """A page of a segment's members; CSV with `Accept: text/csv`."""
+    page = service.members(registry, segment_id, q)
+    if accept and "text/csv" in accept:
+        headers = {"X-Next-Cursor": page.next_cursor} if page.next_cursor else {}
+        return Response(service.members_csv(page), media_type="text/csv", headers=headers)
+    return page

@@ -1,0 +1,144 @@
+"""Segments: live assignment from the store with the active bundle, profiles, exports."""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.cache import Cache
+from app.config import Settings
+from app.errors import ModelNotReady, NotFound, ServiceUnavailable
+from app.events import history
+from app.ml.segmentation import aggregate_events
+from app.segments import repository
+from app.segments.schemas import MembersOut, MembersQuery, SegmentsOut
+from app.training.registry import LoadedBundle, ModelRegistry
+
+
+def _bundle(registry: ModelRegistry) -> LoadedBundle:
+    bundle = registry.current
+    if bundle is None:
+        raise ModelNotReady("no trained segmentation yet: POST /retrain, then ask again")
+    return bundle
+
+
+def _assign(bundle: LoadedBundle, user_id: str, rows: list[Any], algorithm: str) -> dict[str, Any]:
+    now = time.time()
+    categories = {item_id: list(cats or []) for item_id, *_, cats in rows}
+    aggregates, _ = aggregate_events(
+        user_ids=np.array([user_id] * len(rows), dtype=object),
+        item_ids=np.array([r[0] for r in rows], dtype=object),
+        event_types=np.array([r[1] for r in rows], dtype=object),
+        values=np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64),
+        occurred_at=np.array([r[4].timestamp() for r in rows], dtype=np.float64),
+        order_ids=np.array([r[3] or "" for r in rows], dtype=object),
+        item_categories=categories,
+        users=[user_id],
+        now=now,
+    )
+    a = bundle.segmentation.assign(aggregates, algorithm=algorithm).to_dicts()[0]
+    return {
+        "user_id": user_id,
+        "segment": {"id": a["segment_id"], "label": a["label"], "algorithm": a["algorithm"]},
+        "rfm": {
+            "recency_days": a["recency_days"],
+            "frequency": a["frequency"],
+            "monetary": a["monetary"],
+            **a["rfm"],
+        },
+        "outlier": a["outlier"],
+        "model_version": bundle.version,
+        "computed_at": datetime.fromtimestamp(now, UTC).isoformat(),
+    }
+
+
+async def segment(
+    user_id: str,
+    *,
+    registry: ModelRegistry,
+    cache: Cache,
+    factory: sessionmaker[Session],
+    settings: Settings,
+) -> bytes:
+    """The JSON answer of GET /segment/{user_id}, from the user's live behaviour."""
+    bundle = _bundle(registry)
+    version = await history.current_version(cache, user_id)
+    key = f"seg:{bundle.version}:{settings.segment_algorithm}:{user_id}:{version}"
+    cached = await cache.get(key)
+    if cached is not None:
+        return cached
+
+    def read() -> list[Any] | None:
+        with factory() as session:
+            if not repository.user_exists(session, user_id):
+                return None
+            return list(repository.user_events(session, user_id))
+
+    try:
+        rows = await run_in_threadpool(read)
+    except SQLAlchemyError:
+        raise ServiceUnavailable(
+            "the store is unavailable and this customer's segment is not cached; retry later"
+        ) from None
+    if rows is None:
+        raise NotFound(f"user {user_id!r} does not exist")
+    body = orjson.dumps(_assign(bundle, user_id, rows, settings.segment_algorithm))
+    await cache.set(key, body, settings.cache_ttl_seconds)
+    return body
+
+
+def profiles(registry: ModelRegistry, settings: Settings) -> SegmentsOut:
+    """Profiles, sizes and quality figures of the active segmentation."""
+    bundle = _bundle(registry)
+    seg = bundle.segmentation
+    algorithm = settings.segment_algorithm
+    other = "dbscan" if algorithm == "kmeans" else "kmeans"
+    return SegmentsOut(
+        model_version=bundle.version,
+        algorithm=algorithm,
+        quality=seg.quality_,
+        segments=seg.profiles(algorithm),
+        other_algorithm={"algorithm": other, "segments": seg.profiles(other)},
+    )
+
+
+def members(registry: ModelRegistry, segment_id: int, q: MembersQuery) -> MembersOut:
+    """One page of a segment's members in user-id order; the cursor is the last id seen."""
+    bundle = _bundle(registry)
+    known = {int(p["segment_id"]) for p in bundle.segmentation.profiles()} | set(
+        np.unique(bundle.member_segments).tolist()
+    )
+    if segment_id not in known:
+        raise NotFound(f"segment {segment_id} does not exist in model version {bundle.version}")
+    everyone = bundle.members_of(segment_id)
+    start = bisect.bisect_right(everyone, q.cursor) if q.cursor else 0
+    page: list[str] = []
+    position = start
+    while position < len(everyone) and len(page) < q.limit:
+        if everyone[position] not in registry.deleted_users:
+            page.append(everyone[position])
+        position += 1
+    next_cursor = page[-1] if page and position < len(everyone) else None
+    return MembersOut(
+        segment_id=segment_id, model_version=bundle.version, users=page, next_cursor=next_cursor
+    )
+
+
+def members_csv(page: MembersOut) -> str:
+    """A page of members as CSV for email and ad tools."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["user_id", "segment_id", "model_version"])
+    for user_id in page.users:
+        writer.writerow([user_id, page.segment_id, page.model_version])
+    return out.getvalue()

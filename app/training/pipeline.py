@@ -1,0 +1,247 @@
+"""One training run: read the store, fit every model, write bundle vN+1, gate and activate."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy
+import sklearn
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.catalog import repository as catalog_repository
+from app.config import Settings
+from app.events import repository as events_repository
+from app.ml.bundle import write_component, write_manifest
+from app.ml.interactions import Catalog, EventLog
+from app.ml.recommender import RecommenderConfig, train_recommender
+from app.ml.segmentation import CustomerSegmentation, aggregate_events
+from app.training import repository
+from app.training.models import ModelVersion
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Every event as parallel arrays, plus the catalogue."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    types: np.ndarray
+    values: np.ndarray
+    occurred_at: np.ndarray
+    order_ids: np.ndarray
+    catalog: Catalog
+    last_event_id: int
+
+    @property
+    def event_log(self) -> EventLog:
+        """The recommender's view of the events."""
+        return EventLog(
+            user_ids=self.user_ids,
+            item_ids=self.item_ids,
+            types=self.types,
+            values=self.values,
+            occurred_at=self.occurred_at,
+        )
+
+
+def _encoded(values: list[str]) -> np.ndarray:
+    # Repeated ids share one str object each, so millions of events cost pointers, not strings.
+    table: dict[str, str] = {}
+    return np.array([table.setdefault(v, v) for v in values], dtype=object)
+
+
+def load_training_data(session: Session) -> TrainingData:
+    """Stream the event table in id order and read the catalogue."""
+    users: list[str] = []
+    items: list[str] = []
+    types: list[str] = []
+    values: list[float] = []
+    times: list[float] = []
+    orders: list[str] = []
+    last_id = 0
+    for batch in events_repository.stream_events(session):
+        for event_id, user_id, item_id, type_, value, order_id, occurred_at in batch:
+            users.append(user_id)
+            items.append(item_id)
+            types.append(type_)
+            values.append(np.nan if value is None else value)
+            orders.append(order_id or "")
+            times.append(occurred_at.timestamp())
+            last_id = event_id
+    rows = catalog_repository.all_items(session)
+    catalog = Catalog(
+        item_ids=[r.id for r in rows],
+        titles=[r.title or "" for r in rows],
+        descriptions=[r.description or "" for r in rows],
+        categories=[list(r.categories or []) for r in rows],
+        available=np.array([bool(r.is_available) for r in rows], dtype=bool),
+    )
+    return TrainingData(
+        user_ids=_encoded(users),
+        item_ids=_encoded(items),
+        types=_encoded(types),
+        values=np.asarray(values, dtype=np.float64),
+        occurred_at=np.asarray(times, dtype=np.float64),
+        order_ids=_encoded(orders),
+        catalog=catalog,
+        last_event_id=last_id,
+    )
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a run produced."""
+
+    version: int
+    path: Path
+    metrics: dict[str, Any]
+    timings: dict[str, float]
+    activated: bool
+    note: str | None
+
+
+def served_ndcg(metrics: dict[str, Any] | None) -> float | None:
+    """The served blend's NDCG@10 from an evaluation report."""
+    try:
+        return float(metrics["recommender"]["models"]["served"]["ndcg"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def fit_bundle(
+    data: TrainingData, settings: Settings, directory: Path, progress: Progress
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fit segmentation and recommender on `data` and write them under `directory`."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    item_categories = dict(zip(data.catalog.item_ids, data.catalog.categories, strict=True))
+    progress("segmentation: aggregating customers")
+    aggregates, item_counts = aggregate_events(
+        user_ids=data.user_ids,
+        item_ids=data.item_ids,
+        event_types=data.types,
+        values=data.values,
+        occurred_at=data.occurred_at,
+        order_ids=data.order_ids,
+        item_categories=item_categories,
+    )
+    progress(f"segmentation: fitting {len(aggregates)} customers")
+    segmentation = CustomerSegmentation(algorithm=settings.segment_algorithm).fit(
+        aggregates, top_items=item_counts
+    )
+    assignment = segmentation.assign(aggregates)
+    timings["segmentation_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    user_segments = dict(zip(assignment.user_ids, assignment.segment_id.tolist(), strict=True))
+    progress(f"recommender: fitting on {len(data.user_ids)} events")
+    trained = train_recommender(
+        data.event_log,
+        data.catalog,
+        RecommenderConfig(event_weights=dict(settings.event_weights)),
+        user_segments=user_segments,
+        progress=progress,
+    )
+    timings["recommender_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    trained.save(directory)  # writes directory/recommender/
+    arrays, meta = segmentation.to_state()
+    write_component(directory / "segmentation", arrays, meta)
+    write_component(
+        directory / "members",
+        {"segment_id": assignment.segment_id.astype(np.int64)},
+        {"user_ids": list(assignment.user_ids), "algorithm": assignment.algorithm},
+    )
+    write_component(
+        directory / "catalog",
+        {},
+        {"item_ids": data.catalog.item_ids, "categories": data.catalog.categories},
+    )
+    timings["write_s"] = time.perf_counter() - started
+    metrics = {
+        "recommender": trained.metrics,
+        "segmentation": {
+            "algorithm": settings.segment_algorithm,
+            "quality": segmentation.quality_,
+            "profiles": {
+                algorithm: segmentation.profiles(algorithm) for algorithm in ("kmeans", "dbscan")
+            },
+        },
+    }
+    return metrics, timings
+
+
+def run_training(
+    settings: Settings, factory: sessionmaker[Session], progress: Progress | None = None
+) -> TrainingResult:
+    """Train a new version from the store, write it, and activate it if it passes the gate."""
+    say = progress or (lambda _message: None)
+    started = time.perf_counter()
+    with factory() as session:
+        say("loading events and catalogue")
+        data = load_training_data(session)
+        version = repository.next_version(session)
+    if len(data.user_ids) == 0:
+        raise ValueError("the store holds no events yet: import or post events, then retrain")
+    load_s = time.perf_counter() - started
+
+    settings.model_dir.mkdir(parents=True, exist_ok=True)
+    final = (settings.model_dir / f"v{version}").resolve()
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    metrics, timings = fit_bundle(data, settings, partial, say)
+    timings = {"load_s": load_s, **timings}
+    write_manifest(
+        partial,
+        {
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(),
+            "data": {"events": len(data.user_ids), "last_event_id": data.last_event_id},
+            "libraries": {
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "scipy": scipy.__version__,
+                "scikit-learn": sklearn.__version__,
+            },
+            "components": ["recommender", "segmentation", "members", "catalog"],
+            "metrics": metrics,
+        },
+    )
+    partial.rename(final)  # a bundle directory appears complete or not at all
+    timings["total_s"] = time.perf_counter() - started
+
+    with factory.begin() as session:
+        activated, note = _register(session, settings, version, final, metrics)
+    say(f"version {version}: " + ("activated" if activated else f"kept inactive ({note})"))
+    return TrainingResult(version, final, metrics, timings, activated, note)
+
+
+def _register(
+    session: Session, settings: Settings, version: int, path: Path, metrics: dict[str, Any]
+) -> tuple[bool, str | None]:
+    current = repository.active_version(session)
+    row = ModelVersion(version=version, path=str(path), metrics=metrics, is_active=False)
+    session.add(row)
+    session.flush()
+    new, old = served_ndcg(metrics), served_ndcg(current.metrics if current else None)
+    if current is not None and new is not None and old is not None:
+        floor = old * (1 - settings.quality_gate_tolerance)
+        if new < floor:
+            row.note = (
+                f"quality gate: served NDCG@10 {new:.4f} is below {floor:.4f} "
+                f"(active v{current.version} has {old:.4f})"
+            )
+            return False, row.note
+    repository.activate(session, row)
+    return True, None

@@ -1,0 +1,81 @@
+"""Every SQL statement about training runs and model versions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.training.models import ModelVersion, TrainingRun
+
+
+def active_run(session: Session) -> TrainingRun | None:
+    """The queued or running run, if any."""
+    return session.scalar(select(TrainingRun).where(TrainingRun.active_slot == 1))
+
+
+def create_run(session: Session) -> TrainingRun | None:
+    """Queue a run; None when another is queued or running (the unique slot decides)."""
+    run = TrainingRun(status="queued", active_slot=1, requested_at=utcnow())
+    try:
+        with session.begin_nested():
+            session.add(run)
+            session.flush()
+    except IntegrityError:
+        return None
+    return run
+
+
+def get_run(session: Session, run_id: int) -> TrainingRun | None:
+    """The run with this id."""
+    return session.get(TrainingRun, run_id)
+
+
+def finish_run(session: Session, run: TrainingRun, status: str, **fields: Any) -> None:
+    """Mark a run succeeded or failed and free the single-run slot."""
+    run.status = status
+    run.active_slot = None
+    run.finished_at = utcnow()
+    for name, value in fields.items():
+        setattr(run, name, value)
+    session.flush()
+
+
+def touch_run(session: Session, run_id: int, at: datetime) -> None:
+    """Record a heartbeat of the process training this run."""
+    session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(heartbeat_at=at))
+
+
+def active_version(session: Session) -> ModelVersion | None:
+    """The active model version, if any."""
+    return session.scalar(select(ModelVersion).where(ModelVersion.is_active.is_(True)))
+
+
+def versions(session: Session) -> Sequence[ModelVersion]:
+    """Every model version, newest first."""
+    return session.scalars(select(ModelVersion).order_by(ModelVersion.version.desc())).all()
+
+
+def get_version(session: Session, version: int) -> ModelVersion | None:
+    """The model version with this number."""
+    return session.get(ModelVersion, version)
+
+
+def next_version(session: Session) -> int:
+    """The number the next bundle gets."""
+    return (session.scalar(select(func.max(ModelVersion.version))) or 0) + 1
+
+
+def activate(session: Session, version: ModelVersion) -> None:
+    """Make `version` the only active one."""
+    session.execute(
+        update(ModelVersion).where(ModelVersion.is_active.is_(True)).values(is_active=False)
+    )
+    session.flush()
+    version.is_active = True
+    session.flush()

@@ -1,0 +1,126 @@
+"""The trainer process: `python -m app.training.runner RUN_ID` trains one queued run.
+
+It runs outside every serving worker (own interpreter, own GIL), beats a heartbeat into the
+run row so that a killed trainer is noticed, and records success or the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker, utcnow
+from app.training import repository
+from app.training.pipeline import run_training
+
+log = logging.getLogger("tastemaker.trainer")
+HEARTBEAT_SECONDS = 2.0
+
+
+def _heartbeat(factory: sessionmaker[Session], run_id: int, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_SECONDS):
+        try:
+            with factory.begin() as session:
+                repository.touch_run(session, run_id, utcnow())
+        except Exception:  # a missed beat is not fatal; the next one may land
+            log.warning("heartbeat of run %s failed", run_id, exc_info=True)
+
+
+def execute_run(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    run_id: int,
+    progress: Callable | None = None,
+) -> dict[str, Any]:
+    """Train run `run_id` to completion, recording its outcome in the store."""
+    with factory.begin() as session:
+        run = repository.get_run(session, run_id)
+        if run is None or run.status not in ("queued", "running"):
+            raise ValueError(f"run {run_id} is not queued")
+        run.status = "running"
+        run.started_at = run.heartbeat_at = utcnow()
+        run.worker_pid = os.getpid()
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(factory, run_id, stop), daemon=True)
+    beat.start()
+    try:
+        result = run_training(settings, factory, progress)
+    except BaseException as exc:
+        stop.set()
+        with factory.begin() as session:
+            run = repository.get_run(session, run_id)
+            repository.finish_run(
+                session, run, "failed", error=f"{type(exc).__name__}: {exc}"[:4000]
+            )
+        log.error("run %s failed:\n%s", run_id, traceback.format_exc())
+        raise
+    stop.set()
+    with factory.begin() as session:
+        run = repository.get_run(session, run_id)
+        repository.finish_run(
+            session,
+            run,
+            "succeeded",
+            metrics=result.metrics,
+            timings=result.timings,
+            model_version=result.version,
+            error=result.note,
+        )
+    return {
+        "run_id": run_id,
+        "version": result.version,
+        "status": "activated" if result.activated else f"kept inactive: {result.note}",
+        "timings": result.timings,
+    }
+
+
+def spawn(settings: Settings, run_id: int) -> subprocess.Popen:
+    """Start the trainer for `run_id` in its own process (never in a serving worker)."""
+    env = {**os.environ, **settings.child_environment(), "OPENBLAS_NUM_THREADS": "2"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.training.runner", str(run_id)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=None,
+    )
+
+
+def train_now(settings: Settings, progress: Callable | None = None) -> dict[str, Any]:
+    """Queue a run and train it in this process (the CLI's `tastemaker train`)."""
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with factory.begin() as session:
+        run = repository.create_run(session)
+        if run is None:
+            active = repository.active_run(session)
+            raise RuntimeError(f"run {active.id if active else '?'} is already in progress")
+        run_id = run.id
+    return execute_run(settings, factory, run_id, progress)
+
+
+def main(argv: list[str]) -> int:
+    """Process entry point."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s trainer %(message)s")
+    run_id = int(argv[1])
+    settings = get_settings()
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    try:
+        execute_run(
+            settings, factory, run_id, lambda message: log.info("run %s: %s", run_id, message)
+        )
+    except Exception:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
