@@ -160,6 +160,7 @@ class ModelRegistry:
             return wanted, catalog_repository.unavailable_ids(session)
 
     def _load_first_good(self, candidates: list[tuple[int, str]]) -> None:
+        errors: list[str] = []
         for version, path in candidates:
             if self.current is not None and self.current.version == version:
                 return  # the running version is the best good one left
@@ -169,11 +170,13 @@ class ModelRegistry:
                 bundle = load_bundle(version, path)
             except (BundleError, OSError, KeyError, ValueError) as exc:
                 log.error("model version %s at %s cannot be loaded: %s", version, path, exc)
-                self.error = f"version {version}: {exc}"
+                errors.append(f"version {version}: {exc}")
                 self._bad_versions.add(version)
                 continue
             self._swap(bundle)
+            self.error = "; ".join(errors) or None
             return
+        self.error = "; ".join(errors) or self.error
         if self.current is None:
             self.state = "failed"
 
@@ -191,7 +194,6 @@ class ModelRegistry:
         self.current = bundle  # one reference assignment: requests in flight keep the old one
         self.deleted_users = set()
         self.state = "loaded"
-        self.error = None
         self._rebuild_mask()
         log.info("serving model version %s", bundle.version)
 
