@@ -32,14 +32,19 @@ class RfmOut(BaseModel):
 
 
 class SegmentOut(BaseModel):
-    """A customer's segment, computed from their live behaviour."""
+    """A customer's segment, computed from their live behaviour.
+
+    With the store down and nothing cached, the segment assigned at the last retrain is
+    returned instead, with `degraded: true` and no RFM figures.
+    """
 
     user_id: str
     segment: SegmentRef
-    rfm: RfmOut
+    rfm: RfmOut | None
     outlier: bool
     model_version: int
     computed_at: datetime
+    degraded: bool = False
 
 
 class SegmentsOut(BaseModel):

@@ -59,6 +59,7 @@ def _assign(bundle: LoadedBundle, user_id: str, rows: list[Any], algorithm: str)
         "outlier": a["outlier"],
         "model_version": bundle.version,
         "computed_at": datetime.fromtimestamp(now, UTC).isoformat(),
+        "degraded": False,
     }
 
 
@@ -87,14 +88,40 @@ async def segment(
     try:
         rows = await run_in_threadpool(read)
     except SQLAlchemyError:
-        raise ServiceUnavailable(
-            "the store is unavailable and this customer's segment is not cached; retry later"
-        ) from None
+        return _from_training(bundle, registry, user_id, settings)
     if rows is None:
         raise NotFound(f"user {user_id!r} does not exist")
     body = orjson.dumps(_assign(bundle, user_id, rows, settings.segment_algorithm))
     await cache.set(key, body, settings.cache_ttl_seconds)
     return body
+
+
+def _from_training(
+    bundle: LoadedBundle, registry: ModelRegistry, user_id: str, settings: Settings
+) -> bytes:
+    """The segment assigned at training time, for when the store cannot be read."""
+    segment_id = bundle.user_segment.get(user_id)
+    if segment_id is None or user_id in registry.deleted_users:
+        raise ServiceUnavailable(
+            "the store is unavailable and this customer's segment is not cached; retry later"
+        )
+    profiles_ = bundle.segmentation.profiles(bundle.member_algorithm)
+    labels = {p["segment_id"]: p["label"] for p in profiles_}
+    return orjson.dumps(
+        {
+            "user_id": user_id,
+            "segment": {
+                "id": segment_id,
+                "label": labels.get(segment_id, str(segment_id)),
+                "algorithm": bundle.member_algorithm,
+            },
+            "rfm": None,
+            "outlier": False,
+            "model_version": bundle.version,
+            "computed_at": bundle.manifest.get("created_at"),
+            "degraded": True,
+        }
+    )
 
 
 def profiles(registry: ModelRegistry, settings: Settings) -> SegmentsOut:

@@ -44,6 +44,7 @@ class LoadedBundle:
     segmentation: CustomerSegmentation
     member_ids: list[str]
     member_segments: NDArray[np.int64]
+    member_algorithm: str
     category_items: dict[str, NDArray[np.int64]]
     user_segment: dict[str, int] = field(init=False)
     _members: dict[int, list[str]] = field(init=False, default_factory=dict)
@@ -90,6 +91,7 @@ def load_bundle(version: int, path: str | Path) -> LoadedBundle:
         segmentation=segmentation,
         member_ids=list(members_meta["user_ids"]),
         member_segments=np.asarray(members["segment_id"], dtype=np.int64),
+        member_algorithm=str(members_meta.get("algorithm", "kmeans")),
         category_items={c: np.asarray(v, dtype=np.int64) for c, v in by_category.items()},
     )
 
