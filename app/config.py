@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EVENT_WEIGHTS = {
@@ -18,6 +18,16 @@ DEFAULT_EVENT_WEIGHTS = {
     "purchase": 5.0,
     "rating": 1.0,
 }
+
+
+class ApiKeySetting(BaseModel):
+    """A key given in settings: its name, SHA-256 (hex) and scopes; never the key itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[Literal["read", "write", "admin"]] = Field(min_length=1)
 
 
 class Settings(BaseSettings):
@@ -81,6 +91,34 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         2.0, gt=0, description="How often each worker checks for a newly active model version."
     )
+    api_keys: list[ApiKeySetting] = Field(
+        default_factory=list,
+        description='Keys as JSON `[{"name", "sha256", "scopes"}]`; add more with `tastemaker keys`.',
+    )
+    allow_anonymous: bool = Field(
+        False, description="Serve without keys on a non-loopback interface (on purpose)."
+    )
+    rate_limits: dict[str, str] = Field(
+        default_factory=lambda: {
+            "read": "1000/second",
+            "write": "200/second",
+            "admin": "10/second",
+        },
+        description="Requests per key (or client address) and scope, as `N/second|minute|hour`.",
+    )
+    rate_limit_storage: Literal["memory", "redis"] = Field(
+        "memory",
+        description="Count in each worker (no per-request round trip) or exactly across replicas in Redis.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to call the API (CORS)."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 secret of POST /webhooks/events; unset disables it."
+    )
+    webhook_tolerance_seconds: int = Field(
+        300, ge=1, le=3600, description="How old a webhook's signed timestamp may be."
+    )
     trainer_heartbeat_timeout_seconds: float = Field(
         60.0, gt=0, description="A run whose trainer is silent this long is marked failed."
     )
@@ -93,6 +131,22 @@ class Settings(BaseSettings):
     def _types_are_known(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("TASTEMAKER_EVENT_TYPES must list at least one event type")
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limits_parse(cls, value: dict[str, str]) -> dict[str, str]:
+        from limits import parse
+
+        for scope, limit in value.items():
+            if scope not in ("read", "write", "admin"):
+                raise ValueError(f"TASTEMAKER_RATE_LIMITS: unknown scope {scope!r}")
+            try:
+                parse(limit)
+            except ValueError as exc:
+                raise ValueError(
+                    f"TASTEMAKER_RATE_LIMITS[{scope}]={limit!r} is not like '100/minute'"
+                ) from exc
         return value
 
     @model_validator(mode="after")
@@ -117,6 +171,8 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(mode="json").items():
             if value is None:
                 continue
+            if name == "webhook_secret":
+                value = self.webhook_secret.get_secret_value() if self.webhook_secret else None
             text = value if isinstance(value, str) else json.dumps(value)
             env[f"TASTEMAKER_{name.upper()}"] = text
         return env

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +23,13 @@ def load_demo(
     progress: Callable[[int], None] | None = None,
 ) -> ImportSummary:
     """Generate a shop (deterministic with `seed`) and import it; re-running adds nothing."""
-    shop = generate_shop(n_users=n_users, n_items=n_items, n_events=n_events, seed=seed)
+    # Live segments measure recency from now, so the demo year ends today.
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=365
+    )
+    shop = generate_shop(
+        n_users=n_users, n_items=n_items, n_events=n_events, seed=seed, start=start, days=365
+    )
     return import_shop(factory, shop, progress)
 
 

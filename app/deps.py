@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.cache import Cache
 from app.config import Settings
 from app.db import pop_after_commit
+from app.security.keys import Forbidden, Principal
 from app.training.registry import ModelRegistry
 
 
@@ -50,9 +51,34 @@ def get_session_factory(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessionmaker
 
 
+def _presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+    return request.headers.get("x-api-key")
+
+
+def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that authenticates the caller, checks `scope` and counts the rate limit."""
+
+    async def dependency(request: Request) -> Principal:
+        client = request.client.host if request.client else "unknown"
+        principal = await request.app.state.keyring.authenticate(_presented_key(request), client)
+        if scope not in principal.scopes:
+            raise Forbidden(f"this key lacks the {scope!r} scope this endpoint needs")
+        await request.app.state.limiter.hit(principal, scope)
+        return principal
+
+    return dependency
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 # scope="function": commit before the response is sent, so a failed commit is the answer.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+ReadKey = Depends(require("read"))
+WriteKey = Depends(require("write"))
+AdminKey = Depends(require("admin"))

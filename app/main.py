@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -18,9 +19,12 @@ from app.customers.router import router as customers_router
 from app.db import make_engine, make_sessionmaker
 from app.errors import install_database_error_handlers, install_error_handlers
 from app.events.router import router as events_router
+from app.events.webhooks import router as webhooks_router
 from app.limits import BodySizeLimit
 from app.migrate import is_up_to_date
 from app.recommendations.router import router as recommendations_router
+from app.security.keys import KeyRing
+from app.security.ratelimit import Limiter
 from app.segments.router import router as segments_router
 from app.training.registry import ModelRegistry
 from app.training.router import router as training_router
@@ -57,6 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.cache = make_cache(settings)
+        keyring = KeyRing(settings, app.state.sessionmaker)
+        await keyring.refresh(force=True)
+        keyring.check_startup()
+        app.state.keyring = keyring
+        app.state.limiter = Limiter(settings)
         registry = ModelRegistry(settings, app.state.sessionmaker)
         await registry.start()
         app.state.registry = registry
@@ -75,11 +84,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+        )
     install_error_handlers(app)
     install_database_error_handlers(app)
     routers = (
         health.router,
         events_router,
+        webhooks_router,
         catalog_router,
         customers_router,
         recommendations_router,

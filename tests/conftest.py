@@ -52,7 +52,7 @@ def require_online_retail() -> Path:
     return ONLINE_RETAIL
 
 
-TABLES = ("event", "item", '"user"', "training_run", "model_version")
+TABLES = ("event", "item", '"user"', "training_run", "model_version", "api_key")
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +135,8 @@ def client(settings: Settings) -> Iterator:
 
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+def override(settings: Settings, **changes: object) -> Settings:
+    """A validated copy of `settings` with some fields changed."""
+    return Settings.model_validate({**settings.model_dump(), **changes})

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from app.customers import service
 from app.customers.schemas import UserExport, UserIn, UserOut
-from app.deps import CacheDep, RegistryDep, SessionDep, SettingsDep
+from app.deps import AdminKey, CacheDep, RegistryDep, SessionDep, SettingsDep, WriteKey
 from app.events import service as events_service
 from app.events.schemas import EventOut
 from app.schemas import UserIdPath
@@ -16,7 +16,7 @@ from app.schemas import UserIdPath
 router = APIRouter(tags=["users"])
 
 
-@router.put("/users/{user_id}")
+@router.put("/users/{user_id}", dependencies=[WriteKey])
 def put_user(
     user_id: UserIdPath, data: UserIn, session: SessionDep, cache: CacheDep, settings: SettingsDep
 ) -> UserOut:
@@ -24,13 +24,13 @@ def put_user(
     return UserOut.model_validate(service.put(session, cache, user_id, data, settings))
 
 
-@router.get("/users/{user_id}")
+@router.get("/users/{user_id}", dependencies=[WriteKey])
 def get_user(user_id: UserIdPath, session: SessionDep) -> UserOut:
     """Read a user's profile."""
     return UserOut.model_validate(service.get_or_404(session, user_id))
 
 
-@router.get("/users/{user_id}/events")
+@router.get("/users/{user_id}/events", dependencies=[WriteKey])
 def get_user_events(
     user_id: UserIdPath,
     session: SessionDep,
@@ -41,7 +41,7 @@ def get_user_events(
     return [EventOut.model_validate(e) for e in events_service.recent(session, user_id, limit)]
 
 
-@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[AdminKey])
 def delete_user(
     user_id: UserIdPath,
     session: SessionDep,
@@ -54,7 +54,7 @@ def delete_user(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/users/{user_id}/export")
+@router.get("/users/{user_id}/export", dependencies=[AdminKey])
 def export_user(user_id: UserIdPath, session: SessionDep) -> UserExport:
     """Everything stored about a user, as JSON (GDPR access)."""
     return service.export(session, user_id)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from app.deps import CacheDep, SessionDep, SettingsDep
+from app.deps import CacheDep, SessionDep, SettingsDep, WriteKey
 from app.events import service
 from app.events.schemas import EventBatchIn, IngestResult
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], dependencies=[WriteKey])
 
 
 @router.post("/events", status_code=status.HTTP_200_OK)

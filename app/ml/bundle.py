@@ -102,7 +102,9 @@ def write_component(
             files.append(f"{name}.npy")
             layout[name] = {"kind": "dense"}
     try:
-        _write_json(directory / META_FILE, {"format": FORMAT_VERSION, "arrays": layout, "meta": meta})
+        _write_json(
+            directory / META_FILE, {"format": FORMAT_VERSION, "arrays": layout, "meta": meta}
+        )
     except (TypeError, ValueError) as exc:
         raise BundleError(f"component meta is not JSON-able: {exc}") from None
     files.append(META_FILE)
@@ -131,9 +133,7 @@ def _load_npy(path: Path, mmap: bool, checksums: Mapping[str, str]) -> np.ndarra
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
         raise BundleError(f"component file is missing: {path}") from None
-    except ValueError as exc:
-        if mmap and "empty" in str(exc).lower():  # zero-length arrays cannot be memory-mapped
-            return np.load(path, allow_pickle=False)
+    except ValueError as exc:  # e.g. an object (pickled) array: refused, never executed
         raise BundleError(f"cannot load {path}: {exc}") from None
     return array
 

@@ -100,7 +100,9 @@ class ItemKNN(ItemItemScorer):
         else:
             self._set_similarity(neighbours)
 
-    def similar_items(self, item: int, n: int = 10) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    def similar_items(
+        self, item: int, n: int = 10
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Return the ``n`` nearest neighbours of ``item`` and their similarities."""
         self._check_fitted()
         s = self.neighbours_
@@ -157,8 +159,14 @@ class RP3beta(ItemItemScorer):
         X.data = np.power(np.maximum(X.data, 0.0), self.alpha)
         user_deg = np.asarray(X.sum(axis=1)).ravel()
         item_deg = np.asarray(X.sum(axis=0)).ravel()
-        p_ui = sparse.diags(np.divide(1.0, user_deg, out=np.zeros_like(user_deg), where=user_deg > 0)) @ X
-        p_iu = sparse.diags(np.divide(1.0, item_deg, out=np.zeros_like(item_deg), where=item_deg > 0)) @ X.T
+        p_ui = (
+            sparse.diags(np.divide(1.0, user_deg, out=np.zeros_like(user_deg), where=user_deg > 0))
+            @ X
+        )
+        p_iu = (
+            sparse.diags(np.divide(1.0, item_deg, out=np.zeros_like(item_deg), where=item_deg > 0))
+            @ X.T
+        )
         popularity = np.asarray((X > 0).sum(axis=0)).ravel().astype(np.float64)
         col_norms = np.where(popularity > 0, np.power(popularity, self.beta), 1.0)
         W = blocked_top_k_product(
@@ -232,14 +240,18 @@ class EASE(BaseScorer):
         self.weights_ = weights if weights.flags.c_contiguous else np.ascontiguousarray(weights)
         self.n_items_ = weights.shape[0]
 
-    def score(
-        self, items: NDArray[np.int64], weights: NDArray[np.float32]
-    ) -> NDArray[np.float32]:
+    def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Return ``weights @ weights_[items]``, shape (n_items,), float32."""
         self._check_fitted()
         if len(items) == 0:
             return np.zeros(self.n_items_, dtype=np.float32)
         return np.asarray(weights, dtype=np.float32) @ self.weights_[items]
+
+    def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
+        """Score many histories at once: ``histories @ weights_``, (n_histories, n_items)."""
+        self._check_fitted()
+        product = sparse.csr_matrix(histories, dtype=np.float32) @ self.weights_
+        return np.asarray(product, dtype=np.float32)
 
     def explain(
         self,
@@ -256,7 +268,9 @@ class EASE(BaseScorer):
         best[contrib.max(axis=0) <= 0] = -1
         return best.astype(np.int64)
 
-    def similar_items(self, item: int, n: int = 10) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    def similar_items(
+        self, item: int, n: int = 10
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Return the ``n`` items ``item`` predicts most strongly and their weights."""
         self._check_fitted()
         row = np.asarray(self.weights_[item])
@@ -338,9 +352,7 @@ class UserKNN(BaseScorer):
         users = top_n(sims, self.k)
         return users, sims[users]
 
-    def score(
-        self, items: NDArray[np.int64], weights: NDArray[np.float32]
-    ) -> NDArray[np.float32]:
+    def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Return the similarity-weighted sum of the ``k`` nearest users' rows, (n_items,)."""
         self._check_fitted()
         if len(items) == 0:

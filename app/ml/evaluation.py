@@ -24,6 +24,10 @@ METRICS = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage")
 #: ``recommend(history_items, history_weights, k) -> ranked item indices`` (length <= k),
 #: never containing a history item.
 RankFn = Callable[[NDArray[np.int64], NDArray[np.float32], int], NDArray[np.int64]]
+#: The same for several named rankers at once: ``-> {name: ranked item indices}``.
+MultiRankFn = Callable[
+    [NDArray[np.int64], NDArray[np.float32], int], Mapping[str, NDArray[np.int64]]
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,6 +191,62 @@ def ranking_metrics(
     return {name: round(out[name], 6) for name in METRICS}
 
 
+def evaluate_rankers(
+    rank_all: MultiRankFn,
+    train: sparse.csr_matrix,
+    test: sparse.csr_matrix,
+    *,
+    k: int = 10,
+    users: NDArray[np.int64] | None = None,
+    history: sparse.csr_matrix | None = None,
+) -> dict[str, dict[str, float]]:
+    """Evaluate several rankers at once (they may share work per user), name -> metrics.
+
+    Every user with held-out items is ranked with their training row as history.
+
+    Parameters
+    ----------
+    rank_all : ``(history_items, history_weights, k) -> {name: ranked item indices}``
+    train : csr_matrix of shape (n_users, n_items), the training interactions (history).
+    test : csr_matrix of shape (n_users, n_items), held-out pairs.
+    users : ndarray of int64, optional
+        Restrict to these users (default all users with held-out items).
+    history : csr_matrix of shape (n_users, n_items), optional
+        The history weights (e.g. decayed by recency) with the same sparsity as ``train``;
+        default ``train`` itself.
+    """
+    if users is None:
+        users = np.flatnonzero(np.diff(test.indptr) > 0)
+    weights_from = _history_source(train, history)
+    rankings: dict[str, dict[int, NDArray[np.int64]]] = {}
+    relevant: dict[int, set[int]] = {}
+    for u in users.tolist():
+        lo, hi = train.indptr[u], train.indptr[u + 1]
+        items = train.indices[lo:hi].astype(np.int64)
+        weights = weights_from.data[lo:hi].astype(np.float32)
+        for name, ranked in rank_all(items, weights, k).items():
+            rankings.setdefault(name, {})[u] = ranked
+        relevant[u] = set(test.indices[test.indptr[u] : test.indptr[u + 1]].tolist())
+    return {
+        name: ranking_metrics(ranked, relevant, n_items=train.shape[1], k=k)
+        for name, ranked in rankings.items()
+    }
+
+
+def _history_source(
+    train: sparse.csr_matrix, history: sparse.csr_matrix | None
+) -> sparse.csr_matrix:
+    if history is None:
+        return train
+    if (
+        history.shape != train.shape
+        or not np.array_equal(history.indptr, train.indptr)
+        or not np.array_equal(history.indices, train.indices)
+    ):
+        raise ValueError("history must have the same sparsity pattern as train")
+    return history
+
+
 def evaluate_ranker(
     rank: RankFn,
     train: sparse.csr_matrix,
@@ -194,26 +254,10 @@ def evaluate_ranker(
     *,
     k: int = 10,
     users: NDArray[np.int64] | None = None,
+    history: sparse.csr_matrix | None = None,
 ) -> dict[str, float]:
-    """Evaluate ``rank`` for every user with held-out items, using their training row as history.
-
-    Parameters
-    ----------
-    rank : RankFn
-    train : csr_matrix of shape (n_users, n_items), the training interactions (history).
-    test : csr_matrix of shape (n_users, n_items), held-out pairs.
-    users : ndarray of int64, optional
-        Restrict to these users (default all users with held-out items).
-    """
-    if users is None:
-        users = np.flatnonzero(np.diff(test.indptr) > 0)
-    rankings: dict[int, NDArray[np.int64]] = {}
-    relevant: dict[int, set[int]] = {}
-    for u in users.tolist():
-        lo, hi = train.indptr[u], train.indptr[u + 1]
-        history = train.indices[lo:hi].astype(np.int64)
-        weights = train.data[lo:hi].astype(np.float32)
-        ranked = rank(history, weights, k)
-        rankings[u] = ranked
-        relevant[u] = set(test.indices[test.indptr[u] : test.indptr[u + 1]].tolist())
-    return ranking_metrics(rankings, relevant, n_items=train.shape[1], k=k)
+    """Evaluate one ranker for every user with held-out items (see :func:`evaluate_rankers`)."""
+    results = evaluate_rankers(
+        lambda h, w, n: {"model": rank(h, w, n)}, train, test, k=k, users=users, history=history
+    )
+    return results.get("model") or ranking_metrics({}, {}, n_items=train.shape[1], k=k)

@@ -154,26 +154,46 @@ class Blender:
         -------
         (scores, parts) : ndarray of shape (n_items,) float32, and name -> ndarray (n_items,)
         """
+        raw = {name: model.score(items, weights) for name, model, _ in self._active}
+        return self.combine(raw, mask)
+
+    def combine(
+        self, model_scores: Mapping[str, NDArray[np.float32]], mask: NDArray[np.bool_]
+    ) -> tuple[NDArray[np.float32], dict[str, NDArray[np.float32]]]:
+        """Blend raw model scores (name -> ndarray of shape (n_items,)); see :meth:`blend`."""
         total = np.zeros(self.n_items, dtype=np.float32)
         parts: dict[str, NDArray[np.float32]] = {}
-        for name, model, w in self._active:
-            part = normalize_scores(model.score(items, weights), mask)
+        for name, _, w in self._active:
+            part = normalize_scores(model_scores[name], mask)
             part *= np.float32(w)
             total += part
             parts[name] = part
         return total, parts
 
     def rank(
-        self, items: NDArray[np.int64], weights: NDArray[np.float32], n: int, mask: NDArray[np.bool_]
+        self,
+        items: NDArray[np.int64],
+        weights: NDArray[np.float32],
+        n: int,
+        mask: NDArray[np.bool_],
+        model_scores: Mapping[str, NDArray[np.float32]] | None = None,
     ) -> NDArray[np.int64]:
-        """Return the top ``n`` item indices for a history (no reasons; used by evaluation)."""
-        scores, _ = self.blend(items, weights, mask)
+        """Return the top ``n`` item indices for a history (no reasons; used by evaluation).
+
+        ``model_scores`` (name -> raw scores) saves re-scoring when the caller has them.
+        """
+        if model_scores is None:
+            scores, _ = self.blend(items, weights, mask)
+        else:
+            scores, _ = self.combine(model_scores, mask)
         ranked = top_n(scores, n, mask)
         if len(ranked) < n:
             ranked = self._fill(ranked, n, mask)
         return ranked
 
-    def _fill(self, ranked: NDArray[np.int64], n: int, mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+    def _fill(
+        self, ranked: NDArray[np.int64], n: int, mask: NDArray[np.bool_]
+    ) -> NDArray[np.int64]:
         rest = mask.copy()
         rest[ranked] = False
         return np.concatenate([ranked, self.popularity.ranking(n - len(ranked), rest)])
@@ -290,6 +310,7 @@ def _tuning_data(
     *,
     k: int,
     candidates: int,
+    history: sparse.csr_matrix,
 ) -> _TuningData:
     names = list(models)
     n_items = train.shape[1]
@@ -299,7 +320,7 @@ def _tuning_data(
     for row, u in enumerate(users.tolist()):
         lo, hi = train.indptr[u], train.indptr[u + 1]
         items = train.indices[lo:hi].astype(np.int64)
-        weights = train.data[lo:hi].astype(np.float32)
+        weights = history.data[lo:hi].astype(np.float32)
         mask = np.ones(n_items, dtype=bool)
         mask[items] = False
         scores = [normalize_scores(models[name].score(items, weights), mask) for name in names]
@@ -354,6 +375,7 @@ def tune_weights(
     max_users: int | None = 5000,
     min_coverage: float = 0.0,
     seed: int = 0,
+    history: sparse.csr_matrix | None = None,
 ) -> tuple[dict[str, float], dict]:
     """Choose blend weights by coordinate search maximising NDCG@k on a validation split.
 
@@ -367,6 +389,7 @@ def tune_weights(
     train : csr_matrix of shape (n_users, n_items); rows are the histories
     validation : csr_matrix of shape (n_users, n_items); held-out pairs (relevant items)
     max_users : validation users sampled (seeded) to bound the cost
+    history : csr_matrix like ``train`` (same sparsity) holding the history weights, optional
 
     Returns
     -------
@@ -377,8 +400,14 @@ def tune_weights(
     if max_users is not None and len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     if not names or len(users) == 0:
-        return dict.fromkeys(names, 1.0), {"users": int(len(users)), "ndcg": None}
-    data = _tuning_data(models, train, validation, users, k=k, candidates=candidates)
+        return dict.fromkeys(names, 1.0), {"users": len(users), "ndcg": None}
+    if history is None:
+        history = train
+    elif not np.array_equal(history.indptr, train.indptr):
+        raise ValueError("history must have the same sparsity pattern as train")
+    data = _tuning_data(
+        models, train, validation, users, k=k, candidates=candidates, history=history
+    )
     n_items = train.shape[1]
     w = np.ones(len(names), dtype=np.float32)
     best, best_cov = _objective(data, w, k, n_items, min_coverage)
@@ -397,7 +426,7 @@ def tune_weights(
             break
     weights = {name: float(v) for name, v in zip(names, w.tolist(), strict=True)}
     report = {
-        "users": int(len(users)),
+        "users": len(users),
         "objective": round(best, 6),
         "coverage": round(best_cov, 6),
         "min_coverage": min_coverage,

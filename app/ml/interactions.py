@@ -204,9 +204,15 @@ def aggregate(summed: NDArray[np.floating], aggregation: str) -> NDArray[np.floa
 
 
 def decay_factors(
-    occurred_at: NDArray[np.float64], half_life_days: float | None, now: float | None = None
+    occurred_at: NDArray[np.float64],
+    half_life_days: float | None,
+    now: float | NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64]:
-    """Return ``0.5 ** (age / half_life)`` per event (ones when ``half_life_days`` is None)."""
+    """Return ``0.5 ** (age / half_life)`` per event (ones when ``half_life_days`` is None).
+
+    ``now`` is a scalar or one reference time per event (default the latest event). Factors
+    are floored at 1e-30 so a very old event keeps its (tiny) place in the matrix.
+    """
     if half_life_days is None:
         return np.ones(len(occurred_at), dtype=np.float64)
     if half_life_days <= 0:
@@ -214,7 +220,7 @@ def decay_factors(
     if now is None:
         now = float(occurred_at.max()) if len(occurred_at) else 0.0
     age_days = np.maximum(now - occurred_at, 0.0) / SECONDS_PER_DAY
-    return np.exp2(-age_days / half_life_days)
+    return np.maximum(np.exp2(-age_days / half_life_days), 1e-30)
 
 
 def build_interactions(
@@ -226,6 +232,7 @@ def build_interactions(
     aggregation: str = "log1p",
     half_life_days: float | None = None,
     now: float | None = None,
+    decay_reference: str = "global",
 ) -> InteractionMatrix:
     """Build the weighted user x item matrix of an event log.
 
@@ -243,6 +250,10 @@ def build_interactions(
         Exponential time decay of each event's weight, relative to ``now``.
     now : float, optional
         Reference time in epoch seconds; default the latest event.
+    decay_reference : {"global", "user"}
+        ``user`` measures each event's age from that user's latest event instead of ``now``:
+        the recency *within* a history, which is how :func:`aggregate_history` decays the
+        history the service sends.
 
     Returns
     -------
@@ -256,8 +267,15 @@ def build_interactions(
     rows = users.indices(events.user_ids.tolist())
     cols = items.indices(events.item_ids.tolist())
     w = event_weights(events.types, events.values, weights)
-    w *= decay_factors(events.occurred_at, half_life_days, now)
     keep = (rows >= 0) & (cols >= 0)
+    reference: float | NDArray[np.float64] | None = now
+    if decay_reference == "user" and half_life_days is not None and len(rows):
+        latest = np.full(len(users), -np.inf)
+        np.maximum.at(latest, rows[keep], events.occurred_at[keep])
+        reference = np.where(rows >= 0, latest[np.maximum(rows, 0)], 0.0)
+    elif decay_reference not in ("global", "user"):
+        raise ValueError("decay_reference must be 'global' or 'user'")
+    w *= decay_factors(events.occurred_at, half_life_days, reference)
     summed = sparse.coo_matrix(
         (w[keep], (rows[keep], cols[keep])), shape=(len(users), len(items))
     ).tocsr()
@@ -274,6 +292,9 @@ def aggregate_history(
     items: NDArray[np.int64],
     weights: NDArray[np.floating],
     aggregation: str = "log1p",
+    *,
+    occurred_at: NDArray[np.float64] | None = None,
+    half_life_days: float | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Collapse a raw history (repeats allowed) into distinct items with aggregated weights.
 
@@ -281,6 +302,9 @@ def aggregate_history(
     ----------
     items : ndarray of shape (n_events,), int64; negative entries (unknown items) are dropped.
     weights : ndarray of shape (n_events,)
+    occurred_at : ndarray of shape (n_events,), epoch seconds, optional
+        With ``half_life_days``, each weight decays with its age measured from the latest
+        event of the history (so the answer does not depend on the wall clock).
 
     Returns
     -------
@@ -289,6 +313,8 @@ def aggregate_history(
     """
     items = np.asarray(items, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64)
+    if occurred_at is not None and half_life_days is not None and len(items):
+        weights = weights * decay_factors(np.asarray(occurred_at, np.float64), half_life_days)
     keep = items >= 0
     items, weights = items[keep], weights[keep]
     if len(items) == 0:

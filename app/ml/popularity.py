@@ -37,12 +37,15 @@ class Popularity(BaseScorer):
         self.scores_ = self.counts_ / top if top > 0 else np.zeros_like(self.counts_)
         self.n_items_ = len(self.counts_)
 
-    def score(
-        self, items: NDArray[np.int64], weights: NDArray[np.float32]
-    ) -> NDArray[np.float32]:
+    def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Return the same popularity scores for every history, shape (n_items,)."""
         self._check_fitted()
         return self.scores_.copy()
+
+    def score_rows(self, histories: sparse.spmatrix) -> NDArray[np.float32]:
+        """Return the popularity scores once per history, shape (n_histories, n_items)."""
+        self._check_fitted()
+        return np.tile(self.scores_, (histories.shape[0], 1))
 
     def ranking(self, n: int, mask: NDArray[np.bool_] | None = None) -> NDArray[np.int64]:
         """Return the ``n`` most popular items allowed by ``mask``."""
@@ -182,9 +185,7 @@ class SegmentPopularity(BaseScorer):
             return np.zeros(self.n_items_, dtype=np.float32)
         return np.asarray(self.scores_[row], dtype=np.float32)
 
-    def score(
-        self, items: NDArray[np.int64], weights: NDArray[np.float32]
-    ) -> NDArray[np.float32]:
+    def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Return the overall mean of the segment scores (segment unknown), (n_items,)."""
         self._check_fitted()
         if len(self.segments_) == 0:

@@ -14,9 +14,9 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from app.ml.bundle import BundleError, read_component, write_component
-from app.ml.collaborative import EASE, RP3beta, UserKNN, ItemKNN
+from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
-from app.ml.evaluation import evaluate_ranker, holdout_split
+from app.ml.evaluation import evaluate_rankers, holdout_split
 from app.ml.hybrid import Blender, Ranked, Reason, candidate_mask, tune_weights
 from app.ml.interactions import (
     AGGREGATIONS,
@@ -37,7 +37,16 @@ RECOMMENDER_DIR = "recommender"
 _CORE = "core"
 _MODEL_CLASSES: dict[str, type[BaseScorer]] = {
     cls.__name__: cls
-    for cls in (ItemKNN, UserKNN, EASE, RP3beta, ContentTfidf, Popularity, Trending, SegmentPopularity)
+    for cls in (
+        ItemKNN,
+        UserKNN,
+        EASE,
+        RP3beta,
+        ContentTfidf,
+        Popularity,
+        Trending,
+        SegmentPopularity,
+    )
 }
 _COLLABORATIVE_FOR_SIMILAR = ("item_knn", "ease", "rp3beta")
 
@@ -47,11 +56,14 @@ class RecommenderConfig:
     """Every hyper-parameter of training, with defaults chosen on a validation split.
 
     Build it from untrusted input with :meth:`from_dict`, which rejects unknown keys.
+    ``min_content_weight`` floors the tuned content weight (as a share of the largest weight)
+    so that items nobody has bought yet stay reachable.
     """
 
     event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     aggregation: str = "log1p"
     half_life_days: float | None = None
+    history_half_life_days: float | None = 60.0
     models: tuple[str, ...] = ("item_knn", "user_knn", "ease", "rp3beta", "content", "popularity")
     item_knn_k: int = 200
     item_knn_shrink: float = 0.0
@@ -77,9 +89,10 @@ class RecommenderConfig:
     min_interactions: int = 2
     tune: bool = True
     blend_weights: Mapping[str, float] | None = None
-    tune_max_users: int = 5000
-    tune_candidates: int = 100
+    tune_max_users: int = 2500
+    tune_candidates: int = 50
     tune_min_coverage: float = 0.0
+    min_content_weight: float = 0.05
     seed: int = 0
     max_block_entries: int = 1 << 24
 
@@ -91,6 +104,10 @@ class RecommenderConfig:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must be in (0, 1)")
+        for name in ("half_life_days", "history_half_life_days"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None")
         if self.eval_k < 1:
             raise ValueError("eval_k must be at least 1")
         if self.blend_weights is not None:
@@ -164,9 +181,7 @@ class Recommender:
         """Return the matrix index of an item id, or None when unknown."""
         return self.item_vocab.get(item_id)
 
-    def _mask(
-        self, allowed: NDArray[np.bool_] | None, exclude: Iterable[int]
-    ) -> NDArray[np.bool_]:
+    def _mask(self, allowed: NDArray[np.bool_] | None, exclude: Iterable[int]) -> NDArray[np.bool_]:
         return candidate_mask(
             self.n_items, allowed=self.available if allowed is None else allowed, exclude=exclude
         )
@@ -189,6 +204,7 @@ class Recommender:
         exclude_history: bool = True,
         allowed: NDArray[np.bool_] | None = None,
         segment: int | None = None,
+        history_times: Sequence[float] | None = None,
     ) -> Recommendations:
         """Recommend ``n`` items for a recent history of item ids (unknown ids are ignored).
 
@@ -202,9 +218,14 @@ class Recommender:
         allowed : ndarray of shape (n_items,), bool, in ``item_vocab`` order; default the
             training-time availability
         segment : the user's segment, used when the history is empty
+        history_times : epoch seconds of each entry, optional; when given, older entries
+            weigh less (half-life ``config.history_half_life_days`` from the latest entry),
+            which is how the served blend was evaluated and tuned
         """
         if n <= 0:
-            return Recommendations([], [], [], "cold_start" if not history_items else "personalized")
+            return Recommendations(
+                [], [], [], "cold_start" if not history_items else "personalized"
+            )
         raw = self.item_vocab.indices(history_items)
         if history_weights is None:
             w = np.ones(len(raw), dtype=np.float64)
@@ -212,7 +233,18 @@ class Recommender:
             w = np.asarray(history_weights, dtype=np.float64)
             if w.shape != raw.shape:
                 raise ValueError("history_weights must have one weight per history item")
-        items, weights = aggregate_history(raw, w, self.config.aggregation)
+        times = None
+        if history_times is not None:
+            times = np.asarray(history_times, dtype=np.float64)
+            if times.shape != raw.shape:
+                raise ValueError("history_times must have one time per history item")
+        items, weights = aggregate_history(
+            raw,
+            w,
+            self.config.aggregation,
+            occurred_at=times,
+            half_life_days=self.config.history_half_life_days,
+        )
         excluded = [i for i in self.item_vocab.indices(exclude).tolist() if i >= 0]
         if exclude_history:
             excluded.extend(items.tolist())
@@ -352,6 +384,7 @@ def load_recommender(directory: str | Path) -> Recommender:
 @dataclass(eq=False)
 class _Fitted:
     X: sparse.csr_matrix
+    history: sparse.csr_matrix
     models: dict[str, BaseScorer]
     popularity: Popularity
     trending: Trending | None
@@ -380,7 +413,9 @@ def _collaborative_models(config: RecommenderConfig, n_items: int) -> dict[str, 
             max_block_entries=config.max_block_entries,
         ),
         "user_knn": lambda: UserKNN(
-            k=config.user_knn_k, shrink=config.user_knn_shrink, similarity=config.user_knn_similarity
+            k=config.user_knn_k,
+            shrink=config.user_knn_shrink,
+            similarity=config.user_knn_similarity,
         ),
         "ease": lambda: EASE(l2=config.ease_l2, max_items=config.ease_max_items),
         "rp3beta": lambda: RP3beta(
@@ -412,6 +447,18 @@ def _fit_all(
         aggregation=config.aggregation,
         half_life_days=config.half_life_days,
     ).matrix
+    # Histories as the service sends them: recency-weighted within each user.
+    history = build_interactions(
+        events,
+        users=users,
+        items=items,
+        weights=config.event_weights,
+        aggregation=config.aggregation,
+        half_life_days=config.history_half_life_days,
+        decay_reference="user",
+    ).matrix
+    if history.nnz != X.nnz:  # decay never drops a pair, but keep the invariant explicit
+        raise RuntimeError("history and interaction matrices disagree")
     timings[f"{phase}.matrix"] = time.perf_counter() - t0
     models: dict[str, BaseScorer] = {}
     for name, model in _collaborative_models(config, len(items)).items():
@@ -431,7 +478,7 @@ def _fit_all(
     segment_popularity = None
     if segments is not None:
         segment_popularity = SegmentPopularity().fit(X, segments)
-    return _Fitted(X, models, popularity, trending, segment_popularity)
+    return _Fitted(X, history, models, popularity, trending, segment_popularity)
 
 
 def _blender(fitted: _Fitted, weights: Mapping[str, float]) -> Blender:
@@ -444,23 +491,30 @@ def _blender(fitted: _Fitted, weights: Mapping[str, float]) -> Blender:
     )
 
 
-def _model_ranker(model: BaseScorer) -> Callable:
-    def rank(items: NDArray[np.int64], weights: NDArray[np.float32], k: int) -> NDArray[np.int64]:
-        scores = model.score(items, weights)
-        mask = np.ones(len(scores), dtype=bool)
-        mask[items] = False
-        return top_n(scores, k, mask)
-
-    return rank
+def _with_content_floor(weights: dict[str, float], floor: float) -> dict[str, float]:
+    """Keep content in the blend: it is the only way items without events are reached."""
+    if "content" not in weights or floor <= 0:
+        return weights
+    top = max(weights.values(), default=0.0)
+    return {**weights, "content": max(weights["content"], floor * top)}
 
 
-def _blend_ranker(blender: Blender) -> Callable:
-    def rank(items: NDArray[np.int64], weights: NDArray[np.float32], k: int) -> NDArray[np.int64]:
+def _evaluate(fitted: _Fitted, blender: Blender, test: sparse.csr_matrix, k: int) -> dict:
+    """Metrics of every model and of the served blend, each model scoring a user once."""
+    models = dict(fitted.models)
+    models.setdefault("popularity", fitted.popularity)
+
+    def rank_all(
+        items: NDArray[np.int64], weights: NDArray[np.float32], n: int
+    ) -> dict[str, NDArray[np.int64]]:
         mask = np.ones(blender.n_items, dtype=bool)
         mask[items] = False
-        return blender.rank(items, weights, k, mask)
+        scores = {name: model.score(items, weights) for name, model in models.items()}
+        out = {name: top_n(s, n, mask) for name, s in scores.items()}
+        out["served"] = blender.rank(items, weights, n, mask, model_scores=scores)
+        return out
 
-    return rank
+    return evaluate_rankers(rank_all, fitted.X, test, k=k, history=fitted.history)
 
 
 def train_recommender(
@@ -543,27 +597,21 @@ def train_recommender(
                 max_users=config.tune_max_users,
                 min_coverage=config.tune_min_coverage,
                 seed=config.seed,
+                history=sub.history,
             )
             timings["validation.tune"] = time.perf_counter() - t0
-            blend_info["tuning"] = report
+            blend_info["tuning"] = {**report, "tuned_weights": dict(weights)}
+            weights = _with_content_floor(weights, config.min_content_weight)
         if config.evaluate:
             say("evaluation: fitting on the training part")
-            fitted = _fit_all(train_events, users, items, config, content, segments, timings, "evaluation")
+            fitted = _fit_all(
+                train_events, users, items, config, content, segments, timings, "evaluation"
+            )
             t0 = time.perf_counter()
             say("evaluation: scoring the holdout")
             k = config.eval_k
-            per_model = {
-                name: evaluate_ranker(_model_ranker(m), fitted.X, split.test, k=k)
-                for name, m in fitted.models.items()
-            }
-            if "popularity" not in per_model:
-                per_model["popularity"] = evaluate_ranker(
-                    _model_ranker(fitted.popularity), fitted.X, split.test, k=k
-                )
             served_weights = weights if weights is not None else dict.fromkeys(fitted.models, 1.0)
-            per_model["served"] = evaluate_ranker(
-                _blend_ranker(_blender(fitted, served_weights)), fitted.X, split.test, k=k
-            )
+            per_model = _evaluate(fitted, _blender(fitted, served_weights), split.test, k)
             timings["evaluation.score"] = time.perf_counter() - t0
             metrics = {"protocol": {**split.protocol, "k": k}, "models": per_model}
     if weights is None:

@@ -151,12 +151,10 @@ def center_nonzeros(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
     """
     matrix = sparse.csr_matrix(matrix, dtype=np.float64, copy=True)
     counts = np.diff(matrix.indptr)
-    sums = np.add.reduceat(matrix.data, matrix.indptr[:-1]) if matrix.nnz else np.zeros(0)
-    means = np.zeros(matrix.shape[0])
-    nonempty = counts > 0
-    if matrix.nnz:
-        means[nonempty] = sums[nonempty] / counts[nonempty]
-    matrix.data -= np.repeat(means, counts)
+    rows = np.repeat(np.arange(matrix.shape[0]), counts)
+    sums = np.bincount(rows, weights=matrix.data, minlength=matrix.shape[0])
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    matrix.data -= means[rows]
     return matrix
 
 
@@ -334,11 +332,30 @@ class BaseScorer:
                 f"{type(self).__name__} is not fitted yet; call fit() before using it"
             )
 
-    def score(
-        self, items: NDArray[np.int64], weights: NDArray[np.float32]
-    ) -> NDArray[np.float32]:
+    def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Score every item for a history of item indices with weights, shape (n_items,)."""
         raise NotImplementedError
+
+    def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
+        """Score many histories at once (evaluation, tuning); row ``r`` equals ``score(row r)``.
+
+        Parameters
+        ----------
+        histories : csr_matrix of shape (n_histories, n_items), sorted indices
+
+        Returns
+        -------
+        ndarray of shape (n_histories, n_items), float32
+        """
+        histories = sparse.csr_matrix(histories)
+        out = np.zeros((histories.shape[0], histories.shape[1]), dtype=np.float32)
+        for r in range(histories.shape[0]):
+            lo, hi = histories.indptr[r], histories.indptr[r + 1]
+            out[r] = self.score(
+                histories.indices[lo:hi].astype(np.int64),
+                histories.data[lo:hi].astype(np.float32),
+            )
+        return out
 
     def explain(
         self,
@@ -383,6 +400,45 @@ def top_n(
     return part[order].astype(np.int64)
 
 
+def top_n_rows(
+    scores: NDArray[np.floating], n: int, mask: NDArray[np.bool_] | None = None
+) -> list[NDArray[np.int64]]:
+    """Apply :func:`top_n` to every row of a score matrix (same order and tie-breaking).
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_rows, n_items)
+    mask : ndarray of shape (n_rows, n_items), bool, optional
+
+    Returns
+    -------
+    list of n_rows int64 arrays, each at most ``n`` long
+    """
+    if mask is not None:
+        scores = np.where(mask, scores, 0.0)
+    n_rows, n_items = scores.shape
+    n = min(n, n_items)
+    if n <= 0 or n_rows == 0:
+        return [np.zeros(0, dtype=np.int64) for _ in range(n_rows)]
+    # Fast path: partition every row at once; rows where ties at the cut could be resolved
+    # differently from top_n (a tied positive score just outside) are redone one by one.
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < n_items else None
+    if part is None:
+        part = np.broadcast_to(np.arange(n_items), (n_rows, n_items))
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    part = np.take_along_axis(part, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)
+    out = []
+    for r in range(n_rows):
+        keep = vals[r] > 0
+        if n < n_items and keep.all() and np.count_nonzero(scores[r] == vals[r, -1]) > 1:
+            out.append(top_n(scores[r], n))
+        else:
+            out.append(part[r][keep].astype(np.int64))
+    return out
+
+
 class ItemItemScorer(BaseScorer):
     """A model that scores ``weights @ W[items]`` with a sparse item x item matrix ``W``.
 
@@ -398,15 +454,19 @@ class ItemItemScorer(BaseScorer):
         self.similarity_ = similarity
         self.n_items_ = similarity.shape[0]
 
-    def score(
-        self, items: NDArray[np.int64], weights: NDArray[np.float32]
-    ) -> NDArray[np.float32]:
+    def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Return ``weights @ similarity_[items]``, shape (n_items,), float32."""
         self._check_fitted()
         s = self.similarity_
         if len(items) == 0:
             return np.zeros(self.n_items_, dtype=np.float32)
         return gather_rows_score(s.indptr, s.indices, s.data, items, weights, self.n_items_)
+
+    def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
+        """Score many histories at once: ``histories @ similarity_``, (n_histories, n_items)."""
+        self._check_fitted()
+        product = sparse.csr_matrix(histories, dtype=np.float32) @ self.similarity_
+        return np.asarray(product.toarray(), dtype=np.float32)
 
     def explain(
         self,
@@ -424,7 +484,9 @@ class ItemItemScorer(BaseScorer):
         best[contrib.max(axis=1) <= 0] = -1
         return best.astype(np.int64)
 
-    def similar_items(self, item: int, n: int = 10) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    def similar_items(
+        self, item: int, n: int = 10
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Return the ``n`` strongest neighbours of ``item`` and their weights."""
         self._check_fitted()
         s = self.similarity_

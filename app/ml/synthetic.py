@@ -72,6 +72,7 @@ class _Category:
     uses: tuple[str, ...]
 
 
+# fmt: off
 _CATEGORIES: tuple[_Category, ...] = (
     _Category(
         "Kitchen & Dining", 18.0,
@@ -254,16 +255,36 @@ _CATEGORIES: tuple[_Category, ...] = (
     ),
 )
 
+# fmt: on
+
 _BRANDS: tuple[str, ...] = (
-    "Northwind", "Ashby & Co", "Maple Lane", "Oakridge", "Bright Harbour", "Little Finch",
-    "Copperleaf", "Greystone", "Willow & Wren", "Blue Fern", "Tidewater", "Juniper Home",
+    "Northwind",
+    "Ashby & Co",
+    "Maple Lane",
+    "Oakridge",
+    "Bright Harbour",
+    "Little Finch",
+    "Copperleaf",
+    "Greystone",
+    "Willow & Wren",
+    "Blue Fern",
+    "Tidewater",
+    "Juniper Home",
 )
 _TIERS: tuple[str, ...] = ("budget", "standard", "premium")
 _TIER_PRICE = np.array([0.55, 1.0, 2.1])
 
 _COUNTRIES: tuple[str, ...] = (
-    "United Kingdom", "Germany", "France", "Netherlands", "Spain", "Ireland", "Italy",
-    "Belgium", "Sweden", "Poland",
+    "United Kingdom",
+    "Germany",
+    "France",
+    "Netherlands",
+    "Spain",
+    "Ireland",
+    "Italy",
+    "Belgium",
+    "Sweden",
+    "Poland",
 )
 _COUNTRY_P = np.array([0.46, 0.12, 0.1, 0.06, 0.06, 0.05, 0.05, 0.04, 0.03, 0.03])
 _CHANNELS: tuple[str, ...] = ("organic", "paid_search", "social", "email", "referral")
@@ -272,8 +293,32 @@ _DEVICES: tuple[str, ...] = ("mobile", "desktop", "app")
 # Monday .. Sunday and hour-of-day activity (evenings and weekends are busiest).
 _WEEKDAY_W = np.array([0.92, 0.95, 0.97, 1.0, 1.04, 1.12, 1.2])
 _HOUR_W = np.array(
-    [0.2, 0.12, 0.08, 0.06, 0.06, 0.1, 0.25, 0.5, 0.8, 0.95, 1.0, 1.05,
-     1.15, 1.1, 1.0, 0.95, 0.95, 1.05, 1.25, 1.45, 1.5, 1.3, 0.9, 0.45]
+    [
+        0.2,
+        0.12,
+        0.08,
+        0.06,
+        0.06,
+        0.1,
+        0.25,
+        0.5,
+        0.8,
+        0.95,
+        1.0,
+        1.05,
+        1.15,
+        1.1,
+        1.0,
+        0.95,
+        0.95,
+        1.05,
+        1.25,
+        1.45,
+        1.5,
+        1.3,
+        0.9,
+        0.45,
+    ]
 )
 
 
@@ -298,6 +343,7 @@ class _Group:
     order_span_days: float | None = None  # orders happen within this many days of first seen
 
 
+# fmt: off
 GROUPS: tuple[_Group, ...] = (
     _Group("loyal_big_spenders", 0.10, (0.0, 0.2), (1.0, 1.0), 10, 10.0, 3.0, 1.3, 2, 3.0,
            ("Electronics", "Jewellery & Watches", "Women's Fashion", "Men's Fashion",
@@ -315,6 +361,7 @@ GROUPS: tuple[_Group, ...] = (
            ("Electronics", "Home Decor", "Lighting", "Bags & Travel")),
 )
 """The behavioural groups, in label-index order (``SyntheticShop.groups`` indexes them)."""
+# fmt: on
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,8 +463,16 @@ class EventColumns:
     def rows(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
         """Yield events ``start:stop`` as JSON-able dicts in the ``POST /events`` shape."""
         stop = len(self) if stop is None else min(stop, len(self))
-        cols = (self.event_id, self.user_id, self.item_id, self.type, self.value,
-                self.occurred_at, self.order_id, self.quantity)
+        cols = (
+            self.event_id,
+            self.user_id,
+            self.item_id,
+            self.type,
+            self.value,
+            self.occurred_at,
+            self.order_id,
+            self.quantity,
+        )
         for i in range(start, stop):
             value = float(cols[4][i])
             row: dict[str, Any] = {
@@ -553,15 +608,28 @@ def generate_shop(
     group_names = tuple(g.name for g in GROUPS)
     user_objs = [
         SyntheticUser(user_id=str(uid), group=group_names[g], attributes=attrs)
-        for uid, g, attrs in zip(user_table, users["group"].tolist(), users["attributes"],
-                                 strict=True)
+        for uid, g, attrs in zip(
+            user_table, users["group"].tolist(), users["attributes"], strict=True
+        )
     ]
     item_objs = [
-        SyntheticItem(item_id=str(iid), title=title, description=desc, categories=categories,
-                      price=price, attributes=attrs)
+        SyntheticItem(
+            item_id=str(iid),
+            title=title,
+            description=desc,
+            categories=categories,
+            price=price,
+            attributes=attrs,
+        )
         for iid, title, desc, categories, price, attrs in zip(
-            item_table, catalog["title"], catalog["description"], catalog["categories"],
-            catalog["price"].tolist(), catalog["attributes"], strict=True)
+            item_table,
+            catalog["title"],
+            catalog["description"],
+            catalog["categories"],
+            catalog["price"].tolist(),
+            catalog["attributes"],
+            strict=True,
+        )
     ]
     return SyntheticShop(
         users=user_objs,
@@ -576,12 +644,20 @@ def generate_shop(
     )
 
 
-_EVENT_KEYS = ("user_index", "item_index", "type_code", "quantity", "value", "occurred_at",
-               "order_index")
+_EVENT_KEYS = (
+    "user_index",
+    "item_index",
+    "type_code",
+    "quantity",
+    "value",
+    "occurred_at",
+    "order_index",
+)
 
 
-def _make_catalog(rng: np.random.Generator, n_items: int,
-                  cats: tuple[_Category, ...]) -> dict[str, Any]:
+def _make_catalog(
+    rng: np.random.Generator, n_items: int, cats: tuple[_Category, ...]
+) -> dict[str, Any]:
     n_cat = len(cats)
     # Uneven category sizes, but every category gets at least one item.
     cat_w = rng.dirichlet(np.full(n_cat, 4.0))
@@ -621,8 +697,9 @@ def _make_catalog(rng: np.random.Generator, n_items: int,
         elif template == 1:
             desc = f"This {adj2} {material} {noun} is {adj} and {feature}, made {use}."
         else:
-            desc = (f"{adj.capitalize()} {noun} crafted from {material} {feature}; "
-                    f"a {adj2} pick {use}.")
+            desc = (
+                f"{adj.capitalize()} {noun} crafted from {material} {feature}; a {adj2} pick {use}."
+            )
         descriptions.append(desc)
         cl = [cat.name]
         if secondary[i] and n_cat > 1:
@@ -630,9 +707,15 @@ def _make_catalog(rng: np.random.Generator, n_items: int,
         categories.append(cl)
         attributes.append({"brand": b, "price_tier": _TIERS[tier[i]]})
     return {
-        "category": category, "tier": tier, "price": price, "popularity": popularity,
-        "title": titles, "description": descriptions, "categories": categories,
-        "attributes": attributes, "sampler": _ItemSampler(category, tier, popularity, n_cat),
+        "category": category,
+        "tier": tier,
+        "price": price,
+        "popularity": popularity,
+        "title": titles,
+        "description": descriptions,
+        "categories": categories,
+        "attributes": attributes,
+        "sampler": _ItemSampler(category, tier, popularity, n_cat),
     }
 
 
@@ -646,8 +729,13 @@ class _ItemSampler:
     # Rows: the customer's price level; columns: item tier.
     _AFFINITY = np.array([[0.75, 0.22, 0.03], [0.3, 0.5, 0.2], [0.06, 0.34, 0.6]])
 
-    def __init__(self, category: NDArray[np.int64], tier: NDArray[np.int64],
-                 popularity: NDArray[np.float64], n_cat: int) -> None:
+    def __init__(
+        self,
+        category: NDArray[np.int64],
+        tier: NDArray[np.int64],
+        popularity: NDArray[np.float64],
+        n_cat: int,
+    ) -> None:
         n = category.shape[0]
         self.n_cat = n_cat
         by_cat = np.argsort(category, kind="stable")
@@ -667,16 +755,18 @@ class _ItemSampler:
         self.keys = np.concatenate(keys)
         self.items = np.concatenate(items)
 
-    def sample(self, rng: np.random.Generator, category: NDArray[np.int64],
-               level: NDArray[np.int64]) -> NDArray[np.int64]:
+    def sample(
+        self, rng: np.random.Generator, category: NDArray[np.int64], level: NDArray[np.int64]
+    ) -> NDArray[np.int64]:
         """Return one item per (category, price level) pair, shape (n,)."""
         u = rng.random(category.shape[0])
         pos = np.searchsorted(self.keys, level * self.n_cat + category + u, side="right")
         return self.items[np.minimum(pos, self.keys.shape[0] - 1)]
 
 
-def _make_users(rng: np.random.Generator, n_users: int,
-                cat_names: tuple[str, ...]) -> dict[str, Any]:
+def _make_users(
+    rng: np.random.Generator, n_users: int, cat_names: tuple[str, ...]
+) -> dict[str, Any]:
     shares = np.array([g.share for g in GROUPS])
     group = rng.choice(len(GROUPS), n_users, p=shares / shares.sum())
     n_cat = len(cat_names)
@@ -706,12 +796,19 @@ def _make_users(rng: np.random.Generator, n_users: int,
         {"country": _COUNTRIES[c], "signup_channel": _CHANNELS[ch], "device": _DEVICES[d]}
         for c, ch, d in zip(country.tolist(), channel.tolist(), device.tolist(), strict=True)
     ]
-    return {"group": group, "favs": favs, "first": first, "until": until,
-            "attributes": attributes, "global_p": base / base.sum()}
+    return {
+        "group": group,
+        "favs": favs,
+        "first": first,
+        "until": until,
+        "attributes": attributes,
+        "global_p": base / base.sum(),
+    }
 
 
-def _pick_categories(rng: np.random.Generator, users: dict[str, Any],
-                     user: NDArray[np.int64]) -> NDArray[np.int64]:
+def _pick_categories(
+    rng: np.random.Generator, users: dict[str, Any], user: NDArray[np.int64]
+) -> NDArray[np.int64]:
     """A category per event: mostly one of the user's favourites, sometimes anything."""
     favs = users["favs"]
     n_fav = favs.shape[1]
@@ -723,8 +820,13 @@ def _pick_categories(rng: np.random.Generator, users: dict[str, Any],
     return cat
 
 
-def _sample_times(rng: np.random.Generator, lo: NDArray[np.float64], hi: NDArray[np.float64],
-                  t0: float, span: float) -> NDArray[np.float64]:
+def _sample_times(
+    rng: np.random.Generator,
+    lo: NDArray[np.float64],
+    hi: NDArray[np.float64],
+    t0: float,
+    span: float,
+) -> NDArray[np.float64]:
     """Times in ``[lo, hi]`` (seconds from start) following the weekly and daily cycle."""
     lo = np.clip(lo, 0.0, span - 1.0)
     hi = np.clip(np.maximum(hi, lo), 0.0, span - 1.0)
@@ -768,8 +870,14 @@ def _purchase_scale(users: dict[str, Any], budget: float) -> float:
     return lo
 
 
-def _make_purchases(rng: np.random.Generator, users: dict[str, Any], catalog: dict[str, Any],
-                    n_events: int, span: float, t0: float) -> dict[str, Any]:
+def _make_purchases(
+    rng: np.random.Generator,
+    users: dict[str, Any],
+    catalog: dict[str, Any],
+    n_events: int,
+    span: float,
+    t0: float,
+) -> dict[str, Any]:
     n_users = users["group"].shape[0]
     s = _purchase_scale(users, _MAX_PURCHASE_SHARE * n_events)
     min_o = _group_param(users, "min_orders").astype(np.int64)
@@ -808,8 +916,12 @@ def _make_purchases(rng: np.random.Generator, users: dict[str, Any], catalog: di
     rank[np.argsort(order_t[kept_orders], kind="stable")] = np.arange(kept_orders.shape[0])
     order_idx = rank[order_idx]
 
-    stages = [(_VIEW, t_view, None), (_CLICK, t_click, clicked), (_CART, t_cart, None),
-              (_PURCHASE, t_buy, None)]
+    stages = [
+        (_VIEW, t_view, None),
+        (_CLICK, t_click, clicked),
+        (_CART, t_cart, None),
+        (_PURCHASE, t_buy, None),
+    ]
     parts: dict[str, list[NDArray[Any]]] = {k: [] for k in _EVENT_KEYS}
     price = catalog["price"]
     for code, t, mask in stages:
@@ -828,8 +940,14 @@ def _make_purchases(rng: np.random.Generator, users: dict[str, Any], catalog: di
     return out
 
 
-def _make_browsing(rng: np.random.Generator, users: dict[str, Any], catalog: dict[str, Any],
-                   n_events: int, span: float, t0: float) -> dict[str, Any]:
+def _make_browsing(
+    rng: np.random.Generator,
+    users: dict[str, Any],
+    catalog: dict[str, Any],
+    n_events: int,
+    span: float,
+    t0: float,
+) -> dict[str, Any]:
     n_users = users["group"].shape[0]
     # Funnel chains view -> click (45%) -> cart (25% of clicks): lengths 1, 2 or 3.
     expected_len = 1 + 0.45 + 0.45 * 0.25

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import CacheDep, RegistryDep, SessionFactoryDep, SettingsDep
+from app.deps import CacheDep, ReadKey, RegistryDep, SessionFactoryDep, SettingsDep
 from app.recommendations import service
 from app.recommendations.schemas import (
     RecommendationOut,
@@ -14,7 +14,7 @@ from app.recommendations.schemas import (
 )
 from app.schemas import ItemIdPath, UserIdPath
 
-router = APIRouter(tags=["recommendations"])
+router = APIRouter(tags=["recommendations"], dependencies=[ReadKey])
 
 
 @router.get(

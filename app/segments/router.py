@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Response
 
-from app.deps import CacheDep, RegistryDep, SessionFactoryDep, SettingsDep
+from app.deps import AdminKey, CacheDep, ReadKey, RegistryDep, SessionFactoryDep, SettingsDep
 from app.schemas import UserIdPath
 from app.segments import service
 from app.segments.schemas import MembersOut, MembersParams, SegmentOut, SegmentsOut
@@ -16,6 +16,7 @@ router = APIRouter(tags=["segments"])
 
 @router.get(
     "/segment/{user_id}",
+    dependencies=[ReadKey],
     response_class=Response,
     responses={200: {"model": SegmentOut, "content": {"application/json": {}}}},
 )
@@ -33,7 +34,7 @@ async def get_segment(
     return Response(body, media_type="application/json")
 
 
-@router.get("/segments")
+@router.get("/segments", dependencies=[ReadKey])
 async def list_segments(registry: RegistryDep, settings: SettingsDep) -> SegmentsOut:
     """Every segment's profile (size, R/F/M, top categories and items) and quality figures."""
     return service.profiles(registry, settings)
@@ -41,6 +42,7 @@ async def list_segments(registry: RegistryDep, settings: SettingsDep) -> Segment
 
 @router.get(
     "/segments/{segment_id}/users",
+    dependencies=[AdminKey],
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def segment_members(

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
-from app.deps import SessionDep, SettingsDep
+from app.deps import AdminKey, SessionDep, SettingsDep
 from app.training import service
 from app.training.schemas import RetrainAccepted, RunOut, VersionOut
 
-router = APIRouter(tags=["training"])
+router = APIRouter(tags=["training"], dependencies=[AdminKey])
 
 
 @router.post("/retrain", status_code=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,147 @@
+"""API keys with scopes: hashing, the key ring each worker checks requests against."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.errors import AppError
+from app.security import repository
+from app.security.models import ApiKey
+
+SCOPES = ("read", "write", "admin")
+# A wider scope includes the narrower ones: admin can write, write can read.
+IMPLIED = {
+    "read": frozenset({"read"}),
+    "write": frozenset({"read", "write"}),
+    "admin": frozenset({"read", "write", "admin"}),
+}
+STORE_REFRESH_SECONDS = 5.0
+
+
+class Unauthorized(AppError):
+    """No key, or a key nobody issued."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    """A valid key without the scope this endpoint needs."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class AnonymousOnPublicInterface(RuntimeError):
+    """No API key exists while the service would listen beyond this machine."""
+
+
+def hash_key(key: str) -> str:
+    """The SHA-256 (hex) a key is stored and compared as."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def generate_key() -> str:
+    """A new random key (shown once, stored only as its hash)."""
+    return "tm_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key's name and scopes, or anonymous (client address)."""
+
+    name: str
+    scopes: frozenset[str]
+    anonymous: bool = False
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    digest: bytes
+    scopes: frozenset[str]
+
+
+def _scopes(names: list[str]) -> frozenset[str]:
+    return frozenset().union(*(IMPLIED[s] for s in names if s in IMPLIED))
+
+
+class KeyRing:
+    """Keys from settings and from the store (refreshed every few seconds)."""
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.factory = factory
+        self._static = [
+            _Entry(k.name, bytes.fromhex(k.sha256), _scopes(list(k.scopes)))
+            for k in settings.api_keys
+        ]
+        self._stored: list[_Entry] = []
+        # Once any key was created, keys stay required: revoking the last one must not open
+        # the service to anonymous callers.
+        self._store_has_keys = False
+        self._loaded_at = float("-inf")
+
+    def _read_store(self) -> tuple[list[_Entry], bool]:
+        with self.factory() as session:
+            rows: list[ApiKey] = list(repository.all_keys(session))
+        active = [
+            _Entry(r.name, bytes.fromhex(r.key_hash), _scopes(r.scopes))
+            for r in rows
+            if r.revoked_at is None
+        ]
+        return active, bool(rows)
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Reload stored keys when stale; keep the last good set while the store is down."""
+        if not force and time.monotonic() - self._loaded_at < STORE_REFRESH_SECONDS:
+            return
+        try:
+            self._stored, self._store_has_keys = await run_in_threadpool(self._read_store)
+            self._loaded_at = time.monotonic()
+        except SQLAlchemyError:
+            self._loaded_at = time.monotonic() - STORE_REFRESH_SECONDS / 2
+
+    @property
+    def has_keys(self) -> bool:
+        """Whether any key exists (then every request needs one)."""
+        return bool(self._static or self._store_has_keys)
+
+    def check_startup(self) -> None:
+        """Refuse anonymous access on a public interface unless explicitly allowed."""
+        if self.has_keys or self.settings.is_loopback or self.settings.allow_anonymous:
+            return
+        raise AnonymousOnPublicInterface(
+            f"refusing to serve on {self.settings.host} without API keys: create one with "
+            "`tastemaker keys create NAME --scope read`, set TASTEMAKER_API_KEYS, or set "
+            "TASTEMAKER_ALLOW_ANONYMOUS=true to serve without keys on purpose"
+        )
+
+    async def authenticate(self, presented: str | None, client: str) -> Principal:
+        """The principal for a presented key; anonymous only when no key exists at all."""
+        await self.refresh()
+        if not self.has_keys:
+            return Principal(f"anonymous:{client}", IMPLIED["admin"], anonymous=True)
+        if not presented:
+            raise Unauthorized("this endpoint needs an API key: send `Authorization: Bearer <key>`")
+        digest = hashlib.sha256(presented.encode("utf-8", "replace")).digest()
+        found: _Entry | None = None
+        # Compare against every key, in constant time each, so timing says nothing.
+        for entry in (*self._static, *self._stored):
+            if hmac.compare_digest(entry.digest, digest):
+                found = entry
+        if found is None:
+            raise Unauthorized("the API key is not valid")
+        return Principal(found.name, found.scopes)

@@ -1,0 +1,163 @@
+"""The façade: config, training with evaluation, recommend, similar items, save and load."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.ml.bundle import BundleError
+from app.ml.recommender import (
+    Recommender,
+    RecommenderConfig,
+    TrainedRecommender,
+    load_recommender,
+    train_recommender,
+)
+from tests.ml.conftest import clustered_events
+
+
+@pytest.fixture(scope="module")
+def trained() -> TrainedRecommender:
+    events, catalog = clustered_events()
+    catalog.available[catalog.item_ids.index("c0i7")] = False
+    segments = {f"u{u}": u % 3 for u in range(120)}
+    messages: list[str] = []
+    config = RecommenderConfig(ease_l2=10.0, item_knn_k=10, rp3_k=10, content_max_df=0.9)
+    result = train_recommender(
+        events, catalog, config, user_segments=segments, progress=messages.append
+    )
+    assert any("tuning" in m for m in messages)
+    return result
+
+
+def test_config_rejects_unknown_keys_and_round_trips() -> None:
+    with pytest.raises(ValueError, match="unknown recommender config keys"):
+        RecommenderConfig.from_dict({"item_knn_k": 10, "itemknn_k": 5})
+    with pytest.raises(ValueError, match="unknown models"):
+        RecommenderConfig(models=("item_knn", "als"))
+    config = RecommenderConfig(item_knn_k=7, blend_weights={"ease": 1.0})
+    assert RecommenderConfig.from_dict(config.to_dict()) == config
+
+
+def test_metrics_have_the_evaluate_shape(trained: TrainedRecommender) -> None:
+    metrics = trained.metrics
+    assert metrics["protocol"]["k"] == 10
+    models = metrics["models"]
+    assert {"popularity", "item_knn", "ease", "content", "served"} <= set(models)
+    for values in models.values():
+        assert set(values) == {"precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage"}
+    assert models["served"]["ndcg"] > models["popularity"]["ndcg"]
+    assert set(metrics["blend"]["weights"]) == set(RecommenderConfig().models)
+    assert trained.timings["total"] > 0
+
+
+def test_recommend_personalised_filters_and_reasons(trained: TrainedRecommender) -> None:
+    rec = trained.recommender
+    history = ["c0i0", "c0i1", "unknown-item"]
+    out = rec.recommend(history, [5.0, 1.0, 3.0], n=5, exclude=["c0i2"])
+    assert out.source == "personalized"
+    assert len(out.items) == len(out.scores) == len(out.reasons) == 5
+    assert not {"c0i0", "c0i1", "c0i2", "c0i7"} & set(out.items)  # seen, excluded, unavailable
+    assert out.items[0].startswith("c0")
+    assert out.reasons[0].kind in {"similar_to", "content_match"}
+    assert out.reasons[0].item_id in {"c0i0", "c0i1"}
+    assert list(out.scores) == sorted(out.scores, reverse=True)
+
+
+def test_recommend_history_can_stay_and_allowed_overrides(trained: TrainedRecommender) -> None:
+    rec = trained.recommender
+    allowed = np.zeros(len(rec.item_vocab), dtype=bool)
+    allowed[[rec.item_index("c0i0"), rec.item_index("c0i7"), rec.item_index("c1i0")]] = True
+    out = rec.recommend(["c0i0"], n=10, exclude_history=False, allowed=allowed)
+    assert set(out.items) <= {"c0i0", "c0i7", "c1i0"}
+    assert "c0i7" in out.items
+
+
+def test_cold_start_uses_segment_then_falls_back(trained: TrainedRecommender) -> None:
+    rec = trained.recommender
+    seg = rec.recommend([], n=3, segment=1)
+    assert seg.source == "cold_start"
+    assert {r.kind for r in seg.reasons} == {"popular_in_segment"}
+    assert all(i.startswith("c1") for i in seg.items)
+    anon = rec.recommend(["never-seen"], n=3)
+    assert anon.source == "cold_start"
+    assert {r.kind for r in anon.reasons} <= {"trending", "popular"}
+
+
+def test_similar_items_collaborative_then_content(trained: TrainedRecommender) -> None:
+    rec = trained.recommender
+    out = rec.similar_items("c2i0", n=3)
+    assert out.source == "personalized"
+    assert all(i.startswith("c2") for i in out.items)
+    assert out.reasons[0].kind == "similar_to" and out.reasons[0].item_id == "c2i0"
+    new = rec.similar_items("new_a", n=3)  # never bought: content neighbours
+    assert new.items and all(r.kind == "content_match" for r in new.reasons)
+    assert new.items[0].startswith("c0")
+    with pytest.raises(KeyError):
+        rec.similar_items("nope")
+
+
+def test_items_without_events_are_reachable(trained: TrainedRecommender) -> None:
+    rec = trained.recommender
+    assert rec.blender.weights["content"] > 0  # floored even if tuning preferred less
+    items = rec.item_vocab.indices([f"c0i{i}" for i in range(7)])
+    scores, _ = rec.blender.blend(items, np.ones(7, np.float32), np.ones(rec.n_items, bool))
+    assert scores[rec.item_index("new_a")] > 0
+    assert scores[rec.item_index("new_b")] == 0  # no shared text, no events
+
+    events, catalog = clustered_events(n_users=30)
+    config = RecommenderConfig(
+        models=("item_knn", "content", "popularity"),
+        blend_weights={"item_knn": 1.0, "content": 1.0, "popularity": 0.0},
+        evaluate=False,
+        content_max_df=0.9,
+    )
+    fixed = train_recommender(events, catalog, config).recommender
+    out = fixed.recommend([f"c0i{i}" for i in range(8)], n=3)
+    assert out.items[0] == "new_a"
+    assert out.reasons[0].kind == "content_match"
+
+
+def test_history_times_weigh_recent_items_more(trained: TrainedRecommender) -> None:
+    rec = trained.recommender
+    day = 86_400.0
+    recent_c1 = rec.recommend(["c0i0", "c1i0"], n=1, history_times=[0.0, 400 * day])
+    recent_c0 = rec.recommend(["c0i0", "c1i0"], n=1, history_times=[400 * day, 0.0])
+    assert recent_c1.items[0].startswith("c1")
+    assert recent_c0.items[0].startswith("c0")
+
+
+def test_save_load_gives_identical_answers(trained: TrainedRecommender, tmp_path: Path) -> None:
+    trained.save(tmp_path)
+    loaded = load_recommender(tmp_path)
+    assert isinstance(loaded, Recommender)
+    assert loaded.item_vocab == trained.recommender.item_vocab
+    assert loaded.user_vocab == trained.recommender.user_vocab
+    assert loaded.metrics == trained.metrics
+    for history in (["c0i0", "c0i3"], ["c1i1"], []):
+        a = trained.recommender.recommend(history, n=6, segment=2)
+        b = loaded.recommend(history, n=6, segment=2)
+        assert a == b
+    assert loaded.similar_items("new_b", n=3) == trained.recommender.similar_items("new_b", n=3)
+
+
+def test_load_refuses_a_damaged_bundle(trained: TrainedRecommender, tmp_path: Path) -> None:
+    trained.save(tmp_path)
+    target = next((tmp_path / "recommender" / "item_knn").glob("*.data.npy"))
+    data = bytearray(target.read_bytes())
+    data[-3] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(BundleError):
+        load_recommender(tmp_path)
+
+
+def test_fixed_weights_skip_tuning() -> None:
+    events, catalog = clustered_events(n_users=30)
+    config = RecommenderConfig(
+        models=("item_knn", "popularity"),
+        blend_weights={"item_knn": 1.0, "popularity": 0.1},
+        evaluate=False,
+    )
+    trained = train_recommender(events, catalog, config)
+    assert trained.metrics == {}
+    assert trained.recommender.blender.weights == {"item_knn": 1.0, "popularity": 0.1}
