@@ -8,7 +8,38 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class FieldError(BaseModel):
+    """One invalid field of a request."""
+
+    path: str
+    message: str
+    type: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer."""
+
+    error: str = Field(description="A stable machine-readable code, e.g. `not_found`")
+    detail: str = Field(description="A sentence that says what was wrong")
+    fields: list[FieldError] | None = Field(None, description="Invalid fields (422 only)")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": description}
+    for code, description in {
+        401: "No or invalid API key",
+        403: "The key lacks the scope",
+        404: "Unknown id",
+        413: "Body or batch too large",
+        422: "Invalid input (with field paths)",
+        429: "Rate limit exceeded",
+        503: "A dependency is down; retry after `Retry-After` seconds",
+    }.items()
+}
 
 
 class AppError(Exception):

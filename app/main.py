@@ -17,7 +17,7 @@ from app.catalog.router import router as catalog_router
 from app.config import Settings, get_settings
 from app.customers.router import router as customers_router
 from app.db import make_engine, make_sessionmaker
-from app.errors import install_database_error_handlers, install_error_handlers
+from app.errors import ERROR_RESPONSES, install_database_error_handlers, install_error_handlers
 from app.events.router import router as events_router
 from app.events.webhooks import router as webhooks_router
 from app.limits import BodySizeLimit
@@ -104,5 +104,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         training_router,
     )
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     return app

@@ -116,6 +116,12 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Pa
         "model_dir": tmp_path / "models",
         "cache_prefix": f"tmtest:{uuid.uuid4().hex[:8]}:",
         "model_poll_seconds": 0.2,
+        # Tests call as fast as they can; test_security.py checks the limits themselves.
+        "rate_limits": {
+            "read": "100000/second",
+            "write": "100000/second",
+            "admin": "100000/second",
+        },
     }
     if request.param == "embedded":
         path = tmp_path / "tastemaker.db"

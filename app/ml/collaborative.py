@@ -335,6 +335,15 @@ class UserKNN(BaseScorer):
         self.by_item_ = by_item
         self.user_norms_ = norms
         self.n_users_, self.n_items_ = X.shape
+        self._forgotten: NDArray[np.bool_] | None = None
+
+    def forget_users(self, users: NDArray[np.int64]) -> None:
+        """Never use these users (row indices) as neighbours again (erasure before a retrain)."""
+        self._check_fitted()
+        if self._forgotten is None:
+            self._forgotten = np.zeros(self.n_users_, dtype=bool)
+        users = np.asarray(users, dtype=np.int64)
+        self._forgotten[users[(users >= 0) & (users < self.n_users_)]] = True
 
     def _neighbours(
         self, items: NDArray[np.int64], weights: NDArray[np.float32]
@@ -349,6 +358,8 @@ class UserKNN(BaseScorer):
         dots = gather_rows_score(b.indptr, b.indices, b.data, items, h, self.n_users_)
         denom = self.user_norms_ * h_norm + self.shrink
         sims = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+        if self._forgotten is not None:
+            sims[self._forgotten] = 0.0
         users = top_n(sims, self.k)
         return users, sims[users]
 

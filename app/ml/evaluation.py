@@ -9,7 +9,7 @@ excluded from the ranking and every held-out item is relevant.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,10 +24,9 @@ METRICS = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage")
 #: ``recommend(history_items, history_weights, k) -> ranked item indices`` (length <= k),
 #: never containing a history item.
 RankFn = Callable[[NDArray[np.int64], NDArray[np.float32], int], NDArray[np.int64]]
-#: The same for several named rankers at once: ``-> {name: ranked item indices}``.
-MultiRankFn = Callable[
-    [NDArray[np.int64], NDArray[np.float32], int], Mapping[str, NDArray[np.int64]]
-]
+#: Several named rankers over a batch of histories (csr_matrix of shape (batch, n_items)):
+#: ``(histories, k) -> {name: [ranked item indices of each row]}``.
+BatchRankFn = Callable[[sparse.csr_matrix, int], Mapping[str, Sequence[NDArray[np.int64]]]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,22 +191,27 @@ def ranking_metrics(
 
 
 def evaluate_rankers(
-    rank_all: MultiRankFn,
+    rank_rows: BatchRankFn,
     train: sparse.csr_matrix,
     test: sparse.csr_matrix,
     *,
     k: int = 10,
     users: NDArray[np.int64] | None = None,
     history: sparse.csr_matrix | None = None,
+    max_batch_entries: int = 1 << 22,
 ) -> dict[str, dict[str, float]]:
-    """Evaluate several rankers at once (they may share work per user), name -> metrics.
+    """Evaluate several rankers at once, name -> metrics.
 
-    Every user with held-out items is ranked with their training row as history.
+    Every user with held-out items is ranked with their training row as history; users go
+    to ``rank_rows`` in batches of at most ``max_batch_entries`` (rows x items) cells so that
+    models can score them with matrix products.
 
     Parameters
     ----------
-    rank_all : ``(history_items, history_weights, k) -> {name: ranked item indices}``
-    train : csr_matrix of shape (n_users, n_items), the training interactions (history).
+    rank_rows : ``(histories, k) -> {name: [ranked item indices per row]}`` where
+        ``histories`` is a csr_matrix of shape (batch, n_items) and no ranked item may be in
+        its row.
+    train : csr_matrix of shape (n_users, n_items), the training interactions.
     test : csr_matrix of shape (n_users, n_items), held-out pairs.
     users : ndarray of int64, optional
         Restrict to these users (default all users with held-out items).
@@ -217,20 +221,35 @@ def evaluate_rankers(
     """
     if users is None:
         users = np.flatnonzero(np.diff(test.indptr) > 0)
-    weights_from = _history_source(train, history)
+    histories = _history_source(train, history)
+    batch = max(1, max_batch_entries // max(train.shape[1], 1))
     rankings: dict[str, dict[int, NDArray[np.int64]]] = {}
     relevant: dict[int, set[int]] = {}
+    for lo in range(0, len(users), batch):
+        chunk = users[lo : lo + batch]
+        for name, ranked in rank_rows(histories[chunk], k).items():
+            target = rankings.setdefault(name, {})
+            for u, r in zip(chunk.tolist(), ranked, strict=True):
+                target[u] = r
     for u in users.tolist():
-        lo, hi = train.indptr[u], train.indptr[u + 1]
-        items = train.indices[lo:hi].astype(np.int64)
-        weights = weights_from.data[lo:hi].astype(np.float32)
-        for name, ranked in rank_all(items, weights, k).items():
-            rankings.setdefault(name, {})[u] = ranked
         relevant[u] = set(test.indices[test.indptr[u] : test.indptr[u + 1]].tolist())
     return {
         name: ranking_metrics(ranked, relevant, n_items=train.shape[1], k=k)
         for name, ranked in rankings.items()
     }
+
+
+def history_masks(histories: sparse.csr_matrix) -> NDArray[np.bool_]:
+    """Return the candidate masks of a batch of histories: False on each row's own items.
+
+    Returns
+    -------
+    ndarray of shape (n_rows, n_items), bool
+    """
+    masks = np.ones(histories.shape, dtype=bool)
+    rows = np.repeat(np.arange(histories.shape[0]), np.diff(histories.indptr))
+    masks[rows, histories.indices] = False
+    return masks
 
 
 def _history_source(
@@ -257,7 +276,14 @@ def evaluate_ranker(
     history: sparse.csr_matrix | None = None,
 ) -> dict[str, float]:
     """Evaluate one ranker for every user with held-out items (see :func:`evaluate_rankers`)."""
-    results = evaluate_rankers(
-        lambda h, w, n: {"model": rank(h, w, n)}, train, test, k=k, users=users, history=history
-    )
+
+    def rank_rows(histories: sparse.csr_matrix, n: int) -> dict[str, list[NDArray[np.int64]]]:
+        out = []
+        for r in range(histories.shape[0]):
+            lo, hi = histories.indptr[r], histories.indptr[r + 1]
+            items = histories.indices[lo:hi].astype(np.int64)
+            out.append(rank(items, histories.data[lo:hi].astype(np.float32), n))
+        return {"model": out}
+
+    results = evaluate_rankers(rank_rows, train, test, k=k, users=users, history=history)
     return results.get("model") or ranking_metrics({}, {}, n_items=train.shape[1], k=k)

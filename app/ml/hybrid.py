@@ -7,7 +7,7 @@ is written once here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
-from app.ml.similarity import BaseScorer, top_n
+from app.ml.similarity import BaseScorer, top_n, top_n_rows
 
 REASON_KINDS = ("similar_to", "content_match", "popular_in_segment", "trending", "popular")
 # The reason an item gets when a model dominates its blended score.
@@ -28,7 +28,6 @@ MODEL_REASONS: Mapping[str, str] = {
     "popularity": "popular",
     "trending": "trending",
 }
-DEFAULT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 SOURCE_PERSONALIZED = "personalized"
 SOURCE_COLD_START = "cold_start"
 
@@ -110,6 +109,20 @@ def normalize_scores(
     return np.maximum(scores, 0.0, dtype=np.float32) * np.float32(1.0 / top)
 
 
+def normalize_rows(
+    scores: NDArray[np.float32], masks: NDArray[np.bool_]
+) -> NDArray[np.float32]:
+    """Apply :func:`normalize_scores` to every row (same arithmetic, so the same bits).
+
+    Parameters
+    ----------
+    scores, masks : ndarrays of shape (n_rows, n_items)
+    """
+    top = np.max(scores, axis=1, where=masks, initial=0.0).astype(np.float64)
+    inv = np.divide(1.0, top, out=np.zeros_like(top), where=top > 0).astype(np.float32)
+    return np.maximum(scores, 0.0, dtype=np.float32) * inv[:, None]
+
+
 class Blender:
     """Weighted sum of max-normalised model scores plus the cold-start rules.
 
@@ -171,25 +184,42 @@ class Blender:
         return total, parts
 
     def rank(
-        self,
-        items: NDArray[np.int64],
-        weights: NDArray[np.float32],
-        n: int,
-        mask: NDArray[np.bool_],
-        model_scores: Mapping[str, NDArray[np.float32]] | None = None,
+        self, items: NDArray[np.int64], weights: NDArray[np.float32], n: int, mask: NDArray[np.bool_]
     ) -> NDArray[np.int64]:
-        """Return the top ``n`` item indices for a history (no reasons; used by evaluation).
-
-        ``model_scores`` (name -> raw scores) saves re-scoring when the caller has them.
-        """
-        if model_scores is None:
-            scores, _ = self.blend(items, weights, mask)
-        else:
-            scores, _ = self.combine(model_scores, mask)
+        """Return the top ``n`` item indices for a history, without reasons."""
+        scores, _ = self.blend(items, weights, mask)
         ranked = top_n(scores, n, mask)
         if len(ranked) < n:
             ranked = self._fill(ranked, n, mask)
         return ranked
+
+    def rank_rows(
+        self,
+        model_scores: Mapping[str, NDArray[np.float32]],
+        n: int,
+        masks: NDArray[np.bool_],
+    ) -> list[NDArray[np.int64]]:
+        """Rank many histories from precomputed raw scores; row ``r`` equals :meth:`rank`.
+
+        Parameters
+        ----------
+        model_scores : name -> ndarray of shape (n_rows, n_items) (``score_rows`` output)
+        n : items per row
+        masks : ndarray of shape (n_rows, n_items), bool; candidates of each row
+
+        Returns
+        -------
+        list of n_rows int64 arrays
+        """
+        total = np.zeros(masks.shape, dtype=np.float32)
+        for name, _, w in self._active:
+            part = normalize_rows(model_scores[name], masks)
+            part *= np.float32(w)
+            total += part
+        ranked = top_n_rows(total, n, masks)
+        return [
+            r if len(r) >= n else self._fill(r, n, masks[i]) for i, r in enumerate(ranked)
+        ]
 
     def _fill(
         self, ranked: NDArray[np.int64], n: int, mask: NDArray[np.bool_]
@@ -304,44 +334,48 @@ class _TuningData:
 
 def _tuning_data(
     models: Mapping[str, BaseScorer],
-    train: sparse.csr_matrix,
-    test: sparse.csr_matrix,
-    users: NDArray[np.int64],
+    histories: sparse.csr_matrix,
+    validation: sparse.csr_matrix,
     *,
     k: int,
     candidates: int,
-    history: sparse.csr_matrix,
+    max_batch_entries: int = 1 << 22,
 ) -> _TuningData:
+    """Score the validation users once: each model's normalised scores on a candidate pool."""
     names = list(models)
-    n_items = train.shape[1]
-    per_user: list[tuple[NDArray[np.int64], list[NDArray[np.float32]], NDArray[np.bool_]]] = []
-    idcg = np.zeros(len(users))
+    n_users, n_items = histories.shape
+    c = min(candidates, n_items)
+    width = max(len(names) * c, k)
+    parts = np.zeros((len(names), n_users, width), dtype=np.float32)
+    cands = np.full((n_users, width), -1, dtype=np.int64)
+    relevant = np.zeros((n_users, width), dtype=bool)
+    batch = max(1, max_batch_entries // max(n_items, 1))
+    for lo in range(0, n_users, batch):
+        hi = min(n_users, lo + batch)
+        chunk = histories[lo:hi]
+        masks = np.ones(chunk.shape, dtype=bool)
+        masks[np.repeat(np.arange(hi - lo), np.diff(chunk.indptr)), chunk.indices] = False
+        normed = [normalize_rows(models[name].score_rows(chunk), masks) for name in names]
+        pools = []
+        for scores in normed:
+            masked = np.where(masks, scores, 0.0)
+            top = np.argpartition(-masked, c - 1, axis=1)[:, :c] if c < n_items else None
+            if top is None:
+                top = np.broadcast_to(np.arange(n_items), masked.shape)
+            pools.append(np.where(np.take_along_axis(masked, top, axis=1) > 0, top, -1))
+        pool = np.sort(np.concatenate(pools, axis=1), axis=1)
+        pool[:, 1:][pool[:, 1:] == pool[:, :-1]] = -1  # drop duplicates across models
+        cands[lo:hi, : pool.shape[1]] = pool
+        safe = np.maximum(cands[lo:hi], 0)
+        valid = cands[lo:hi] >= 0
+        for j, scores in enumerate(normed):
+            parts[j, lo:hi] = np.where(valid, np.take_along_axis(scores, safe, axis=1), 0.0)
+        truth = validation[lo:hi].toarray() > 0
+        relevant[lo:hi] = valid & np.take_along_axis(truth, safe, axis=1)
+    n_relevant = np.diff(validation.indptr)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    for row, u in enumerate(users.tolist()):
-        lo, hi = train.indptr[u], train.indptr[u + 1]
-        items = train.indices[lo:hi].astype(np.int64)
-        weights = history.data[lo:hi].astype(np.float32)
-        mask = np.ones(n_items, dtype=bool)
-        mask[items] = False
-        scores = [normalize_scores(models[name].score(items, weights), mask) for name in names]
-        cand = np.unique(np.concatenate([top_n(s, candidates, mask) for s in scores]))
-        rel_items = test.indices[test.indptr[u] : test.indptr[u + 1]]
-        idcg[row] = discounts[: min(len(rel_items), k)].sum()
-        per_user.append((cand, [s[cand] for s in scores], np.isin(cand, rel_items)))
-    width = max((len(c) for c, _, _ in per_user), default=0)
-    width = max(width, k)
-    parts = np.zeros((len(names), len(users), width), dtype=np.float32)
-    relevant = np.zeros((len(users), width), dtype=bool)
-    valid = np.zeros((len(users), width), dtype=bool)
-    cands = np.full((len(users), width), -1, dtype=np.int64)
-    for row, (cand, scores, rel) in enumerate(per_user):
-        m = len(cand)
-        for j, s in enumerate(scores):
-            parts[j, row, :m] = s
-        relevant[row, :m] = rel
-        valid[row, :m] = True
-        cands[row, :m] = cand
-    return _TuningData(parts, relevant, valid, cands, idcg)
+    idcg = np.concatenate([[0.0], np.cumsum(discounts)])[np.minimum(n_relevant, k)]
+    return _TuningData(parts, relevant, cands >= 0, cands, idcg)
 
 
 def _objective(
@@ -349,18 +383,30 @@ def _objective(
 ) -> tuple[float, float]:
     blended = np.tensordot(w, data.parts, axes=1)
     blended[~data.valid] = -np.inf
-    top = np.argpartition(-blended, k - 1, axis=1)[:, :k]
-    top_scores = np.take_along_axis(blended, top, axis=1)
-    order = np.argsort(-top_scores, axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    hits = np.take_along_axis(data.relevant, top, axis=1)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (hits * discounts).sum(axis=1)
+    # The k-th best value per row (np.partition is ~4x faster than argpartition here); only
+    # the few relevant items inside the top k need an exact rank.
+    threshold = -np.partition(-blended, k - 1, axis=1)[:, k - 1 : k]
+    in_top = (blended >= threshold) & data.valid
+    rows, cols = np.nonzero(in_top & data.relevant)
+    values = blended[rows, cols]
+    ranks = (blended[rows] > values[:, None]).sum(axis=1)
+    keep = ranks < k
+    dcg = np.bincount(
+        rows[keep], weights=1.0 / np.log2(ranks[keep] + 2.0), minlength=blended.shape[0]
+    )
     ndcg = float(np.mean(np.divide(dcg, data.idcg, out=np.zeros_like(dcg), where=data.idcg > 0)))
-    chosen = np.take_along_axis(data.candidates, top, axis=1)
-    coverage = len(np.unique(chosen[chosen >= 0])) / max(n_items, 1)
+    coverage = len(np.unique(data.candidates[in_top])) / max(n_items, 1)
     penalty = max(0.0, min_coverage - coverage)
     return ndcg - penalty, coverage
+
+
+def _trial_values(w: NDArray[np.float32], j: int) -> list[float]:
+    top = float(w.max())
+    values = {0.0}
+    values.update(float(w[j]) * f for f in (0.25, 0.5, 0.75, 1.33, 2.0, 4.0))
+    values.update(top * g for g in (0.02, 0.05, 0.1, 0.25, 0.5, 1.0))
+    values.discard(float(w[j]))
+    return sorted(v for v in values if v >= 0)
 
 
 def tune_weights(
@@ -369,10 +415,9 @@ def tune_weights(
     validation: sparse.csr_matrix,
     *,
     k: int = 10,
-    candidates: int = 100,
-    grid: Sequence[float] = DEFAULT_GRID,
-    rounds: int = 3,
-    max_users: int | None = 5000,
+    candidates: int = 50,
+    rounds: int = 6,
+    max_users: int | None = 2500,
     min_coverage: float = 0.0,
     seed: int = 0,
     history: sparse.csr_matrix | None = None,
@@ -380,8 +425,10 @@ def tune_weights(
     """Choose blend weights by coordinate search maximising NDCG@k on a validation split.
 
     Each user's candidates are the union of every model's top ``candidates`` items, so a weight
-    vector is scored with a few array operations; coverage below ``min_coverage`` is subtracted
-    from the objective.
+    vector is scored with a few array operations. Each step tries, for one model, zero, a few
+    multiples of its weight and a few fractions of the largest weight; a round visits every
+    model; the search stops after a round without improvement. Coverage below
+    ``min_coverage`` is subtracted from the objective.
 
     Parameters
     ----------
@@ -393,42 +440,44 @@ def tune_weights(
 
     Returns
     -------
-    (weights, report) : name -> weight, and a JSON-able summary of the search.
+    (weights, report) : name -> weight (the largest is 1), and a JSON-able search summary.
     """
     names = list(models)
     users = np.flatnonzero(np.diff(validation.indptr) > 0)
     if max_users is not None and len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     if not names or len(users) == 0:
-        return dict.fromkeys(names, 1.0), {"users": len(users), "ndcg": None}
+        return dict.fromkeys(names, 1.0), {"users": int(len(users)), "objective": None}
     if history is None:
         history = train
     elif not np.array_equal(history.indptr, train.indptr):
         raise ValueError("history must have the same sparsity pattern as train")
-    data = _tuning_data(
-        models, train, validation, users, k=k, candidates=candidates, history=history
-    )
+    data = _tuning_data(models, history[users], validation[users], k=k, candidates=candidates)
     n_items = train.shape[1]
-    w = np.ones(len(names), dtype=np.float32)
-    best, best_cov = _objective(data, w, k, n_items, min_coverage)
+    w = np.ones(len(names), dtype=np.float64)
+    best, best_cov = _objective(data, w.astype(np.float32), k, n_items, min_coverage)
+    evaluations = 1
     for _ in range(rounds):
         improved = False
         for j in range(len(names)):
-            for value in grid:
+            for value in _trial_values(w, j):
                 trial = w.copy()
                 trial[j] = value
                 if not trial.any():
                     continue
-                obj, cov = _objective(data, trial, k, n_items, min_coverage)
+                obj, cov = _objective(data, trial.astype(np.float32), k, n_items, min_coverage)
+                evaluations += 1
                 if obj > best + 1e-6:
                     best, best_cov, w, improved = obj, cov, trial, True
+            w = w / w.max()
         if not improved:
             break
-    weights = {name: float(v) for name, v in zip(names, w.tolist(), strict=True)}
+    weights = {name: round(float(v), 4) for name, v in zip(names, w.tolist(), strict=True)}
     report = {
-        "users": len(users),
+        "users": int(len(users)),
         "objective": round(best, 6),
         "coverage": round(best_cov, 6),
         "min_coverage": min_coverage,
+        "evaluations": evaluations,
     }
     return weights, report

@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
+from threadpoolctl import threadpool_limits
 
 from app.ml.bundle import BundleError, read_component, write_component
 from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
-from app.ml.evaluation import evaluate_rankers, holdout_split
+from app.ml.evaluation import evaluate_rankers, history_masks, holdout_split
 from app.ml.hybrid import Blender, Ranked, Reason, candidate_mask, tune_weights
 from app.ml.interactions import (
     AGGREGATIONS,
@@ -29,7 +30,7 @@ from app.ml.interactions import (
     user_vocabulary,
 )
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
-from app.ml.similarity import BaseScorer, top_n
+from app.ml.similarity import BaseScorer, top_n_rows
 from app.ml.vocabulary import Vocabulary
 
 MODEL_NAMES = ("item_knn", "user_knn", "ease", "rp3beta", "content", "popularity", "trending")
@@ -95,6 +96,7 @@ class RecommenderConfig:
     min_content_weight: float = 0.05
     seed: int = 0
     max_block_entries: int = 1 << 24
+    blas_threads: int = 1
 
     def __post_init__(self) -> None:
         unknown = set(self.models) - set(MODEL_NAMES)
@@ -176,10 +178,28 @@ class Recommender:
         self.config = config
         self.metrics = dict(metrics or {})
         self.n_items = len(item_vocab)
+        self._forgotten: set[int] = set()
 
     def item_index(self, item_id: str) -> int | None:
         """Return the matrix index of an item id, or None when unknown."""
         return self.item_vocab.get(item_id)
+
+    def user_index(self, user_id: str) -> int | None:
+        """Return the training row of a user id, or None when unknown or forgotten."""
+        index = self.user_vocab.get(user_id)
+        return None if index is None or index in self._forgotten else index
+
+    def forget_users(self, user_ids: Iterable[str]) -> None:
+        """Drop users from this model's look-ups at once (GDPR erasure before the retrain).
+
+        Their rows stop being user-kNN neighbours and :meth:`user_index` no longer finds
+        them; aggregate statistics (similarities, popularity) change at the next retrain.
+        """
+        rows = [i for i in self.user_vocab.indices(user_ids).tolist() if i >= 0]
+        self._forgotten.update(rows)
+        for model in self.blender.models.values():
+            if isinstance(model, UserKNN):
+                model.forget_users(np.asarray(rows, dtype=np.int64))
 
     def _mask(self, allowed: NDArray[np.bool_] | None, exclude: Iterable[int]) -> NDArray[np.bool_]:
         return candidate_mask(
@@ -500,21 +520,18 @@ def _with_content_floor(weights: dict[str, float], floor: float) -> dict[str, fl
 
 
 def _evaluate(fitted: _Fitted, blender: Blender, test: sparse.csr_matrix, k: int) -> dict:
-    """Metrics of every model and of the served blend, each model scoring a user once."""
+    """Metrics of every model and of the served blend; each model scores a batch once."""
     models = dict(fitted.models)
     models.setdefault("popularity", fitted.popularity)
 
-    def rank_all(
-        items: NDArray[np.int64], weights: NDArray[np.float32], n: int
-    ) -> dict[str, NDArray[np.int64]]:
-        mask = np.ones(blender.n_items, dtype=bool)
-        mask[items] = False
-        scores = {name: model.score(items, weights) for name, model in models.items()}
-        out = {name: top_n(s, n, mask) for name, s in scores.items()}
-        out["served"] = blender.rank(items, weights, n, mask, model_scores=scores)
+    def rank_rows(histories: sparse.csr_matrix, n: int) -> dict[str, list[NDArray[np.int64]]]:
+        masks = history_masks(histories)
+        scores = {name: model.score_rows(histories) for name, model in models.items()}
+        out = {name: top_n_rows(s, n, masks) for name, s in scores.items()}
+        out["served"] = blender.rank_rows(scores, n, masks)
         return out
 
-    return evaluate_rankers(rank_all, fitted.X, test, k=k, history=fitted.history)
+    return evaluate_rankers(rank_rows, fitted.X, test, k=k, history=fitted.history)
 
 
 def train_recommender(
@@ -542,6 +559,19 @@ def train_recommender(
     progress : called with a short message at each phase
     """
     config = config or RecommenderConfig()
+    # Sparse kernels are single-threaded anyway; capping BLAS avoids oversubscription when
+    # the trainer shares the machine (2-thread OpenBLAS was up to 14x slower under load).
+    with threadpool_limits(limits=config.blas_threads, user_api="blas"):
+        return _train(events, catalog, config, user_segments, progress)
+
+
+def _train(
+    events: EventLog,
+    catalog: Catalog,
+    config: RecommenderConfig,
+    user_segments: Mapping[str, int] | None,
+    progress: Callable[[str], None] | None,
+) -> TrainedRecommender:
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -619,7 +649,12 @@ def train_recommender(
     blend_info["weights"] = weights
 
     say("serving: fitting on all events")
-    full = _fit_all(events, users, items, config, content, segments, timings, "serving")
+    # Models the blend does not use are not refitted, except those similar_items needs.
+    needed = {name for name, w in weights.items() if w > 0} | {"item_knn", "content", "popularity"}
+    serving_config = dataclasses.replace(
+        config, models=tuple(m for m in config.models if m in needed), blend_weights=None
+    )
+    full = _fit_all(events, users, items, serving_config, content, segments, timings, "serving")
     available = np.ones(len(items), dtype=bool)
     for item_id, ok in zip(catalog.item_ids, catalog.available.tolist(), strict=True):
         available[items.index(item_id)] = bool(ok)

@@ -57,16 +57,16 @@ def _dense_top_k(block: NDArray[np.floating], k: int | None) -> sparse.csr_matri
     n_rows, n_cols = block.shape
     if k is None or k >= n_cols:
         return top_k_per_row(sparse.csr_matrix(block), None)
-    cols = np.argpartition(-block, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(block, cols, axis=1)
-    rows = np.repeat(np.arange(n_rows), k)
-    cols, vals = cols.ravel(), vals.ravel()
-    keep = vals > 0
-    out = sparse.csr_matrix(
-        (vals[keep].astype(np.float32), (rows[keep], cols[keep])),
-        shape=block.shape,
-        dtype=np.float32,
-    )
+    # Threshold at each row's k-th largest value: np.partition on values is several times
+    # faster than argpartition along an axis. Ties at the threshold may let a row keep more
+    # than k entries, so such rows go through the exact (sparse) pruning.
+    threshold = np.partition(block, n_cols - k, axis=1)[:, n_cols - k]
+    keep = (block >= threshold[:, None]) & (block > 0)
+    rows, cols = np.nonzero(keep)
+    candidates = sparse.coo_matrix((block[rows, cols], (rows, cols)), shape=block.shape)
+    if (np.bincount(rows, minlength=n_rows) > k).any():
+        return top_k_per_row(candidates, k)
+    out = sparse.csr_matrix(candidates, dtype=np.float32)
     out.sort_indices()
     return out
 

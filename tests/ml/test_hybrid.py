@@ -137,3 +137,29 @@ def test_tune_weights_prefers_the_informative_model() -> None:
     assert weights["good"] > 0
     assert weights["noise"] < weights["good"] / 4
     assert report["users"] == n_users
+
+
+def test_rank_rows_equals_rank_per_history(shop: dict) -> None:
+    from app.ml.evaluation import history_masks
+
+    blender = _blender(shop, {"item_knn": 1.0, "content": 0.3})
+    histories = shop["X"]
+    masks = history_masks(histories)
+    scores = {name: m.score_rows(histories) for name, m in shop["models"].items()}
+    batch = blender.rank_rows(scores, 4, masks)
+    for r in range(histories.shape[0]):
+        row = histories.getrow(r)
+        single = blender.rank(row.indices.astype(np.int64), row.data, 4, masks[r])
+        np.testing.assert_array_equal(batch[r], single)
+
+
+def test_top_n_rows_equals_top_n_with_ties() -> None:
+    from app.ml.similarity import top_n, top_n_rows
+
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 4, size=(30, 12)).astype(np.float32)  # many ties
+    masks = rng.random((30, 12)) > 0.2
+    for n in (1, 3, 12, 20):
+        batch = top_n_rows(scores, n, masks)
+        for r in range(30):
+            np.testing.assert_array_equal(batch[r], top_n(scores[r], n, masks[r]))

@@ -159,3 +159,14 @@ def test_ease_matches_closed_form() -> None:
     B = -P / np.diag(P)
     np.fill_diagonal(B, 0.0)
     np.testing.assert_allclose(EASE(l2=10.0).fit(DATA.X).weights_, B, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_scores_equal_single_scores(name: str) -> None:
+    model = _fitted(name)
+    histories = DATA.X[:7]
+    batch = model.score_rows(histories)
+    assert batch.shape == (7, len(DATA.items)) and batch.dtype == np.float32
+    for r in range(7):
+        row = histories.getrow(r)
+        single = model.score(row.indices.astype(np.int64), row.data.astype(np.float32))
+        np.testing.assert_allclose(batch[r], single, rtol=1e-5, atol=1e-6)

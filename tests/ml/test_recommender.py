@@ -161,3 +161,21 @@ def test_fixed_weights_skip_tuning() -> None:
     trained = train_recommender(events, catalog, config)
     assert trained.metrics == {}
     assert trained.recommender.blender.weights == {"item_knn": 1.0, "popularity": 0.1}
+
+
+def test_forget_users_drops_them_from_lookups_and_neighbours() -> None:
+    events, catalog = clustered_events(n_users=30)
+    config = RecommenderConfig(
+        models=("user_knn", "popularity"),
+        blend_weights={"user_knn": 1.0, "popularity": 0.0},
+        evaluate=False,
+        user_knn_k=3,
+    )
+    rec = train_recommender(events, catalog, config).recommender
+    before = rec.recommend(["c0i0"], n=3)
+    assert rec.user_index("u0") is not None
+    rec.forget_users([f"u{u}" for u in range(0, 30, 3)])  # every cluster-0 customer
+    assert rec.user_index("u0") is None
+    after = rec.recommend(["c0i0"], n=3)
+    assert before.items != after.items
+    assert {r.kind for r in after.reasons} == {"popular"}
