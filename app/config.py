@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         default_factory=lambda: {
             "read": "1000/second",
             "write": "200/second",
-            "admin": "10/second",
+            "admin": "20/second",
         },
         description="Requests per key (or client address) and scope, as `N/second|minute|hour`.",
     )
