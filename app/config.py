@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     retrain_every_minutes: int = Field(
         0, ge=0, description="Retrain on a schedule every N minutes (0 = off)."
     )
+    retrain_after_events: int = Field(
+        0,
+        ge=0,
+        description="Retrain once this many events arrived since the active model (0 = off).",
+    )
 
     @field_validator("event_types")
     @classmethod

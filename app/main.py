@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -28,6 +29,7 @@ from app.security.ratelimit import Limiter
 from app.segments.router import router as segments_router
 from app.training.registry import ModelRegistry
 from app.training.router import router as training_router
+from app.training.scheduler import run_schedule
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +71,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = ModelRegistry(settings, app.state.sessionmaker)
         await registry.start()
         app.state.registry = registry
+        schedule = None
+        if settings.retrain_every_minutes or settings.retrain_after_events:
+            schedule = asyncio.create_task(run_schedule(app.state.sessionmaker, settings))
         try:
             yield
         finally:
+            if schedule is not None:
+                schedule.cancel()
             await registry.stop()
             with suppress(Exception):
                 await app.state.cache.close()

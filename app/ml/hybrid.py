@@ -403,8 +403,8 @@ def _objective(
 def _trial_values(w: NDArray[np.float32], j: int) -> list[float]:
     top = float(w.max())
     values = {0.0}
-    values.update(float(w[j]) * f for f in (0.25, 0.5, 0.75, 1.33, 2.0, 4.0))
-    values.update(top * g for g in (0.02, 0.05, 0.1, 0.25, 0.5, 1.0))
+    values.update(float(w[j]) * f for f in (0.25, 0.5, 2.0, 4.0))
+    values.update(top * g for g in (0.03, 0.1, 0.3, 1.0))
     values.discard(float(w[j]))
     return sorted(v for v in values if v >= 0)
 
@@ -415,9 +415,9 @@ def tune_weights(
     validation: sparse.csr_matrix,
     *,
     k: int = 10,
-    candidates: int = 50,
+    candidates: int = 30,
     rounds: int = 6,
-    max_users: int | None = 2500,
+    max_users: int | None = 2000,
     min_coverage: float = 0.0,
     seed: int = 0,
     history: sparse.csr_matrix | None = None,

@@ -90,8 +90,8 @@ class RecommenderConfig:
     min_interactions: int = 2
     tune: bool = True
     blend_weights: Mapping[str, float] | None = None
-    tune_max_users: int = 2500
-    tune_candidates: int = 50
+    tune_max_users: int = 2000
+    tune_candidates: int = 30
     tune_min_coverage: float = 0.0
     min_content_weight: float = 0.05
     seed: int = 0

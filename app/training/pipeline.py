@@ -201,6 +201,7 @@ def run_training(
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     metrics, timings = fit_bundle(data, settings, partial, say)
+    metrics["data"] = {"events": len(data.user_ids), "last_event_id": data.last_event_id}
     timings = {"load_s": load_s, **timings}
     write_manifest(
         partial,

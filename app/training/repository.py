@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.events.models import Event
 from app.training.models import ModelVersion, TrainingRun
 
 
@@ -49,6 +50,16 @@ def finish_run(session: Session, run: TrainingRun, status: str, **fields: Any) -
 def touch_run(session: Session, run_id: int, at: datetime) -> None:
     """Record a heartbeat of the process training this run."""
     session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(heartbeat_at=at))
+
+
+def last_run(session: Session) -> TrainingRun | None:
+    """The most recently requested run."""
+    return session.scalar(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1))
+
+
+def events_after(session: Session, event_id: int) -> int:
+    """How many events were stored after the event with this id."""
+    return session.scalar(select(func.count()).select_from(Event).where(Event.id > event_id)) or 0
 
 
 def active_version(session: Session) -> ModelVersion | None:

@@ -104,7 +104,13 @@ def test_personalized_answers_change_with_a_new_event_without_retraining(trained
 
     target = first["items"][0]["item_id"]
     events = [
-        {"user_id": user, "item_id": target, "type": "purchase", "value": 10.0, "event_id": f"rt-{i}"}
+        {
+            "user_id": user,
+            "item_id": target,
+            "type": "purchase",
+            "value": 10.0,
+            "event_id": f"rt-{i}",
+        }
         for i in range(3)
     ]
     assert trained.post("/events", json={"events": events}).json()["accepted"] == 3
@@ -179,7 +185,11 @@ def test_similar_items_and_a_new_item_reached_through_content(client, settings):
     donor = SHOP.items[5]
     client.put(
         "/items/brand-new",
-        json={"title": donor.title, "description": donor.description, "categories": donor.categories},
+        json={
+            "title": donor.title,
+            "description": donor.description,
+            "categories": donor.categories,
+        },
     )
     assert _retrain(client)["status"] == "succeeded"
     _wait_for_version(client, 1)
@@ -195,12 +205,20 @@ def test_similar_items_and_a_new_item_reached_through_content(client, settings):
 def test_segment_moves_with_new_purchases(trained):
     before = trained.get("/segment/fresh-customer")
     assert before.status_code == 404
-    trained.post("/events", json={"events": [{"user_id": "fresh-customer", "item_id": "i00001", "type": "view"}]})
+    trained.post(
+        "/events",
+        json={"events": [{"user_id": "fresh-customer", "item_id": "i00001", "type": "view"}]},
+    )
     first = trained.get("/segment/fresh-customer").json()
     assert first["segment"]["id"] == -1 and first["rfm"]["group"]
     purchases = [
-        {"user_id": "fresh-customer", "item_id": f"i{i:05d}", "type": "purchase",
-         "value": 250.0, "order_id": f"o-fresh-{i}"}
+        {
+            "user_id": "fresh-customer",
+            "item_id": f"i{i:05d}",
+            "type": "purchase",
+            "value": 250.0,
+            "order_id": f"o-fresh-{i}",
+        }
         for i in range(1, 30)
     ]
     trained.post("/events", json={"events": purchases})
@@ -300,7 +318,9 @@ def test_corrupt_bundle_is_refused_and_service_keeps_answering(trained, settings
     # A registry that meets the damaged bundle at start-up falls back to the good one.
     from app.training.registry import ModelRegistry
 
-    registry = ModelRegistry(settings, make_sessionmaker(make_engine(settings.resolved_database_url)))
+    registry = ModelRegistry(
+        settings, make_sessionmaker(make_engine(settings.resolved_database_url))
+    )
     registry._load_first_good([(2, str(v2)), (1, str(settings.model_dir / "v1"))])
     assert registry.current.version == 1 and "version 2" in registry.error
 
@@ -351,3 +371,21 @@ def test_unknown_run_and_version_are_404(trained):
     assert trained.get("/retrain/999").status_code == 404
     assert trained.post("/models/999/activate").status_code == 404
     assert trained.get("/retrain/0").status_code == 422
+
+
+def test_schedule_requests_a_retrain_after_new_events(trained, settings):
+    from app.training import repository
+    from app.training.scheduler import is_due
+
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    due_settings = settings.model_copy(update={"retrain_after_events": 3})
+    with factory() as session:
+        assert is_due(session, due_settings) is None
+    events = [{"user_id": "sched", "item_id": "i00001", "type": "view"} for _ in range(3)]
+    trained.post("/events", json={"events": events})
+    with factory() as session:
+        assert "3 new events" in is_due(session, due_settings)
+        assert repository.last_run(session).status == "succeeded"
+    every = settings.model_copy(update={"retrain_every_minutes": 60})
+    with factory() as session:
+        assert is_due(session, every) is None  # the last run was just now
