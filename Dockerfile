@@ -10,10 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TASTEMAKER_MODEL_DIR=/var/lib/tastemaker/models
 
 WORKDIR /srv/tastemaker
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md alembic.ini requirements.lock ./
 COPY app ./app
 COPY migrations ./migrations
-RUN pip install . \
+RUN pip install -r requirements.lock . \
     && useradd --system --uid 10001 --home-dir /srv/tastemaker tastemaker \
     && mkdir -p /var/lib/tastemaker/data /var/lib/tastemaker/models \
     && chown -R tastemaker /var/lib/tastemaker
