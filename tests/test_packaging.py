@@ -59,3 +59,14 @@ def test_readme_lists_every_setting():
     readme = (ROOT / "README.md").read_text()
     for name in Settings.model_fields:
         assert f"`TASTEMAKER_{name.upper()}`" in readme, name
+
+
+def test_lock_file_pins_every_runtime_dependency():
+    import re as _re
+
+    lock = (ROOT / "requirements.lock").read_text().lower().replace("_", "-")
+    pinned = {line.split("==")[0] for line in lock.splitlines() if "==" in line}
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in declared:
+        name = _re.split(r"[\[<>=!~ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pinned, f"{name} is not pinned in requirements.lock"
