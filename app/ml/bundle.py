@@ -135,7 +135,9 @@ def _load_npy(path: Path, mmap: bool, checksums: Mapping[str, str]) -> np.ndarra
         raise BundleError(f"component file is missing: {path}") from None
     except ValueError as exc:  # e.g. an object (pickled) array: refused, never executed
         raise BundleError(f"cannot load {path}: {exc}") from None
-    return array
+    # A plain ndarray view of the mapping: same shared pages, without np.memmap's
+    # Python-level __getitem__ on every request.
+    return array.view(np.ndarray) if isinstance(array, np.memmap) else array
 
 
 def read_component(

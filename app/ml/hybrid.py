@@ -28,6 +28,7 @@ MODEL_REASONS: Mapping[str, str] = {
     "popularity": "popular",
     "trending": "trending",
 }
+_ITEM_KINDS = ("similar_to", "content_match")
 SOURCE_PERSONALIZED = "personalized"
 SOURCE_COLD_START = "cold_start"
 
@@ -109,9 +110,7 @@ def normalize_scores(
     return np.maximum(scores, 0.0, dtype=np.float32) * np.float32(1.0 / top)
 
 
-def normalize_rows(
-    scores: NDArray[np.float32], masks: NDArray[np.bool_]
-) -> NDArray[np.float32]:
+def normalize_rows(scores: NDArray[np.float32], masks: NDArray[np.bool_]) -> NDArray[np.float32]:
     """Apply :func:`normalize_scores` to every row (same arithmetic, so the same bits).
 
     Parameters
@@ -155,6 +154,11 @@ class Blender:
         self.n_items = popularity.n_items_
         self._active = [(n, m, w) for n, m in self.models.items() if (w := self.weights[n]) > 0]
 
+    @property
+    def active_models(self) -> dict[str, BaseScorer]:
+        """The models with a positive weight (the only ones scored)."""
+        return {name: model for name, model, _ in self._active}
+
     def blend(
         self,
         items: NDArray[np.int64],
@@ -184,7 +188,11 @@ class Blender:
         return total, parts
 
     def rank(
-        self, items: NDArray[np.int64], weights: NDArray[np.float32], n: int, mask: NDArray[np.bool_]
+        self,
+        items: NDArray[np.int64],
+        weights: NDArray[np.float32],
+        n: int,
+        mask: NDArray[np.bool_],
     ) -> NDArray[np.int64]:
         """Return the top ``n`` item indices for a history, without reasons."""
         scores, _ = self.blend(items, weights, mask)
@@ -217,9 +225,7 @@ class Blender:
             part *= np.float32(w)
             total += part
         ranked = top_n_rows(total, n, masks)
-        return [
-            r if len(r) >= n else self._fill(r, n, masks[i]) for i, r in enumerate(ranked)
-        ]
+        return [r if len(r) >= n else self._fill(r, n, masks[i]) for i, r in enumerate(ranked)]
 
     def _fill(
         self, ranked: NDArray[np.int64], n: int, mask: NDArray[np.bool_]
@@ -273,28 +279,35 @@ class Blender:
         ranked: NDArray[np.int64],
         parts: Mapping[str, NDArray[np.float32]],
     ) -> tuple[list[str], NDArray[np.int64]]:
+        reason_items = np.full(len(ranked), -1, dtype=np.int64)
         if len(ranked) == 0 or not parts:
-            return ["popular"] * len(ranked), np.full(len(ranked), -1, dtype=np.int64)
+            return ["popular"] * len(ranked), reason_items
         names = list(parts)
         contrib = np.stack([parts[name][ranked] for name in names])
-        best = contrib.argmax(axis=0)
-        kinds = [MODEL_REASONS.get(names[b], "popular") for b in best.tolist()]
-        reason_items = np.full(len(ranked), -1, dtype=np.int64)
-        explained: dict[str, NDArray[np.int64] | None] = {}
-        for pos, kind in enumerate(kinds):
-            if kind not in ("similar_to", "content_match"):
-                continue
-            # Explain with the dominating model, else the next models by contribution.
-            for b in np.argsort(-contrib[:, pos], kind="stable").tolist():
-                name = names[b]
-                if MODEL_REASONS.get(name) not in ("similar_to", "content_match"):
+        kinds = [MODEL_REASONS.get(names[b], "popular") for b in contrib.argmax(axis=0).tolist()]
+        # The history item behind an item-based reason: ask the dominating model, then the
+        # next item-based models by contribution, until one names a history item.
+        explainers = [j for j, name in enumerate(names) if MODEL_REASONS.get(name) in _ITEM_KINDS]
+        pending = np.array([k in _ITEM_KINDS for k in kinds])
+        if not explainers or not pending.any():
+            return kinds, reason_items
+        sub = contrib[explainers]
+        order = np.argsort(-sub, axis=0, kind="stable")
+        explained: dict[int, NDArray[np.int64] | None] = {}
+        for step in range(len(explainers)):
+            choice = np.asarray(explainers)[order[step]]
+            for j in np.unique(choice[pending]).tolist():
+                if j not in explained:
+                    explained[j] = self.models[names[j]].explain(items, weights, ranked)
+                positions = explained[j]
+                if positions is None:
                     continue
-                if name not in explained:
-                    explained[name] = self.models[name].explain(items, weights, ranked)
-                positions = explained[name]
-                if positions is not None and positions[pos] >= 0:
-                    reason_items[pos] = items[positions[pos]]
-                    break
+                hit = pending & (choice == j) & (positions >= 0)
+                hit &= sub[explainers.index(j)] > 0
+                reason_items[hit] = items[positions[hit]]
+                pending &= ~hit
+            if not pending.any():
+                break
         return kinds, reason_items
 
     def cold_start(self, *, n: int, mask: NDArray[np.bool_], segment: int | None = None) -> Ranked:
@@ -403,8 +416,8 @@ def _objective(
 def _trial_values(w: NDArray[np.float32], j: int) -> list[float]:
     top = float(w.max())
     values = {0.0}
-    values.update(float(w[j]) * f for f in (0.25, 0.5, 2.0, 4.0))
-    values.update(top * g for g in (0.03, 0.1, 0.3, 1.0))
+    values.update(float(w[j]) * f for f in (0.25, 0.5, 0.75, 1.33, 2.0, 4.0))
+    values.update(top * g for g in (0.02, 0.05, 0.1, 0.25, 0.5, 1.0))
     values.discard(float(w[j]))
     return sorted(v for v in values if v >= 0)
 
@@ -417,7 +430,7 @@ def tune_weights(
     k: int = 10,
     candidates: int = 30,
     rounds: int = 6,
-    max_users: int | None = 2000,
+    max_users: int | None = 2500,
     min_coverage: float = 0.0,
     seed: int = 0,
     history: sparse.csr_matrix | None = None,
@@ -447,7 +460,7 @@ def tune_weights(
     if max_users is not None and len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     if not names or len(users) == 0:
-        return dict.fromkeys(names, 1.0), {"users": int(len(users)), "objective": None}
+        return dict.fromkeys(names, 1.0), {"users": len(users), "objective": None}
     if history is None:
         history = train
     elif not np.array_equal(history.indptr, train.indptr):
@@ -474,7 +487,7 @@ def tune_weights(
             break
     weights = {name: round(float(v), 4) for name, v in zip(names, w.tolist(), strict=True)}
     report = {
-        "users": int(len(users)),
+        "users": len(users),
         "objective": round(best, 6),
         "coverage": round(best_cov, 6),
         "min_coverage": min_coverage,

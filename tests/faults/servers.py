@@ -80,14 +80,29 @@ class RedisServer:
         assert self.process is None or self.process.poll() is not None, "already running"
         log = open(self.workdir / f"redis-{self.port}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir)],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         log.close()
         try:
-            _wait_until(lambda: listening(self.port), 10, f"redis-server on {self.port} did not start")
+            _wait_until(
+                lambda: listening(self.port), 10, f"redis-server on {self.port} did not start"
+            )
         except TimeoutError as exc:
             self.kill()
             unavailable(str(exc))
@@ -143,12 +158,26 @@ class PostgresServer:
         """initdb with trust auth for the local superuser `postgres`."""
         if self.initdb is None or self.pg_ctl is None:
             unavailable("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        if self.as_root and shutil.which("runuser") is None:
+            unavailable("running as root without `runuser` to start PostgreSQL as `postgres`")
         if self.as_root:
-            shutil.chown(self.root, "postgres", "postgres")
+            try:
+                shutil.chown(self.root, "postgres", "postgres")
+            except LookupError:
+                unavailable("running as root and there is no `postgres` account to run PostgreSQL")
         self.root.chmod(0o700)
         done = self._run(
-            self.initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust",
-            "-E", "UTF8", "--no-sync", "--no-instructions",
+            self.initdb,
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
         )
         if done.returncode != 0:
             unavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
@@ -160,8 +189,17 @@ class PostgresServer:
             "-c fsync=off -c max_connections=100"
         )
         done = self._run(
-            self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.log),
-            "-w", "-t", "60", "start",
+            self.pg_ctl,
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
         if done.returncode != 0:
             unavailable(f"pg_ctl start failed: {done.stderr.strip()[-500:]} {self.log_tail()}")
@@ -205,7 +243,11 @@ class ServiceProcess:
         code = "from app.config import get_settings; from app.server import serve; serve(get_settings())"
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", code], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-c", code],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

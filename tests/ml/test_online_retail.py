@@ -128,3 +128,16 @@ def test_served_blend_beats_popularity_on_an_online_retail_slice(online_retail_s
     rec = trained.recommender
     out = rec.recommend(["85123A", "71053"], n=10)
     assert out.source == "personalized" and len(out.items) == 10
+
+
+@pytest.mark.slow
+def test_quality_bar_on_full_online_retail() -> None:
+    from tests.ml.conftest import online_retail_path
+
+    reader = read_online_retail(online_retail_path())
+    events, catalog = to_event_log(reader)
+    assert reader.kept == 391_150
+    served = train_recommender(events, catalog).metrics["models"]["served"]
+    assert served["ndcg"] >= 0.115
+    assert served["precision"] >= 0.068
+    assert served["coverage"] >= 0.45

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from app.ml.bundle import BundleError
+from app.ml.interactions import EventLog
 from app.ml.recommender import (
     Recommender,
     RecommenderConfig,
@@ -35,8 +36,35 @@ def test_config_rejects_unknown_keys_and_round_trips() -> None:
         RecommenderConfig.from_dict({"item_knn_k": 10, "itemknn_k": 5})
     with pytest.raises(ValueError, match="unknown models"):
         RecommenderConfig(models=("item_knn", "als"))
-    config = RecommenderConfig(item_knn_k=7, blend_weights={"ease": 1.0})
+    config = RecommenderConfig(item_knn_k=7, blend_weights={"ease": 1.0}, half_life_days=30.0)
     assert RecommenderConfig.from_dict(config.to_dict()) == config
+    assert RecommenderConfig.from_dict({"ease_l2": 100}).ease_l2 == 100.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"item_knn_k": "200"},
+        {"item_knn_k": 2.5},
+        {"tune": 1},
+        {"ease_l2": None},
+        {"models": "ease"},
+        {"event_weights": {"view": "x"}},
+        {"history_half_life_days": -1.0},
+        {"aggregation": "mean"},
+    ],
+)
+def test_config_rejects_bad_values(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        RecommenderConfig.from_dict(bad)
+
+
+def test_training_without_holdout_users_still_reports_popularity() -> None:
+    _, catalog = clustered_events(n_users=3)
+    single = EventLog.from_lists(["u1", "u2", "u3"], ["c0i0", "c0i1", "c1i0"])  # none held out
+    metrics = train_recommender(single, catalog).metrics
+    assert {"popularity", "served"} <= set(metrics["models"])
+    assert metrics["models"]["served"]["ndcg"] == 0.0
 
 
 def test_metrics_have_the_evaluate_shape(trained: TrainedRecommender) -> None:
@@ -179,3 +207,13 @@ def test_forget_users_drops_them_from_lookups_and_neighbours() -> None:
     after = rec.recommend(["c0i0"], n=3)
     assert before.items != after.items
     assert {r.kind for r in after.reasons} == {"popular"}
+
+
+def test_training_is_deterministic_for_a_seed() -> None:
+    events, catalog = clustered_events(n_users=60, seed=3)
+    config = RecommenderConfig(ease_l2=10.0, content_max_df=0.9, seed=7)
+    a = train_recommender(events, catalog, config)
+    b = train_recommender(events, catalog, config)
+    assert a.metrics == b.metrics
+    for history in (["c0i1"], ["c1i2", "c2i3"]):
+        assert a.recommender.recommend(history, n=5) == b.recommender.recommend(history, n=5)

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import sparse
 
 from app.ml.similarity import (
@@ -131,3 +133,24 @@ def test_top_n_orders_masks_and_drops_non_positive() -> None:
     mask = np.array([True, False, True, True, True, True])
     np.testing.assert_array_equal(top_n(scores, 10, mask), [3, 4, 0])
     assert len(top_n(np.zeros(5, dtype=np.float32), 3)) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.integers(1, 9),
+    st.integers(0, 10),
+    st.integers(0, 2**32 - 1),
+)
+def test_top_k_per_row_matches_brute_force(n_rows: int, n_cols: int, k: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # Few distinct values: many ties at the k-th value.
+    dense = rng.integers(-1, 3, size=(n_rows, n_cols)).astype(np.float64)
+    dense[rng.random((n_rows, n_cols)) < 0.3] = 0
+    got = top_k_per_row(sparse.csr_matrix(dense), k).toarray()
+    expected = np.zeros_like(dense)
+    for r in range(n_rows):
+        ranked = sorted((-v, c) for c, v in enumerate(dense[r]) if v > 0)[:k]
+        for neg, c in ranked:
+            expected[r, c] = -neg
+    np.testing.assert_array_equal(got, expected)
