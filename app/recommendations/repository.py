@@ -14,11 +14,11 @@ from app.events.models import Event
 
 @dataclass(frozen=True)
 class UserContext:
-    """A user's existence, attributes and recent (item, type, value) events, newest first."""
+    """A user's existence, attributes and recent (item, type, value, epoch s) events, newest first."""
 
     exists: bool
     attributes: dict[str, Any]
-    history: list[tuple[str, str, float | None]]
+    history: list[tuple[str, str, float | None, float]]
 
 
 def user_context(session: Session, user_id: str, limit: int) -> UserContext:
@@ -27,9 +27,10 @@ def user_context(session: Session, user_id: str, limit: int) -> UserContext:
     if user is None:
         return UserContext(False, {}, [])
     rows = session.execute(
-        select(Event.item_id, Event.type, Event.value)
+        select(Event.item_id, Event.type, Event.value, Event.occurred_at)
         .where(Event.user_id == user_id)
         .order_by(Event.occurred_at.desc(), Event.id.desc())
         .limit(limit)
     ).all()
-    return UserContext(True, dict(user.attributes or {}), [tuple(r) for r in rows])
+    history = [(item, type_, value, at.timestamp()) for item, type_, value, at in rows]
+    return UserContext(True, dict(user.attributes or {}), history)

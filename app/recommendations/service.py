@@ -90,16 +90,17 @@ def _mask(bundle: LoadedBundle, registry: ModelRegistry, categories: list[str]) 
     return mask & in_category
 
 
-def _history_weights(ctx: UserContext, settings: Settings) -> tuple[list[str], list[float]]:
-    items, weights = [], []
-    for item_id, type_, value in ctx.history:
+def _history(ctx: UserContext, settings: Settings) -> tuple[list[str], list[float], list[float]]:
+    items, weights, times = [], [], []
+    for item_id, type_, value, occurred_at in ctx.history:
         weight = settings.event_weights.get(type_, 1.0)
         if type_ == "rating" and value is not None:
             weight = float(value)
         if weight > 0:
             items.append(item_id)
             weights.append(weight)
-    return items, weights
+            times.append(occurred_at)
+    return items, weights, times
 
 
 def _reason(kind: str, item_id: str | None) -> dict[str, Any]:
@@ -118,17 +119,18 @@ def _compute(
     if bundle is None:
         excluded = set(q.exclude)
         if q.exclude_seen:
-            excluded.update(item for item, _, _ in ctx.history)
+            excluded.update(entry[0] for entry in ctx.history)
         items = [
             {"item_id": item_id, "score": score, "reason": {"type": "popular"}}
             for item_id, score, categories in registry.fallback_items
             if item_id not in excluded and (not q.category or set(categories) & set(q.category))
         ]
         return {"source": "fallback", "items": items[:wanted]}
-    history_items, weights = _history_weights(ctx, settings)
+    history_items, weights, times = _history(ctx, settings)
     recs = bundle.recommender.recommend(
         history_items,
         weights,
+        history_times=times,
         n=wanted,
         exclude=q.exclude,
         exclude_history=q.exclude_seen,

@@ -193,8 +193,11 @@ class ModelRegistry:
         self._load_first_good(sorted(found, reverse=True))
 
     def _swap(self, bundle: LoadedBundle) -> None:
+        # Users erased since this worker started may still be in a bundle trained before the
+        # erasure reached the store: drop them from the new bundle's look-ups too.
+        if self.deleted_users:
+            bundle.recommender.forget_users(sorted(self.deleted_users))
         self.current = bundle  # one reference assignment: requests in flight keep the old one
-        self.deleted_users = set()
         self.state = "loaded"
         self._rebuild_mask()
         log.info("serving model version %s", bundle.version)
@@ -241,6 +244,8 @@ class ModelRegistry:
     def forget_user(self, user_id: str) -> None:
         """Drop a deleted user from the active bundle's look-ups (GDPR) until the next retrain."""
         self.deleted_users.add(user_id)
+        if self.current is not None:
+            self.current.recommender.forget_users([user_id])
 
     def describe(self) -> dict[str, Any]:
         """What /ready says about the model."""
