@@ -7,6 +7,7 @@ timeout. Callers read `degraded` to say so in their answers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -127,10 +128,14 @@ class RedisCache:
         """True while the breaker is open after a Redis failure."""
         return self._open_until > time.monotonic()
 
-    def _failed(self, exc: Exception) -> None:
+    async def _failed(self, exc: Exception) -> None:
         if not self.degraded:
             log.warning("redis unavailable, degrading for %.0fs: %s", self.breaker_seconds, exc)
         self._open_until = time.monotonic() + self.breaker_seconds
+        # Pooled connections to a crashed Redis are dead; without this the first calls after
+        # it returns pick them up, fail, and reopen the breaker for another window.
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.connection_pool.disconnect(inuse_connections=True)
 
     async def get(self, key: str) -> bytes | None:
         """The value under `key`, or None on a miss or a failure."""
@@ -139,7 +144,7 @@ class RedisCache:
         try:
             return await self._client.get(self.prefix + key)
         except (RedisError, OSError) as exc:
-            self._failed(exc)
+            await self._failed(exc)
             return None
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
@@ -149,7 +154,7 @@ class RedisCache:
         try:
             await self._client.set(self.prefix + key, value, px=max(1, int(ttl * 1000)))
         except (RedisError, OSError) as exc:
-            self._failed(exc)
+            await self._failed(exc)
 
     async def delete(self, *keys: str) -> None:
         """Remove keys; a failure is logged and the breaker opens."""
@@ -158,7 +163,7 @@ class RedisCache:
         try:
             await self._client.delete(*(self.prefix + k for k in keys))
         except (RedisError, OSError) as exc:
-            self._failed(exc)
+            await self._failed(exc)
 
     async def incr(self, key: str, ttl: float) -> int | None:
         """Increment a counter and refresh its TTL; None when Redis is down."""
@@ -171,7 +176,7 @@ class RedisCache:
                 value, _ = await pipe.execute()
             return int(value)
         except (RedisError, OSError) as exc:
-            self._failed(exc)
+            await self._failed(exc)
             return None
 
     async def ping(self) -> bool:
@@ -179,7 +184,7 @@ class RedisCache:
         try:
             ok = bool(await self._client.ping())
         except (RedisError, OSError) as exc:
-            self._failed(exc)
+            await self._failed(exc)
             return False
         self._open_until = 0.0
         return ok

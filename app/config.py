@@ -120,7 +120,9 @@ class Settings(BaseSettings):
         300, ge=1, le=3600, description="How old a webhook's signed timestamp may be."
     )
     trainer_heartbeat_timeout_seconds: float = Field(
-        60.0, gt=0, description="A run whose trainer is silent this long is marked failed."
+        60.0,
+        ge=6,  # the trainer beats every 2 s and takes a few seconds to start
+        description="A run whose trainer is silent this long is marked failed.",
     )
     retrain_every_minutes: int = Field(
         0, ge=0, description="Retrain on a schedule every N minutes (0 = off)."

@@ -156,6 +156,8 @@ async def recommend(
     """The JSON answer of GET /recommend/{user_id}, serialised once."""
     bundle = registry.current  # this request's bundle, whatever a swap does meanwhile
     version = await history.current_version(cache, user_id)
+    # Read per request: the breaker may close again before the answer is built.
+    degraded = cache.degraded
     model_tag = bundle.version if bundle else "fallback"
     key = f"rec:{model_tag}:{user_id}:{version}:{_options_key(q)}"
     cached = await cache.get(key)
@@ -178,7 +180,7 @@ async def recommend(
             "recommendation_id": uuid.uuid4().hex,
             "model_version": bundle.version if bundle else None,
             "source": payload["source"],
-            "degraded": cache.degraded or not store_ok,
+            "degraded": degraded or cache.degraded or not store_ok,
             "items": items,
         }
     )

@@ -99,15 +99,13 @@ def load_training_data(session: Session) -> TrainingData:
 
 
 @dataclass(frozen=True)
-class TrainingResult:
-    """What a run produced."""
+class BuiltBundle:
+    """A bundle written to disk, not yet registered."""
 
     version: int
     path: Path
     metrics: dict[str, Any]
     timings: dict[str, float]
-    activated: bool
-    note: str | None
 
 
 def served_ndcg(metrics: dict[str, Any] | None) -> float | None:
@@ -182,12 +180,13 @@ def fit_bundle(
     return metrics, timings
 
 
-def run_training(
+def build_bundle(
     settings: Settings, factory: sessionmaker[Session], progress: Progress | None = None
-) -> TrainingResult:
-    """Train a new version from the store, write it, and activate it if it passes the gate."""
+) -> BuiltBundle:
+    """Train a new version from the store and write its bundle directory (not yet registered)."""
     say = progress or (lambda _message: None)
     started = time.perf_counter()
+    settings.model_dir.mkdir(parents=True, exist_ok=True)
     with factory() as session:
         say("loading events and catalogue")
         data = load_training_data(session)
@@ -196,10 +195,12 @@ def run_training(
         raise ValueError("the store holds no events yet: import or post events, then retrain")
     load_s = time.perf_counter() - started
 
-    settings.model_dir.mkdir(parents=True, exist_ok=True)
     final = (settings.model_dir / f"v{version}").resolve()
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
+    # The number is past every registered version, so a directory already there was left by a
+    # trainer that died before registering it: nothing serves it, and it must not block us.
+    shutil.rmtree(final, ignore_errors=True)
     metrics, timings = fit_bundle(data, settings, partial, say)
     metrics["data"] = {"events": len(data.user_ids), "last_event_id": data.last_event_id}
     timings = {"load_s": load_s, **timings}
@@ -208,7 +209,7 @@ def run_training(
         {
             "version": version,
             "created_at": datetime.now(UTC).isoformat(),
-            "data": {"events": len(data.user_ids), "last_event_id": data.last_event_id},
+            "data": metrics["data"],
             "libraries": {
                 "python": platform.python_version(),
                 "numpy": np.__version__,
@@ -221,21 +222,18 @@ def run_training(
     )
     partial.rename(final)  # a bundle directory appears complete or not at all
     timings["total_s"] = time.perf_counter() - started
-
-    with factory.begin() as session:
-        activated, note = _register(session, settings, version, final, metrics)
-    say(f"version {version}: " + ("activated" if activated else f"kept inactive ({note})"))
-    return TrainingResult(version, final, metrics, timings, activated, note)
+    return BuiltBundle(version, final, metrics, timings)
 
 
-def _register(
-    session: Session, settings: Settings, version: int, path: Path, metrics: dict[str, Any]
-) -> tuple[bool, str | None]:
+def register(session: Session, settings: Settings, built: BuiltBundle) -> tuple[bool, str | None]:
+    """Record a built version; activate it unless it fails the quality gate."""
     current = repository.active_version(session)
-    row = ModelVersion(version=version, path=str(path), metrics=metrics, is_active=False)
+    row = ModelVersion(
+        version=built.version, path=str(built.path), metrics=built.metrics, is_active=False
+    )
     session.add(row)
     session.flush()
-    new, old = served_ndcg(metrics), served_ndcg(current.metrics if current else None)
+    new, old = served_ndcg(built.metrics), served_ndcg(current.metrics if current else None)
     if current is not None and new is not None and old is not None:
         floor = old * (1 - settings.quality_gate_tolerance)
         if new < floor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,25 @@ class LoadedBundle:
             picked = np.flatnonzero(self.member_segments == segment_id).tolist()
             members = self._members[segment_id] = sorted(self.member_ids[i] for i in picked)
         return members
+
+
+ACTIVE_POINTER = "ACTIVE"
+
+
+def write_active_pointer(model_dir: Path, version: int) -> None:
+    """Record the active version on disk, for workers that start while the store is down."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    temporary = model_dir / f".{ACTIVE_POINTER}.{os.getpid()}"
+    temporary.write_text(f"{version}\n")
+    os.replace(temporary, model_dir / ACTIVE_POINTER)
+
+
+def read_active_pointer(model_dir: Path) -> int | None:
+    """The version last activated, as recorded on disk, or None."""
+    try:
+        return int((model_dir / ACTIVE_POINTER).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def load_bundle(version: int, path: str | Path) -> LoadedBundle:
@@ -141,7 +161,7 @@ class ModelRegistry:
         except SQLAlchemyError as exc:
             log.warning("store unreachable while polling models: %s", exc)
             if self.current is None and self.state == "none_yet":
-                await run_in_threadpool(self._load_newest_on_disk)
+                await run_in_threadpool(self._load_active_on_disk)
             return
         self.unavailable = frozenset(unavailable)
         if wanted and (self.current is None or self.current.version != wanted[0][0]):
@@ -182,15 +202,12 @@ class ModelRegistry:
         if self.current is None:
             self.state = "failed"
 
-    def _load_newest_on_disk(self) -> None:
-        root = self.settings.model_dir
-        if not root.is_dir():
-            return
-        found = []
-        for child in root.iterdir():
-            if child.is_dir() and child.name.startswith("v") and child.name[1:].isdigit():
-                found.append((int(child.name[1:]), str(child)))
-        self._load_first_good(sorted(found, reverse=True))
+    def _load_active_on_disk(self) -> None:
+        # The store is down: serve the version last activated, as recorded beside the bundles
+        # (never merely the newest directory, which may be rolled back or unregistered).
+        version = read_active_pointer(self.settings.model_dir)
+        if version is not None:
+            self._load_first_good([(version, str(self.settings.model_dir / f"v{version}"))])
 
     def _swap(self, bundle: LoadedBundle) -> None:
         # Users erased since this worker started may still be in a bundle trained before the

@@ -32,9 +32,11 @@ def create_run(session: Session) -> TrainingRun | None:
     return run
 
 
-def get_run(session: Session, run_id: int) -> TrainingRun | None:
-    """The run with this id."""
-    return session.get(TrainingRun, run_id)
+def get_run(session: Session, run_id: int, *, for_update: bool = False) -> TrainingRun | None:
+    """The run with this id (row-locked until commit with `for_update`)."""
+    return session.get(
+        TrainingRun, run_id, with_for_update=for_update, populate_existing=for_update
+    )
 
 
 def finish_run(session: Session, run: TrainingRun, status: str, **fields: Any) -> None:

@@ -35,7 +35,7 @@ def list_models(session: SessionDep) -> list[VersionOut]:
 
 @router.post("/models/{version}/activate")
 def activate_model(
-    version: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, settings: SettingsDep
 ) -> VersionOut:
     """Make a version active: roll back or forward; every worker swaps within seconds."""
-    return VersionOut.model_validate(service.activate_version(session, version))
+    return VersionOut.model_validate(service.activate_version(session, settings, version))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,7 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker, utcnow
 from app.training import repository
-from app.training.pipeline import run_training
+from app.training.models import TrainingRun
+from app.training.pipeline import BuiltBundle, build_bundle, register
+from app.training.registry import write_active_pointer
 
 log = logging.getLogger("tastemaker.trainer")
 HEARTBEAT_SECONDS = 2.0
@@ -35,6 +38,19 @@ def _heartbeat(factory: sessionmaker[Session], run_id: int, stop: threading.Even
             log.warning("heartbeat of run %s failed", run_id, exc_info=True)
 
 
+class RunTakenAway(RuntimeError):
+    """This trainer's run was declared failed (silent too long) or finished by someone else."""
+
+
+def _still_ours(run: TrainingRun | None) -> bool:
+    return (
+        run is not None
+        and run.status == "running"
+        and run.active_slot == 1
+        and run.worker_pid == os.getpid()
+    )
+
+
 def execute_run(
     settings: Settings,
     factory: sessionmaker[Session],
@@ -44,7 +60,7 @@ def execute_run(
     """Train run `run_id` to completion, recording its outcome in the store."""
     with factory.begin() as session:
         run = repository.get_run(session, run_id)
-        if run is None or run.status not in ("queued", "running"):
+        if run is None or run.status != "queued":
             raise ValueError(f"run {run_id} is not queued")
         run.status = "running"
         run.started_at = run.heartbeat_at = utcnow()
@@ -52,34 +68,49 @@ def execute_run(
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(factory, run_id, stop), daemon=True)
     beat.start()
+    built: BuiltBundle | None = None
     try:
-        result = run_training(settings, factory, progress)
+        built = build_bundle(settings, factory, progress)
+        with factory.begin() as session:
+            run = repository.get_run(session, run_id, for_update=True)
+            # A trainer that was stalled past the heartbeat timeout has lost its run: it must
+            # not activate anything, and another run may already be going.
+            if not _still_ours(run):
+                raise RunTakenAway(f"run {run_id} was taken away from this trainer")
+            activated, note = register(session, settings, built)
+            repository.finish_run(
+                session,
+                run,
+                "succeeded",
+                metrics=built.metrics,
+                timings=built.timings,
+                model_version=built.version,
+                error=note,
+            )
     except BaseException as exc:
         stop.set()
+        if isinstance(exc, RunTakenAway) and built is not None:
+            shutil.rmtree(built.path, ignore_errors=True)
         with factory.begin() as session:
-            run = repository.get_run(session, run_id)
-            repository.finish_run(
-                session, run, "failed", error=f"{type(exc).__name__}: {exc}"[:4000]
-            )
+            run = repository.get_run(session, run_id, for_update=True)
+            if _still_ours(run):
+                repository.finish_run(
+                    session, run, "failed", error=f"{type(exc).__name__}: {exc}"[:4000]
+                )
         log.error("run %s failed:\n%s", run_id, traceback.format_exc())
         raise
     stop.set()
-    with factory.begin() as session:
-        run = repository.get_run(session, run_id)
-        repository.finish_run(
-            session,
-            run,
-            "succeeded",
-            metrics=result.metrics,
-            timings=result.timings,
-            model_version=result.version,
-            error=result.note,
+    if activated:
+        write_active_pointer(settings.model_dir, built.version)
+    if progress:
+        progress(
+            f"version {built.version}: " + ("activated" if activated else f"kept inactive ({note})")
         )
     return {
         "run_id": run_id,
-        "version": result.version,
-        "status": "activated" if result.activated else f"kept inactive: {result.note}",
-        "timings": result.timings,
+        "version": built.version,
+        "status": "activated" if activated else f"kept inactive: {note}",
+        "timings": built.timings,
     }
 
 

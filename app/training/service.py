@@ -12,7 +12,7 @@ from app.errors import Conflict, NotFound
 from app.ml.bundle import BundleError
 from app.training import repository
 from app.training.models import ModelVersion, TrainingRun
-from app.training.registry import load_bundle
+from app.training.registry import load_bundle, write_active_pointer
 from app.training.runner import spawn
 from app.training.schemas import RetrainAccepted
 
@@ -69,7 +69,7 @@ def list_versions(session: Session) -> list[ModelVersion]:
     return list(repository.versions(session))
 
 
-def activate_version(session: Session, version: int) -> ModelVersion:
+def activate_version(session: Session, settings: Settings, version: int) -> ModelVersion:
     """Make `version` active (roll back or forward) once its bundle is verified loadable."""
     row = repository.get_version(session, version)
     if row is None:
@@ -80,4 +80,10 @@ def activate_version(session: Session, version: int) -> ModelVersion:
         raise Conflict(f"model version {version} cannot be loaded: {exc}") from exc
     repository.activate(session, row)
     row.note = None
+    model_dir, number = settings.model_dir, row.version
+
+    async def _record() -> None:
+        write_active_pointer(model_dir, number)
+
+    after_commit(session, _record)
     return row

@@ -248,15 +248,6 @@ def test_a_writer_across_the_outage_stores_every_batch_exactly_once(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "app/training/registry.py refresh -> _load_newest_on_disk: a worker that starts while "
-        "the store is down loads the newest bundle directory on disk, not the active version, "
-        "so it serves a version that was rolled back or kept inactive by the quality gate "
-        "until PostgreSQL returns"
-    ),
-)
 def test_a_worker_started_while_postgres_is_down_serves_the_active_model(
     pg_settings: Settings, restart_pg: PostgresServer
 ) -> None:

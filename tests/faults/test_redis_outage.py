@@ -125,17 +125,9 @@ class Clients:
             return list(self.answers)
 
 
-STALE_POOL = (
-    "app/cache.py RedisCache keeps pooled connections that died with the crashed Redis (the "
-    "breaker stops every call from touching them); once Redis is back, the next traffic spike "
-    "draws them, fails with 'Connection closed by server' and re-opens the breaker for another "
-    "5 s: degraded answers until ~8-12 s after Redis returned"
-)
-
-
 @pytest.mark.parametrize(
     "fault",
-    [pytest.param("crash", marks=pytest.mark.xfail(strict=True, reason=STALE_POOL)), "freeze"],
+    ["crash", "freeze"],
 )
 def test_recommend_stays_fast_and_says_degraded_while_redis_is_down(
     fault: str, tmp_path: Path, sqlite_url: str, private_redis: RedisServer

@@ -153,15 +153,6 @@ def test_a_killed_trainer_is_reported_failed_and_changes_nothing(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "app/training/pipeline.py run_training: `partial.rename(final)` fails with "
-        "'Directory not empty' when models/v{N} is left by a trainer that died (or lost the "
-        "store) after publishing the directory but before registering version N; N is taken "
-        "from the store again, so every later run fails the same way"
-    ),
-)
 def test_a_bundle_left_by_a_trainer_that_died_before_registering_does_not_wedge_training(
     tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -178,15 +169,6 @@ def test_a_bundle_left_by_a_trainer_that_died_before_registering_does_not_wedge_
         _wait_for_version(client, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "app/training/runner.py execute_run and pipeline._register do not check that the run "
-        "is still theirs: a trainer that stalls past the heartbeat timeout is reported failed "
-        "(and the single-run slot freed), yet when it wakes it registers and activates its "
-        "version and overwrites the run's status with 'succeeded'"
-    ),
-)
 def test_a_trainer_that_wakes_after_being_reported_failed_changes_nothing(
     tmp_path: Path, sqlite_url: str
 ) -> None:
