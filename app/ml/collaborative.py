@@ -21,6 +21,7 @@ from app.ml.similarity import (
     gather_rows_score,
     item_similarity,
     row_norms,
+    row_top_n,
     top_n,
 )
 
@@ -105,11 +106,7 @@ class ItemKNN(ItemItemScorer):
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Return the ``n`` nearest neighbours of ``item`` and their similarities."""
         self._check_fitted()
-        s = self.neighbours_
-        lo, hi = s.indptr[item], s.indptr[item + 1]
-        idx, vals = np.asarray(s.indices[lo:hi], dtype=np.int64), np.asarray(s.data[lo:hi])
-        order = np.lexsort((idx, -vals))[:n]
-        return idx[order], vals[order].astype(np.float32)
+        return row_top_n(self.neighbours_, item, n)
 
     def to_state(self) -> tuple[dict, dict]:
         """Return the fitted state as arrays and JSON-able meta."""

@@ -316,6 +316,24 @@ def row_contributions(
     return out
 
 
+def row_top_n(
+    matrix: sparse.csr_matrix, row: int, n: int
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The ``n`` largest entries of one CSR row: (column indices, values), ties by index.
+
+    Parameters
+    ----------
+    matrix : csr_matrix of shape (n_rows, n_cols)
+    row : the row to read
+    n : how many entries at most
+    """
+    lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
+    idx = np.asarray(matrix.indices[lo:hi], dtype=np.int64)
+    vals = np.asarray(matrix.data[lo:hi])
+    order = np.lexsort((idx, -vals))[:n]
+    return idx[order], vals[order].astype(np.float32)
+
+
 class NotFittedError(ValueError, AttributeError):
     """Raised when a model is used before ``fit`` (same bases as scikit-learn's)."""
 
@@ -501,11 +519,7 @@ class ItemItemScorer(BaseScorer):
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Return the ``n`` strongest neighbours of ``item`` and their weights."""
         self._check_fitted()
-        s = self.similarity_
-        lo, hi = s.indptr[item], s.indptr[item + 1]
-        idx, vals = np.asarray(s.indices[lo:hi], dtype=np.int64), np.asarray(s.data[lo:hi])
-        order = np.lexsort((idx, -vals))[:n]
-        return idx[order], vals[order].astype(np.float32)
+        return row_top_n(self.similarity_, item, n)
 
     def to_state(self) -> tuple[dict[str, np.ndarray | sparse.csr_matrix], dict]:
         """Return the fitted state as arrays and JSON-able meta."""
