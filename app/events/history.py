@@ -16,9 +16,13 @@ def version_key(user_id: str) -> str:
     return f"uver:{user_id}"
 
 
+# Bump when the cached history's shape changes, so a rolling deploy never reads the old shape.
+HISTORY_FORMAT = 2
+
+
 def history_key(user_id: str, version: int) -> str:
     """Key of the user's cached recent history at a version."""
-    return f"hist:{user_id}:{version}"
+    return f"hist{HISTORY_FORMAT}:{user_id}:{version}"
 
 
 async def current_version(cache: Cache, user_id: str) -> int:
