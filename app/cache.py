@@ -29,6 +29,8 @@ class Cache(Protocol):
 
     async def get(self, key: str) -> bytes | None: ...
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]: ...
+
     async def set(self, key: str, value: bytes, ttl: float) -> None: ...
 
     async def delete(self, *keys: str) -> None: ...
@@ -75,6 +77,10 @@ class LocalCache:
         if isinstance(value, int):
             return str(value).encode()
         return value
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """The values under `keys`, None where missing."""
+        return [await self.get(key) for key in keys]
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         """Store `value` for `ttl` seconds."""
@@ -146,6 +152,16 @@ class RedisCache:
         except (RedisError, OSError) as exc:
             await self._failed(exc)
             return None
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """The values under `keys` in one round trip; all None on a failure."""
+        if self.degraded:
+            return [None] * len(keys)
+        try:
+            return list(await self._client.mget([self.prefix + k for k in keys]))
+        except (RedisError, OSError) as exc:
+            await self._failed(exc)
+            return [None] * len(keys)
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         """Store `value` with a TTL (everything in Redis expires)."""
@@ -222,6 +238,18 @@ class TieredCache:
         if value is not None and self.local_ttl > 0:
             await self.local.set(key, value, self.local_ttl)
         return value
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """Local tier first; whatever it lacks from the shared tier in one round trip."""
+        values = await self.local.get_many(keys) if self.local_ttl > 0 else [None] * len(keys)
+        missing = [i for i, value in enumerate(values) if value is None]
+        if missing:
+            fetched = await self.shared.get_many([keys[i] for i in missing])
+            for i, value in zip(missing, fetched, strict=True):
+                values[i] = value
+                if value is not None and self.local_ttl > 0:
+                    await self.local.set(keys[i], value, self.local_ttl)
+        return values
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         """Write both tiers."""

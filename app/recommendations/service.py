@@ -155,18 +155,19 @@ async def recommend(
 ) -> bytes:
     """The JSON answer of GET /recommend/{user_id}, serialised once."""
     bundle = registry.current  # this request's bundle, whatever a swap does meanwhile
-    version = await history.current_version(cache, user_id)
+    model_tag = bundle.version if bundle else "fallback"
+    # One round trip for both the user's history version and the cached answer: the answer
+    # records the version it was computed at and only counts as a hit when that is current.
+    key = f"rec:{model_tag}:{user_id}:{_options_key(q)}"
+    raw_version, cached = await cache.get_many([history.version_key(user_id), key])
+    version = int(raw_version) if raw_version else 0
     # Read per request: the breaker may close again before the answer is built.
     degraded = cache.degraded
-    model_tag = bundle.version if bundle else "fallback"
-    key = f"rec:{model_tag}:{user_id}:{version}:{_options_key(q)}"
-    cached = await cache.get(key)
+    payload = orjson.loads(cached) if cached is not None else None
     store_ok = True
-    if cached is not None:
-        payload = orjson.loads(cached)
-    else:
+    if payload is None or payload.get("v") != version:
         ctx, store_ok = await _user_context(user_id, version, cache, factory, settings)
-        payload = _compute(bundle, registry, user_id, ctx, q, settings)
+        payload = {"v": version, **_compute(bundle, registry, user_id, ctx, q, settings)}
         if store_ok:
             await cache.set(key, orjson.dumps(payload), settings.cache_ttl_seconds)
     unavailable = registry.unavailable

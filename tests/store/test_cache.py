@@ -114,3 +114,14 @@ def test_dead_redis_opens_the_breaker_and_costs_no_timeouts():
         await cache.close()
 
     run(scenario())
+
+
+def test_get_many_in_one_call(cache):
+    async def scenario():
+        await cache.set("a", b"1", ttl=10)
+        await cache.set("c", b"3", ttl=10)
+        assert await cache.get_many(["a", "b", "c"]) == [b"1", None, b"3"]
+        assert await cache.get_many(["a", "b", "c"]) == [b"1", None, b"3"]  # local tier warm
+        await cache.close()
+
+    run(scenario())
