@@ -1,0 +1,112 @@
+"""The stack's ceiling: a bare FastAPI route answering pre-serialised bytes.
+
+It is served exactly like the service (see ``app/server.py``): uvicorn with uvloop and
+httptools, no access log, one ``SO_REUSEPORT`` socket per worker process started with the
+``spawn`` context, BLAS limited to one thread. The payload has the size of a real
+``/recommend`` answer (``TASTEMAKER_BENCH_PAYLOAD_BYTES``).
+
+    python -m benchmarks.baseline_app --port 8100 --workers 2 --payload-bytes 1100
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import socket
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Response
+from threadpoolctl import threadpool_limits
+
+PAYLOAD_ENV = "TASTEMAKER_BENCH_PAYLOAD_BYTES"
+
+
+def make_payload(size: int) -> bytes:
+    """A JSON object of exactly `size` bytes (at least 16)."""
+    shell = orjson.dumps({"items": ""})
+    return orjson.dumps({"items": "x" * max(size - len(shell), 0)})
+
+
+def create_app() -> FastAPI:
+    """The baseline app: GET /recommend/{user_id} answers the same pre-built bytes."""
+    payload = make_payload(int(os.environ.get(PAYLOAD_ENV, "1024")))
+    app = FastAPI(title="baseline")
+
+    @app.get("/recommend/{user_id}", response_class=Response)
+    async def recommend(user_id: str) -> Response:
+        """Pre-serialised bytes of a /recommend answer's size."""
+        return Response(payload, media_type="application/json")
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        """Always ready."""
+        return Response(b'{"status":"ready"}', media_type="application/json")
+
+    return app
+
+
+def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A listening socket set up as app.server does it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_worker(host: str, port: int, reuse_port: bool) -> None:
+    """One uvicorn worker with the service's settings."""
+    threadpool_limits(1)
+    config = uvicorn.Config(
+        "benchmarks.baseline_app:create_app",
+        factory=True,
+        log_level="info",
+        access_log=False,
+        lifespan="on",
+        loop="uvloop",
+        http="httptools",
+    )
+    uvicorn.Server(config).run(sockets=[_bind(host, port, reuse_port)])
+
+
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve with `workers` processes, one SO_REUSEPORT socket each (as app.server.serve)."""
+    if workers == 1:
+        _run_worker(host, port, reuse_port=False)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    processes = [
+        ctx.Process(target=_run_worker, args=(host, port, True), daemon=False)
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()
+
+
+def main() -> None:
+    """Command line: --host, --port, --workers, --payload-bytes."""
+    parser = argparse.ArgumentParser(description="Serve the baseline app.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--payload-bytes", type=int, default=1024)
+    args = parser.parse_args()
+    os.environ[PAYLOAD_ENV] = str(args.payload_bytes)  # read by spawned workers too
+    serve(args.host, args.port, args.workers)
+
+
+if __name__ == "__main__":
+    main()

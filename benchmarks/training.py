@@ -1,0 +1,258 @@
+"""Training scaling: fit the whole bundle on synthetic shops of doubling size.
+
+Each fit runs in its own subprocess (``python -m benchmarks.training --events N ...``) so that
+its peak RSS (``VmHWM`` / ``ru_maxrss``) is its own. The subprocess generates the shop with
+:func:`app.ml.synthetic.generate_shop`, builds the same :class:`TrainingData` that
+``app.training.pipeline.load_training_data`` builds from the store (object arrays of ids with
+one shared ``str`` per distinct id), and calls :func:`app.training.pipeline.fit_bundle`, which
+is what ``tastemaker train`` runs after loading: segmentation, then the recommender (validation
+fit + blend tuning, evaluation fit + scoring, serving fit), then writing the bundle. The store
+round trip (SQL → arrays) is not part of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Sizes: events, users, items. Users and items grow with the events, up to 100k items.
+FULL_SIZES = (
+    (1_000_000, 50_000, 25_000),
+    (2_000_000, 100_000, 50_000),
+    (4_000_000, 200_000, 100_000),
+)
+QUICK_SIZES = ((100_000, 5_000, 2_500), (200_000, 10_000, 5_000), (400_000, 20_000, 10_000))
+VARIANTS = ("pipeline", "serving")
+TIME_GROWTH_TARGET = 2.2  # per doubling of events
+PEAK_RSS_TARGET_BYTES = 4 * 1024**3
+
+
+def _vm_hwm_bytes() -> int:
+    """Peak resident set size of this process from /proc/self/status (VmHWM)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _dir_size(path: Path) -> int:
+    """Bytes of every file under `path`."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def fit_once(n_events: int, n_users: int, n_items: int, directory: Path) -> dict[str, Any]:
+    """Generate a shop, fit the bundle into `directory`, return timings and sizes (in-process)."""
+    import numpy as np
+
+    from app.config import Settings
+    from app.ml.bundle import write_manifest
+    from app.ml.interactions import Catalog
+    from app.ml.synthetic import generate_shop
+    from app.training.pipeline import TrainingData, fit_bundle
+
+    started = time.perf_counter()
+    shop = generate_shop(n_users=n_users, n_items=n_items, n_events=n_events, seed=0)
+    ev = shop.events
+    # Object arrays with one str per distinct id, as load_training_data builds them.
+    user_table = np.array(ev.user_id_table.tolist(), dtype=object)
+    item_table = np.array(ev.item_id_table.tolist(), dtype=object)
+    type_table = np.array(["view", "click", "add_to_cart", "purchase"], dtype=object)
+    order_ids = np.array(ev.order_id.tolist(), dtype=object)
+    data = TrainingData(
+        user_ids=user_table[ev.user_index],
+        item_ids=item_table[ev.item_index],
+        types=type_table[ev.type_code],
+        values=np.asarray(ev.value, dtype=np.float64),
+        occurred_at=np.asarray(ev.occurred_at, dtype=np.float64),
+        order_ids=order_ids,
+        catalog=Catalog(
+            item_ids=[item.item_id for item in shop.items],
+            titles=[item.title for item in shop.items],
+            descriptions=[item.description for item in shop.items],
+            categories=[list(item.categories) for item in shop.items],
+        ),
+        last_event_id=n_events,
+    )
+    del shop, order_ids
+    generate_s = time.perf_counter() - started
+    rss_before_fit = _vm_hwm_bytes()
+
+    started = time.perf_counter()
+    settings = Settings(_env_file=None)  # defaults: event weights, segment algorithm
+    metrics, timings = fit_bundle(data, settings, directory, lambda _message: None)
+    fit_s = time.perf_counter() - started
+    # A manifest as run_training writes it, so the bundle can be served (memory benchmark).
+    write_manifest(
+        directory,
+        {
+            "version": 1,
+            "created_at": "synthetic",
+            "data": {"events": n_events, "last_event_id": n_events},
+            "components": ["recommender", "segmentation", "members", "catalog"],
+            "metrics": metrics,
+        },
+    )
+    return {
+        "events": n_events,
+        "users": n_users,
+        "items": n_items,
+        "generate_s": round(generate_s, 2),
+        "fit_s": round(fit_s, 2),
+        "phases_s": {k: round(v, 2) for k, v in timings.items()},
+        "recommender_phases_s": dict(_LAST_RECOMMENDER_TIMINGS),
+        "served_ndcg": _served_ndcg(metrics),
+        "bundle_bytes": _dir_size(directory),
+        "peak_rss_before_fit_bytes": rss_before_fit,
+        "peak_rss_bytes": _vm_hwm_bytes(),
+        "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def _served_ndcg(metrics: dict[str, Any]) -> float | None:
+    """NDCG@10 of the served blend, if evaluated."""
+    try:
+        return round(float(metrics["recommender"]["models"]["served"]["ndcg"]), 4)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+_LAST_RECOMMENDER_TIMINGS: dict[str, float] = {}
+
+
+def _instrument(variant: str) -> None:
+    """Keep train_recommender's per-phase timings; for "serving", skip tuning and evaluation."""
+    from app.ml import recommender
+    from app.training import pipeline
+
+    if variant == "serving":
+        # fit_bundle builds RecommenderConfig(event_weights=...) itself: the same call with the
+        # held-out evaluation and the blend tuning switched off (equal blend weights).
+        pipeline.RecommenderConfig = functools.partial(
+            recommender.RecommenderConfig, evaluate=False, tune=False
+        )
+    original = recommender.train_recommender
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        trained = original(*args, **kwargs)
+        _LAST_RECOMMENDER_TIMINGS.update({k: round(v, 2) for k, v in trained.timings.items()})
+        return trained
+
+    pipeline.train_recommender = wrapped
+
+
+def run_scaling(
+    sizes: tuple[tuple[int, int, int], ...],
+    variant: str,
+    *,
+    budget_s: float,
+    keep_largest: Path | None = None,
+) -> dict[str, Any]:
+    """Fit each size in a fresh subprocess; stop when the time budget would be exceeded."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "2")}
+    rows: list[dict[str, Any]] = []
+    started_all = time.perf_counter()
+    for n_events, n_users, n_items in sizes:
+        left = budget_s - (time.perf_counter() - started_all)
+        if rows and "fit_s" in rows[-1] and rows[-1]["wall_s"] * TIME_GROWTH_TARGET > left:
+            rows.append(
+                {
+                    "events": n_events,
+                    "users": n_users,
+                    "items": n_items,
+                    "skipped": f"would not fit the remaining {left:.0f}s of the budget",
+                }
+            )
+            continue
+        with tempfile.TemporaryDirectory(prefix="tm-bench-fit-") as tmp:
+            out = Path(tmp) / "bundle"
+            command = [
+                sys.executable, "-m", "benchmarks.training", "--variant", variant,
+                "--events", str(n_events), "--users", str(n_users), "--items", str(n_items),
+                "--out", str(out),
+            ]  # fmt: skip
+            t0 = time.perf_counter()
+            try:
+                done = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=max(left, 60),
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                rows.append(
+                    {
+                        "events": n_events,
+                        "users": n_users,
+                        "items": n_items,
+                        "skipped": f"timed out after {max(left, 60):.0f}s",
+                    }
+                )
+                break
+            if done.returncode != 0:
+                tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+                rows.append({"events": n_events, "users": n_users, "items": n_items, "error": tail})
+                break
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            row["wall_s"] = round(time.perf_counter() - t0, 2)
+            rows.append(row)
+            if keep_largest:  # sizes grow: it ends up holding the largest bundle fitted
+                shutil.rmtree(keep_largest, ignore_errors=True)
+                shutil.move(out, keep_largest)
+    growth = []
+    fitted = [r for r in rows if "fit_s" in r]
+    for small, big in itertools.pairwise(fitted):
+        ratio = big["fit_s"] / small["fit_s"]
+        doublings = math.log2(big["events"] / small["events"])
+        per_doubling = ratio ** (1 / doublings) if doublings > 0 else ratio
+        growth.append(
+            {
+                "from_events": small["events"],
+                "to_events": big["events"],
+                "time_ratio_per_doubling": round(per_doubling, 2),
+                "target": TIME_GROWTH_TARGET,
+                "met": per_doubling <= TIME_GROWTH_TARGET,
+            }
+        )
+    largest = fitted[-1] if fitted else None
+    return {
+        "variant": variant,
+        "sizes": rows,
+        "growth": growth,
+        "largest_peak_rss_bytes": largest["peak_rss_bytes"] if largest else None,
+        "largest_events": largest["events"] if largest else None,
+        "peak_rss_target_bytes": PEAK_RSS_TARGET_BYTES,
+        "kept_bundle": str(keep_largest) if keep_largest and largest else None,
+    }
+
+
+def main() -> None:
+    """Subprocess entry point: fit one size and print its figures as one JSON line."""
+    parser = argparse.ArgumentParser(description="Fit one synthetic bundle and report.")
+    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--users", type=int, required=True)
+    parser.add_argument("--items", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--variant", choices=VARIANTS, default="pipeline")
+    args = parser.parse_args()
+    _instrument(args.variant)
+    result = fit_once(args.events, args.users, args.items, args.out)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
