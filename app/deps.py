@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,12 +17,12 @@ from app.security.keys import Forbidden, Principal
 from app.training.registry import ModelRegistry
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     """The app's settings."""
     return request.app.state.settings
 
 
-def get_cache(request: Request) -> Cache:
+async def get_cache(request: Request) -> Cache:
     """The app's cache."""
     return request.app.state.cache
 
@@ -41,12 +42,12 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         await callback()
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     """This worker's model registry."""
     return request.app.state.registry
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     """The session factory, for cache-first paths that touch the store only on a miss."""
     return request.app.state.sessionmaker
 
@@ -73,12 +74,29 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     return dependency
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What the read endpoints need, resolved as one dependency (they run on every request)."""
+
+    settings: Settings
+    cache: Cache
+    registry: ModelRegistry
+    factory: sessionmaker[Session]
+
+
+async def get_serving(request: Request) -> Serving:
+    """The app's serving context."""
+    state = request.app.state
+    return Serving(state.settings, state.cache, state.registry, state.sessionmaker)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 # scope="function": commit before the response is sent, so a failed commit is the answer.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+ServingDep = Annotated[Serving, Depends(get_serving)]
 ReadKey = Depends(require("read"))
 WriteKey = Depends(require("write"))
 AdminKey = Depends(require("admin"))

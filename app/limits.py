@@ -24,15 +24,23 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        has_body = False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    length = int(value)
                 except ValueError:
-                    too_big = False
-                if too_big:
+                    length = 0
+                if length > self.max_bytes:
                     await self._reject(send)
                     return
+                has_body = has_body or length > 0
+            elif name == b"transfer-encoding":
+                has_body = True
+        if not has_body:
+            # No body to count (most GETs): skip the wrapping on the hot path.
+            await self.app(scope, receive, send)
+            return
         received = 0
         response_started = False
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import CacheDep, ReadKey, RegistryDep, SessionFactoryDep, SettingsDep
+from app.deps import ReadKey, RegistryDep, ServingDep
 from app.recommendations import service
 from app.recommendations.schemas import (
     RecommendationOut,
@@ -22,17 +22,15 @@ router = APIRouter(tags=["recommendations"], dependencies=[ReadKey])
     response_class=Response,
     responses={200: {"model": RecommendationOut, "content": {"application/json": {}}}},
 )
-async def recommend(
-    user_id: UserIdPath,
-    q: RecommendParams,
-    registry: RegistryDep,
-    cache: CacheDep,
-    factory: SessionFactoryDep,
-    settings: SettingsDep,
-) -> Response:
+async def recommend(user_id: UserIdPath, q: RecommendParams, serving: ServingDep) -> Response:
     """What to show this customer next, with a reason per item."""
     body = await service.recommend(
-        user_id, q, registry=registry, cache=cache, factory=factory, settings=settings
+        user_id,
+        q,
+        registry=serving.registry,
+        cache=serving.cache,
+        factory=serving.factory,
+        settings=serving.settings,
     )
     return Response(body, media_type="application/json")
 

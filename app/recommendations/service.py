@@ -8,7 +8,7 @@ from a stale entry. Retired items are filtered after the cache, so they never re
 from __future__ import annotations
 
 import hashlib
-import uuid
+import os
 from typing import Any
 
 import numpy as np
@@ -178,7 +178,7 @@ async def recommend(
     return orjson.dumps(
         {
             "user_id": user_id,
-            "recommendation_id": uuid.uuid4().hex,
+            "recommendation_id": os.urandom(16).hex(),
             "model_version": bundle.version if bundle else None,
             "source": payload["source"],
             "degraded": degraded or cache.degraded or not store_ok,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Response
 
-from app.deps import AdminKey, CacheDep, ReadKey, RegistryDep, SessionFactoryDep, SettingsDep
+from app.deps import AdminKey, ReadKey, RegistryDep, ServingDep, SettingsDep
 from app.schemas import UserIdPath
 from app.segments import service
 from app.segments.schemas import MembersOut, MembersParams, SegmentOut, SegmentsOut
@@ -20,16 +20,14 @@ router = APIRouter(tags=["segments"])
     response_class=Response,
     responses={200: {"model": SegmentOut, "content": {"application/json": {}}}},
 )
-async def get_segment(
-    user_id: UserIdPath,
-    registry: RegistryDep,
-    cache: CacheDep,
-    factory: SessionFactoryDep,
-    settings: SettingsDep,
-) -> Response:
+async def get_segment(user_id: UserIdPath, serving: ServingDep) -> Response:
     """Which segment this customer is in now, with RFM scores and group."""
     body = await service.segment(
-        user_id, registry=registry, cache=cache, factory=factory, settings=settings
+        user_id,
+        registry=serving.registry,
+        cache=serving.cache,
+        factory=serving.factory,
+        settings=serving.settings,
     )
     return Response(body, media_type="application/json")
 
