@@ -37,6 +37,8 @@ class Cache(Protocol):
 
     async def incr(self, key: str, ttl: float) -> int | None: ...
 
+    async def incr_many(self, keys: list[str], ttl: float) -> None: ...
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -97,6 +99,11 @@ class LocalCache:
         value = (int(current) if current is not None else 0) + 1
         self._put(key, value, ttl)
         return value
+
+    async def incr_many(self, keys: list[str], ttl: float) -> None:
+        """Increment several counters."""
+        for key in keys:
+            await self.incr(key, ttl)
 
     async def ping(self) -> bool:
         """Always reachable."""
@@ -195,6 +202,19 @@ class RedisCache:
             await self._failed(exc)
             return None
 
+    async def incr_many(self, keys: list[str], ttl: float) -> None:
+        """Increment several counters and refresh their TTLs in one round trip."""
+        if not keys or self.degraded:
+            return
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.incr(self.prefix + key)
+                    pipe.pexpire(self.prefix + key, max(1, int(ttl * 1000)))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            await self._failed(exc)
+
     async def ping(self) -> bool:
         """Whether Redis answers now (bypasses the breaker, closes it on success)."""
         try:
@@ -266,6 +286,11 @@ class TieredCache:
         """Counters live in the shared tier only; the local copy is dropped."""
         await self.local.delete(key)
         return await self.shared.incr(key, ttl)
+
+    async def incr_many(self, keys: list[str], ttl: float) -> None:
+        """Counters live in the shared tier only; the local copies are dropped."""
+        await self.local.delete(*keys)
+        await self.shared.incr_many(keys, ttl)
 
     async def ping(self) -> bool:
         """Whether the shared tier answers."""

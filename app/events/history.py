@@ -33,5 +33,4 @@ async def current_version(cache: Cache, user_id: str) -> int:
 
 async def bump_versions(cache: Cache, user_ids: Iterable[str], ttl: float) -> None:
     """Invalidate every cached answer and history of these users."""
-    for user_id in user_ids:
-        await cache.incr(version_key(user_id), ttl)
+    await cache.incr_many([version_key(user_id) for user_id in user_ids], ttl)

@@ -125,3 +125,13 @@ def test_get_many_in_one_call(cache):
         await cache.close()
 
     run(scenario())
+
+
+def test_incr_many(cache):
+    async def scenario():
+        await cache.incr("x", ttl=10)
+        await cache.incr_many(["x", "y"], ttl=10)
+        assert await cache.get_many(["x", "y"]) == [b"2", b"1"]
+        await cache.close()
+
+    run(scenario())
