@@ -288,10 +288,12 @@ def render(result: dict[str, Any]) -> str:
     """The whole markdown report of one run."""
     meta = result["meta"]
     parts = [
-        "`python -m benchmarks run` (about 25 minutes; `--quick`: under 5, when the prepared "
-        "store is cached) writes `benchmarks/results/<time>.json`; `python -m benchmarks readme` "
-        "rewrites this section from the newest one; `python -m benchmarks profile ENDPOINT` "
-        "records a worker with py-spy under load.",
+        "`python -m benchmarks run` (about 20 minutes; `--quick` about 3) writes "
+        "`benchmarks/results/<time>.json`; `python -m benchmarks readme` rewrites this section "
+        "from the newest one; `python -m benchmarks profile ENDPOINT` records a worker with "
+        "py-spy under load. The first run, and the first after a change to the schema or the ML "
+        "code, also imports and trains Online Retail (1 to 4 minutes; kept as PostgreSQL "
+        "template databases `tastemaker_bench_*` and under `benchmarks/results/cache/`).",
         f"Run `{meta['run_id']}` ({meta['mode']}), commit `{meta['commit']}`{' + local changes' if meta.get('dirty') else ''}, "
         f"{meta['cpus']} CPUs, wrk on the same machine over loopback; load average before the run "
         f"{meta['load_before']:.2f}, busiest share of CPU taken by other processes during a measurement "
