@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         description="Prefix of every Redis key (several deployments, one Redis).",
     )
     redis_timeout_seconds: float = Field(
-        0.05, gt=0, description="Socket timeout of each Redis call before degrading."
+        0.25, gt=0, description="Socket timeout of each Redis call before degrading."
     )
     segment_algorithm: Literal["kmeans", "dbscan"] = Field(
         "kmeans", description="Which clustering labels GET /segment."

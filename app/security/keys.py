@@ -106,13 +106,16 @@ class KeyRing:
 
     async def refresh(self, *, force: bool = False) -> None:
         """Reload stored keys when stale; keep the last good set while the store is down."""
-        if not force and time.monotonic() - self._loaded_at < STORE_REFRESH_SECONDS:
+        now = time.monotonic()
+        if not force and now - self._loaded_at < STORE_REFRESH_SECONDS:
             return
+        # Claim the refresh before awaiting, so concurrent requests keep the current keys
+        # instead of each starting its own read.
+        self._loaded_at = now
         try:
             self._stored, self._store_has_keys = await run_in_threadpool(self._read_store)
-            self._loaded_at = time.monotonic()
         except SQLAlchemyError:
-            self._loaded_at = time.monotonic() - STORE_REFRESH_SECONDS / 2
+            self._loaded_at = now - STORE_REFRESH_SECONDS / 2
 
     @property
     def has_keys(self) -> bool:
