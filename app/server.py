@@ -23,12 +23,12 @@ def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _run_worker(host: str, port: int, reuse_port: bool) -> None:
+def _run_worker(factory: str, host: str, port: int, reuse_port: bool) -> None:
     # Short numpy scoring runs on the event loop; multi-threaded BLAS only adds latency there.
     threadpool_limits(1)
     sock = _bind(host, port, reuse_port)
     config = uvicorn.Config(
-        "app.main:create_app",
+        factory,
         factory=True,
         log_level="info",
         access_log=False,
@@ -39,25 +39,30 @@ def _run_worker(host: str, port: int, reuse_port: bool) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def serve(settings: Settings) -> None:
-    """Serve with `settings.workers` processes (one socket each with SO_REUSEPORT)."""
-    if settings.workers == 1:
-        _run_worker(settings.host, settings.port, reuse_port=False)
+def run_workers(factory: str, host: str, port: int, workers: int) -> None:
+    """Serve the app that `factory` ("module:function") builds with `workers` processes."""
+    if workers == 1:
+        _run_worker(factory, host, port, reuse_port=False)
         return
     # One listening socket per worker: a shared socket lets one worker take every
     # keep-alive connection (measured on this machine).
     ctx = multiprocessing.get_context("spawn")
-    workers = [
-        ctx.Process(target=_run_worker, args=(settings.host, settings.port, True), daemon=False)
-        for _ in range(settings.workers)
+    processes = [
+        ctx.Process(target=_run_worker, args=(factory, host, port, True), daemon=False)
+        for _ in range(workers)
     ]
-    for worker in workers:
-        worker.start()
+    for process in processes:
+        process.start()
     try:
-        for worker in workers:
-            worker.join()
+        for process in processes:
+            process.join()
     except KeyboardInterrupt:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.join()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()
+
+
+def serve(settings: Settings) -> None:
+    """Serve Tastemaker with `settings.workers` processes (one SO_REUSEPORT socket each)."""
+    run_workers("app.main:create_app", settings.host, settings.port, settings.workers)

@@ -11,14 +11,12 @@ httptools, no access log, one ``SO_REUSEPORT`` socket per worker process started
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
-import socket
 
 import orjson
-import uvicorn
 from fastapi import FastAPI, Response
-from threadpoolctl import threadpool_limits
+
+from app.server import run_workers
 
 PAYLOAD_ENV = "TASTEMAKER_BENCH_PAYLOAD_BYTES"
 
@@ -47,53 +45,9 @@ def create_app() -> FastAPI:
     return app
 
 
-def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
-    """A listening socket set up as app.server does it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _run_worker(host: str, port: int, reuse_port: bool) -> None:
-    """One uvicorn worker with the service's settings."""
-    threadpool_limits(1)
-    config = uvicorn.Config(
-        "benchmarks.baseline_app:create_app",
-        factory=True,
-        log_level="info",
-        access_log=False,
-        lifespan="on",
-        loop="uvloop",
-        http="httptools",
-    )
-    uvicorn.Server(config).run(sockets=[_bind(host, port, reuse_port)])
-
-
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve with `workers` processes, one SO_REUSEPORT socket each (as app.server.serve)."""
-    if workers == 1:
-        _run_worker(host, port, reuse_port=False)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    processes = [
-        ctx.Process(target=_run_worker, args=(host, port, True), daemon=False)
-        for _ in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        for process in processes:
-            process.join()
-    except KeyboardInterrupt:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.join()
+    """Serve the baseline exactly as the service is served (app.server.run_workers)."""
+    run_workers("benchmarks.baseline_app:create_app", host, port, workers)
 
 
 def main() -> None:
