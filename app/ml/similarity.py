@@ -176,6 +176,23 @@ def row_norms(matrix: sparse.csr_matrix) -> NDArray[np.float64]:
     return np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
 
 
+def _row_cosine(
+    rows: sparse.csr_matrix, *, k: int | None, shrink: float, max_block_entries: int
+) -> sparse.csr_matrix:
+    """Shrunk cosine between the rows of ``rows``, top-k per row, without self-similarity."""
+    norms = row_norms(rows)
+    return blocked_top_k_product(
+        rows,
+        rows.T.tocsr(),
+        k=k,
+        row_norms=norms,
+        col_norms=norms,
+        shrink=shrink,
+        exclude_diagonal=True,
+        max_block_entries=max_block_entries,
+    )
+
+
 def item_similarity(
     interactions: sparse.csr_matrix,
     *,
@@ -206,17 +223,7 @@ def item_similarity(
     items = x.T.tocsr()
     if kind == "pearson":
         items = center_nonzeros(items)
-    norms = row_norms(items)
-    return blocked_top_k_product(
-        items,
-        items.T.tocsr(),
-        k=k,
-        row_norms=norms,
-        col_norms=norms,
-        shrink=shrink,
-        exclude_diagonal=True,
-        max_block_entries=max_block_entries,
-    )
+    return _row_cosine(items, k=k, shrink=shrink, max_block_entries=max_block_entries)
 
 
 def user_similarity(
@@ -240,17 +247,7 @@ def user_similarity(
     x = sparse.csr_matrix(interactions, dtype=np.float64)
     if kind == "pearson":
         x = center_nonzeros(x)
-    norms = row_norms(x)
-    return blocked_top_k_product(
-        x,
-        x.T.tocsr(),
-        k=k,
-        row_norms=norms,
-        col_norms=norms,
-        shrink=shrink,
-        exclude_diagonal=True,
-        max_block_entries=max_block_entries,
-    )
+    return _row_cosine(x, k=k, shrink=shrink, max_block_entries=max_block_entries)
 
 
 def gather_rows_score(
