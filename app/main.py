@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -71,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = ModelRegistry(settings, app.state.sessionmaker)
         await registry.start()
         app.state.registry = registry
+        # Everything alive now lives as long as the worker: keep it out of the cyclic GC, whose
+        # full collections would otherwise rescan it (~100 ms stalls at the tail under load).
+        gc.freeze()
         schedule = None
         if settings.retrain_every_minutes or settings.retrain_after_events:
             schedule = asyncio.create_task(run_schedule(app.state.sessionmaker, settings))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from dataclasses import dataclass, field
@@ -215,6 +216,7 @@ class ModelRegistry:
         if self.deleted_users:
             bundle.recommender.forget_users(sorted(self.deleted_users))
         self.current = bundle  # one reference assignment: requests in flight keep the old one
+        gc.freeze()  # the bundle's objects are long-lived: out of the cyclic GC's full scans
         self.state = "loaded"
         self._rebuild_mask()
         log.info("serving model version %s", bundle.version)
