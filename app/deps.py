@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar, get_origin
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.cache import Cache
@@ -50,6 +52,53 @@ async def get_registry(request: Request) -> ModelRegistry:
 async def get_session_factory(request: Request) -> sessionmaker[Session]:
     """The session factory, for cache-first paths that touch the store only on a miss."""
     return request.app.state.sessionmaker
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def query_model(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency that validates the query string into `model` (declare it `frozen`).
+
+    It answers as FastAPI's ``Annotated[Model, Query()]`` does (422 with ``query.<field>`` paths,
+    repeated parameters for list fields, unknown parameters ignored) at a fraction of the cost:
+    FastAPI's query-model resolution took a quarter of a cached ``/recommend``. A request without
+    a query string gets one shared default instance. Document the parameters with
+    ``openapi_extra=query_openapi(model)`` on the route.
+    """
+    lists = frozenset(
+        name for name, field in model.model_fields.items() if get_origin(field.annotation) is list
+    )
+    default = model()
+
+    async def dependency(request: Request) -> M:
+        params = request.query_params
+        if not params:
+            return default
+        data = {key: params.getlist(key) if key in lists else params[key] for key in params}
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            raise RequestValidationError(
+                [{**e, "loc": ("query", *e["loc"])} for e in errors]
+            ) from None
+
+    return dependency
+
+
+def query_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI query parameters of `model`, as FastAPI would document them."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, field_schema in schema["properties"].items():
+        parameter = {"name": name, "in": "query", "required": name in required}
+        parameter["schema"] = field_schema
+        if "description" in field_schema:
+            parameter["description"] = field_schema["description"]
+        parameters.append(parameter)
+    return {"parameters": parameters}
 
 
 def _presented_key(request: Request) -> str | None:

@@ -104,14 +104,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     install_error_handlers(app)
     install_database_error_handlers(app)
+    # Routes are matched in this order, one router after another: the hot paths first.
     routers = (
-        health.router,
+        recommendations_router,
+        segments_router,
         events_router,
+        health.router,
         webhooks_router,
         catalog_router,
         customers_router,
-        recommendations_router,
-        segments_router,
         training_router,
     )
     for router in routers:

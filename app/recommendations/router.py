@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import ReadKey, RegistryDep, ServingDep
+from app.deps import ReadKey, RegistryDep, ServingDep, query_openapi
 from app.recommendations import service
 from app.recommendations.schemas import (
     RecommendationOut,
     RecommendParams,
+    RecommendQuery,
     SimilarOut,
     SimilarParams,
+    SimilarQuery,
 )
 from app.schemas import ItemIdPath, UserIdPath
 
@@ -21,6 +23,7 @@ router = APIRouter(tags=["recommendations"], dependencies=[ReadKey])
     "/recommend/{user_id}",
     response_class=Response,
     responses={200: {"model": RecommendationOut, "content": {"application/json": {}}}},
+    openapi_extra=query_openapi(RecommendQuery),
 )
 async def recommend(user_id: UserIdPath, q: RecommendParams, serving: ServingDep) -> Response:
     """What to show this customer next, with a reason per item."""
@@ -35,7 +38,7 @@ async def recommend(user_id: UserIdPath, q: RecommendParams, serving: ServingDep
     return Response(body, media_type="application/json")
 
 
-@router.get("/items/{item_id}/similar")
+@router.get("/items/{item_id}/similar", openapi_extra=query_openapi(SimilarQuery))
 async def similar_items(item_id: ItemIdPath, q: SimilarParams, registry: RegistryDep) -> SimilarOut:
     """Items similar to this one ("customers also bought"; content for new items)."""
     return SimilarOut.model_validate(service.similar(item_id, q, registry))

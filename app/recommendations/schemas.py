@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query
-from pydantic import BaseModel, Field
+from fastapi import Depends
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.deps import query_model
 from app.schemas import ID_MAX_LENGTH, ID_PATTERN
 
 MAX_N = 100
@@ -15,6 +16,8 @@ MAX_OFFSET = 200
 
 class RecommendQuery(BaseModel):
     """Options of GET /recommend/{user_id}."""
+
+    model_config = ConfigDict(frozen=True)
 
     n: int = Field(10, ge=1, le=MAX_N, description="How many items")
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Skip this many (pagination)")
@@ -28,7 +31,7 @@ class RecommendQuery(BaseModel):
     explain: bool = Field(True, description="Say why each item is recommended")
 
 
-RecommendParams = Annotated[RecommendQuery, Query()]
+RecommendParams = Annotated[RecommendQuery, Depends(query_model(RecommendQuery))]
 
 
 class ReasonOut(BaseModel):
@@ -62,10 +65,12 @@ class RecommendationOut(BaseModel):
 class SimilarQuery(BaseModel):
     """Options of GET /items/{item_id}/similar."""
 
+    model_config = ConfigDict(frozen=True)
+
     n: int = Field(10, ge=1, le=MAX_N)
 
 
-SimilarParams = Annotated[SimilarQuery, Query()]
+SimilarParams = Annotated[SimilarQuery, Depends(query_model(SimilarQuery))]
 
 
 class SimilarOut(BaseModel):

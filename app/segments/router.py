@@ -6,10 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Response
 
-from app.deps import AdminKey, ReadKey, RegistryDep, ServingDep, SettingsDep
+from app.deps import AdminKey, ReadKey, RegistryDep, ServingDep, SettingsDep, query_openapi
 from app.schemas import UserIdPath
 from app.segments import service
-from app.segments.schemas import MembersOut, MembersParams, SegmentOut, SegmentsOut
+from app.segments.schemas import (
+    MembersOut,
+    MembersParams,
+    MembersQuery,
+    SegmentOut,
+    SegmentsOut,
+)
 
 router = APIRouter(tags=["segments"])
 
@@ -42,6 +48,7 @@ async def list_segments(registry: RegistryDep, settings: SettingsDep) -> Segment
     "/segments/{segment_id}/users",
     dependencies=[AdminKey],
     responses={200: {"content": {"text/csv": {}}}},
+    openapi_extra=query_openapi(MembersQuery),
 )
 async def segment_members(
     segment_id: Annotated[int, Path(ge=-2, le=10_000)],

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Query
-from pydantic import BaseModel, Field
+from fastapi import Depends
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.deps import query_model
 from app.schemas import ID_MAX_LENGTH, ID_PATTERN
 
 
@@ -60,6 +61,8 @@ class SegmentsOut(BaseModel):
 class MembersQuery(BaseModel):
     """Pagination of a segment's members."""
 
+    model_config = ConfigDict(frozen=True)
+
     cursor: str | None = Field(
         None,
         min_length=1,
@@ -70,7 +73,7 @@ class MembersQuery(BaseModel):
     limit: int = Field(100, ge=1, le=1000)
 
 
-MembersParams = Annotated[MembersQuery, Query()]
+MembersParams = Annotated[MembersQuery, Depends(query_model(MembersQuery))]
 
 
 class MembersOut(BaseModel):

@@ -47,7 +47,13 @@ def app_client(tmp_path_factory, sqlite_template):
 
     path = tmp_path_factory.mktemp("prop") / "db.sqlite"
     shutil.copy(sqlite_template, path)
-    app = create_app(Settings(database_url=f"sqlite:///{path}", model_dir=path.parent / "m"))
+    # Hypothesis posts faster than the default write limit (200/s): limits are test_security's.
+    unlimited = {"read": "100000/second", "write": "100000/second", "admin": "100000/second"}
+    app = create_app(
+        Settings(
+            database_url=f"sqlite:///{path}", model_dir=path.parent / "m", rate_limits=unlimited
+        )
+    )
     with TestClient(app) as client:
         yield client
 
