@@ -114,6 +114,16 @@ class LocalCache:
         self._data.clear()
 
 
+# INCR and PEXPIRE every key; ARGV[1] is the TTL in milliseconds.
+_INCR_MANY = """
+for _, key in ipairs(KEYS) do
+    redis.call('INCR', key)
+    redis.call('PEXPIRE', key, ARGV[1])
+end
+return #KEYS
+"""
+
+
 class RedisCache:
     """Redis behind a circuit breaker: failures become misses, never exceptions."""
 
@@ -135,6 +145,7 @@ class RedisCache:
             health_check_interval=0,
         )
         self._open_until = 0.0
+        self._incr_many = self._client.register_script(_INCR_MANY)
 
     @property
     def degraded(self) -> bool:
@@ -203,15 +214,17 @@ class RedisCache:
             return None
 
     async def incr_many(self, keys: list[str], ttl: float) -> None:
-        """Increment several counters and refresh their TTLs in one round trip."""
+        """Increment several counters and refresh their TTLs in one command (a Lua script).
+
+        A pipeline of INCR + PEXPIRE per key cost a third of a 500-event ingest in redis-py's
+        command packing alone; the script sends the keys once.
+        """
         if not keys or self.degraded:
             return
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.incr(self.prefix + key)
-                    pipe.pexpire(self.prefix + key, max(1, int(ttl * 1000)))
-                await pipe.execute()
+            await self._incr_many(
+                keys=[self.prefix + k for k in keys], args=[max(1, int(ttl * 1000))]
+            )
         except (RedisError, OSError) as exc:
             await self._failed(exc)
 
