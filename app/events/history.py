@@ -25,12 +25,6 @@ def history_key(user_id: str, version: int) -> str:
     return f"hist{HISTORY_FORMAT}:{user_id}:{version}"
 
 
-async def current_version(cache: Cache, user_id: str) -> int:
-    """The user's history version (0 when never written or the cache forgot it)."""
-    raw = await cache.get(version_key(user_id))
-    return int(raw) if raw else 0
-
-
 async def bump_versions(cache: Cache, user_ids: Iterable[str], ttl: float) -> None:
     """Invalidate every cached answer and history of these users."""
     await cache.incr_many([version_key(user_id) for user_id in user_ids], ttl)
