@@ -59,7 +59,10 @@ class RecommenderConfig:
 
     Build it from untrusted input with :meth:`from_dict`, which rejects unknown keys.
     ``min_content_weight`` floors the tuned content weight (as a share of the largest weight)
-    so that items nobody has bought yet stay reachable.
+    so that items nobody has bought yet stay reachable. ``content_max_postings`` bounds how many
+    items one term links (exact below it, see :class:`ContentTfidf`) and ``eval_max_users`` how
+    many users evaluation scores (a seeded sample beyond it), so that neither phase grows with
+    the square of the shop.
     """
 
     event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
@@ -83,10 +86,12 @@ class RecommenderConfig:
     content_min_df: int = 1
     content_ngram_max: int = 1
     content_stop_words: str | None = "english"
+    content_max_postings: int = 400
     trending_window_days: float = 30.0
     trending_half_life_days: float = 7.0
     evaluate: bool = True
     eval_k: int = 10
+    eval_max_users: int = 10_000
     holdout_fraction: float = 0.2
     min_interactions: int = 2
     tune: bool = True
@@ -554,7 +559,24 @@ def _with_content_floor(weights: dict[str, float], floor: float) -> dict[str, fl
     return {**weights, "content": max(weights["content"], floor * top)}
 
 
-def _evaluate(fitted: _Fitted, blender: Blender, test: sparse.csr_matrix, k: int) -> dict:
+def _evaluated_users(
+    test: sparse.csr_matrix, max_users: int | None, seed: int
+) -> NDArray[np.int64]:
+    """Users with held-out items; a seeded sample of ``max_users`` of them when there are more.
+
+    Scoring is users x items, so without the cap evaluation alone grows with the square of
+    the shop. Per-user NDCG@10 spreads with a standard deviation near 0.3, so 10,000 users
+    leave a standard error near 0.003.
+    """
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    if max_users is not None and len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    return users
+
+
+def _evaluate(
+    fitted: _Fitted, blender: Blender, test: sparse.csr_matrix, k: int, users: NDArray[np.int64]
+) -> dict:
     """Metrics of every model and of the served blend; each model scores a batch once."""
     models = dict(fitted.models)
     models.setdefault("popularity", fitted.popularity)
@@ -566,7 +588,7 @@ def _evaluate(fitted: _Fitted, blender: Blender, test: sparse.csr_matrix, k: int
         out["served"] = blender.rank_rows(scores, n, masks)
         return out
 
-    results = evaluate_rankers(rank_rows, fitted.X, test, k=k, history=fitted.history)
+    results = evaluate_rankers(rank_rows, fitted.X, test, k=k, users=users, history=fitted.history)
 
     def rank_untimed(histories: sparse.csr_matrix, n: int) -> dict[str, list[NDArray[np.int64]]]:
         masks = history_masks(histories)
@@ -574,7 +596,7 @@ def _evaluate(fitted: _Fitted, blender: Blender, test: sparse.csr_matrix, k: int
         return {"served_without_history_times": blender.rank_rows(scores, n, masks)}
 
     # The same blend when the caller sends no event times (no recency weighting).
-    results.update(evaluate_rankers(rank_untimed, fitted.X, test, k=k))
+    results.update(evaluate_rankers(rank_untimed, fitted.X, test, k=k, users=users))
     empty = ranking_metrics({}, {}, n_items=test.shape[1], k=k)  # no user has a holdout
     names = [*models, "served", "served_without_history_times"]
     return {name: results.get(name, empty) for name in names}
@@ -637,6 +659,7 @@ def _train(
             min_df=config.content_min_df,
             stop_words=config.content_stop_words,
             ngram_range=(1, config.content_ngram_max),
+            max_postings=config.content_max_postings,
             max_block_entries=config.max_block_entries,
         ).fit(_item_texts(catalog, items))
         timings["content"] = time.perf_counter() - t0
@@ -687,9 +710,12 @@ def _train(
             say("evaluation: scoring the holdout")
             k = config.eval_k
             served_weights = weights if weights is not None else dict.fromkeys(fitted.models, 1.0)
-            per_model = _evaluate(fitted, _blender(fitted, served_weights), split.test, k)
+            evaluated = _evaluated_users(split.test, config.eval_max_users, config.seed)
+            blender = _blender(fitted, served_weights)
+            per_model = _evaluate(fitted, blender, split.test, k, evaluated)
             timings["evaluation.score"] = time.perf_counter() - t0
-            metrics = {"protocol": {**split.protocol, "k": k}, "models": per_model}
+            protocol = {**split.protocol, "k": k, "evaluated_users": len(evaluated)}
+            metrics = {"protocol": protocol, "models": per_model}
     if weights is None:
         weights = dict.fromkeys(config.models, 1.0)
     blend_info["weights"] = weights

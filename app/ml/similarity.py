@@ -94,6 +94,7 @@ def blocked_top_k_product(
     shrink: float = 0.0,
     exclude_diagonal: bool = False,
     max_block_entries: int = DEFAULT_MAX_BLOCK_ENTRIES,
+    dense_block_density: float = _DENSE_BLOCK_DENSITY,
 ) -> sparse.csr_matrix:
     """Compute ``left @ right`` scaled and pruned to the top ``k`` positive entries per row.
 
@@ -111,6 +112,10 @@ def blocked_top_k_product(
         Added to the denominator: damps similarities supported by few co-occurrences.
     exclude_diagonal : bool
         Drop ``(r, r)`` cells (self-similarity) when ``n == m``.
+    dense_block_density : float
+        A block whose product has more than this share of non-zero cells is pruned densely
+        (over all ``m`` columns), the others sparsely (over their non-zeros); 1.0 keeps every
+        block sparse, which suits products with a bounded number of non-zeros per row.
 
     Returns
     -------
@@ -128,7 +133,7 @@ def blocked_top_k_product(
     for lo in range(0, n, block_rows):
         hi = min(n, lo + block_rows)
         prod = (left[lo:hi] @ right).tocsr()  # no duplicates; indices need not be sorted
-        if prod.nnz > _DENSE_BLOCK_DENSITY * (hi - lo) * m:
+        if prod.nnz > dense_block_density * (hi - lo) * m:
             dense = prod.toarray()
             denom = rn[lo:hi, None] * cn[None, :] + shrink
             np.divide(dense, denom, out=dense, where=denom > 0)

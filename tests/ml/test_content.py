@@ -45,3 +45,38 @@ def test_empty_texts_give_no_neighbours() -> None:
     model = ContentTfidf(max_df=1.0).fit(["lamp", "", "lamp shade"])
     assert model.similarity_.getrow(1).nnz == 0
     assert model.similarity_[0, 2] > 0
+
+
+def test_long_postings_link_items_only_within_groups() -> None:
+    texts = ["common"] * 10
+    exact = ContentTfidf(k=None, max_df=1.0, max_postings=None).fit(texts)
+    grouped = ContentTfidf(k=None, max_df=1.0, max_postings=5).fit(texts)
+    assert (np.diff(exact.similarity_.indptr) == 9).all()
+    # "common" is in 10 items: two groups of 5, each item linked to the 4 others in its group.
+    assert (np.diff(grouped.similarity_.indptr) == 4).all()
+    assert np.allclose(grouped.similarity_.data, 1.0)
+
+
+def test_grouping_keeps_items_sharing_a_rare_term_together() -> None:
+    # "common" is split into groups of 2; the rarity order pairs the items sharing a tag.
+    texts = [f"common tag{i % 4} word{i}" for i in range(8)]
+    exact = ContentTfidf(k=1, max_df=1.0, max_postings=None).fit(texts).similarity_
+    grouped = ContentTfidf(k=1, max_df=1.0, max_postings=2).fit(texts).similarity_
+    partners = [
+        grouped.indices[grouped.indptr[i] : grouped.indptr[i + 1]].tolist() for i in range(8)
+    ]
+    assert partners == [[(i + 4) % 8] for i in range(8)]
+    assert np.allclose(grouped.toarray(), exact.toarray(), atol=1e-6)
+
+
+def test_grouped_similarity_is_exact_below_the_cap_and_a_lower_bound_above() -> None:
+    rng = np.random.default_rng(0)
+    words = [f"w{j}" for j in range(30)]
+    texts = [" ".join(rng.choice(words, size=6, replace=False)) for _ in range(200)]
+    exact = ContentTfidf(k=None, max_df=1.0, max_postings=None).fit(texts).similarity_.toarray()
+    same = ContentTfidf(k=None, max_df=1.0, max_postings=200).fit(texts).similarity_.toarray()
+    np.testing.assert_allclose(same, exact, atol=1e-6)
+    grouped = ContentTfidf(k=None, max_df=1.0, max_postings=10).fit(texts).similarity_.toarray()
+    assert (grouped <= exact + 1e-6).all()
+    assert (grouped > 0).sum() < (exact > 0).sum()
+    assert ((grouped > 0).sum(axis=1) <= 6 * 9).all()  # at most 9 others per term
