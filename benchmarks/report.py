@@ -288,7 +288,7 @@ def render(result: dict[str, Any]) -> str:
     """The whole markdown report of one run."""
     meta = result["meta"]
     parts = [
-        "`python -m benchmarks run` (about 20 minutes; `--quick` about 3) writes "
+        "`python -m benchmarks run` (12 to 20 minutes on a 2-core machine; `--quick` about 3) writes "
         "`benchmarks/results/<time>.json`; `python -m benchmarks readme` rewrites this section "
         "from the newest one; `python -m benchmarks profile ENDPOINT` records a worker with "
         "py-spy under load. The first run, and the first after a change to the schema or the ML "
