@@ -49,11 +49,6 @@ async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-async def get_session_factory(request: Request) -> sessionmaker[Session]:
-    """The session factory, for cache-first paths that touch the store only on a miss."""
-    return request.app.state.sessionmaker
-
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -93,8 +88,12 @@ def query_openapi(model: type[BaseModel]) -> dict[str, Any]:
     required = set(schema.get("required", ()))
     parameters = []
     for name, field_schema in schema["properties"].items():
-        parameter = {"name": name, "in": "query", "required": name in required}
-        parameter["schema"] = field_schema
+        parameter = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": field_schema,
+        }
         if "description" in field_schema:
             parameter["description"] = field_schema["description"]
         parameters.append(parameter)
@@ -144,7 +143,6 @@ CacheDep = Annotated[Cache, Depends(get_cache)]
 # scope="function": commit before the response is sent, so a failed commit is the answer.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 ServingDep = Annotated[Serving, Depends(get_serving)]
 ReadKey = Depends(require("read"))
 WriteKey = Depends(require("write"))

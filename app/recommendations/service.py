@@ -156,20 +156,19 @@ async def recommend(
     """The JSON answer of GET /recommend/{user_id}, serialised once."""
     bundle = registry.current  # this request's bundle, whatever a swap does meanwhile
     model_tag = bundle.version if bundle else "fallback"
-    # One round trip for both the user's history version and the cached answer: the answer
-    # records the version it was computed at and only counts as a hit when that is current.
     key = f"rec:{model_tag}:{user_id}:{_options_key(q)}"
-    raw_version, cached = await cache.get_many([history.version_key(user_id), key])
-    version = int(raw_version) if raw_version else 0
+    version, cached = await history.read_stamped(cache, user_id, key)
     # Read per request: the breaker may close again before the answer is built.
     degraded = cache.degraded
-    payload = orjson.loads(cached) if cached is not None else None
     store_ok = True
-    if payload is None or payload.get("v") != version:
+    if cached is not None:
+        payload = orjson.loads(cached)
+    else:
         ctx, store_ok = await _user_context(user_id, version, cache, factory, settings)
-        payload = {"v": version, **_compute(bundle, registry, user_id, ctx, q, settings)}
+        payload = _compute(bundle, registry, user_id, ctx, q, settings)
         if store_ok:
-            await cache.set(key, orjson.dumps(payload), settings.cache_ttl_seconds)
+            body = history.stamped(version, orjson.dumps(payload))
+            await cache.set(key, body, settings.cache_ttl_seconds)
     unavailable = registry.unavailable
     items = [it for it in payload["items"] if it["item_id"] not in unavailable]
     items = items[q.offset : q.offset + q.n]

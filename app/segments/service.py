@@ -73,15 +73,10 @@ async def segment(
 ) -> bytes:
     """The JSON answer of GET /segment/{user_id}, from the user's live behaviour."""
     bundle = _bundle(registry)
-    # One round trip for the user's history version and the cached answer, which is stored
-    # as b"<version>\n<body>" and only counts as a hit at the current version.
     key = f"seg:{bundle.version}:{settings.segment_algorithm}:{user_id}"
-    raw_version, cached = await cache.get_many([history.version_key(user_id), key])
-    stamp = raw_version or b"0"
+    version, cached = await history.read_stamped(cache, user_id, key)
     if cached is not None:
-        cached_stamp, _, body = cached.partition(b"\n")
-        if cached_stamp == stamp:
-            return body
+        return cached
 
     def read() -> list[Any] | None:
         with factory() as session:
@@ -96,7 +91,7 @@ async def segment(
     if rows is None:
         raise NotFound(f"user {user_id!r} does not exist")
     body = orjson.dumps(_assign(bundle, user_id, rows, settings.segment_algorithm))
-    await cache.set(key, stamp + b"\n" + body, settings.cache_ttl_seconds)
+    await cache.set(key, history.stamped(version, body), settings.cache_ttl_seconds)
     return body
 
 
