@@ -94,11 +94,15 @@ def _cmdline(pid: int) -> bytes:
 
 def store_process_cpu(roots: list[int], marker: bytes) -> dict[int, float]:
     """CPU seconds of our store processes: `roots[1:]` whole, and under `roots[0]` (the
-    PostgreSQL postmaster) only backends whose title contains `marker`, our database's name,
-    so backends of other databases on the shared server are not counted."""
+    PostgreSQL postmaster; 0 when it was not found) only backends whose title contains
+    `marker`, our database's name, so backends of other databases are not counted."""
     out = {}
     postmaster, others = roots[0], roots[1:]
-    backends = [p for p in descendants(postmaster) if p != postmaster and marker in _cmdline(p)]
+    backends = (
+        [p for p in descendants(postmaster) if p != postmaster and marker in _cmdline(p)]
+        if postmaster
+        else []
+    )
     for pid in [*backends, *others]:
         fields = _stat_fields(pid)
         if fields is not None:
@@ -120,7 +124,7 @@ class CpuSample:
         return sum(cpu - self.stores.get(pid, 0.0) for pid, cpu in later.stores.items())
 
 
-def sample_cpu(server_root: int, store_roots: list[int], marker: bytes = b"\x00") -> CpuSample:
+def sample_cpu(server_root: int, store_roots: list[int], marker: bytes) -> CpuSample:
     """Read every CPU counter the serving figures need."""
     return CpuSample(
         tree_cpu_seconds([server_root]),
@@ -183,3 +187,8 @@ def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
         process.wait(timeout=timeout)
     except ProcessLookupError:
         pass
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes of every file under `path`."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,16 +29,15 @@ import orjson
 import redis
 from sqlalchemy import create_engine, insert, text
 
-from benchmarks import procs, store
+from app.ml.synthetic import EVENT_TYPES
+from benchmarks import procs, report, store
 from benchmarks.wrk import Workload, run_wrk
 
 Say = Callable[[str], None]
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 STORE_MARKER = f" {store.BENCH_DB} ".encode()  # in the process title of our backends
 EVENTS_PER_BATCH = 500
 RATE_LIMITS = '{"read": "10000000/second", "write": "10000000/second", "admin": "10000000/second"}'
 PRIMED = ("recommend_cached", "segment")  # measured as cache hits: every id is requested first
-EVENT_TYPES = ("view", "click", "add_to_cart", "purchase")
 EVENT_TYPE_SHARES = (0.6, 0.2, 0.12, 0.08)
 
 
@@ -74,7 +73,6 @@ class Server:
     workers: int
     log: Path
     start_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -528,7 +526,7 @@ def run_serving(
             f"sqlite:///{sqlite_file}", ids, plan.ingest_baseline_s, f"s{workers}"
         )
         out["ingest_baseline"].append({"backend": "sqlite", "workers_run": workers, **bulk})
-    kept = RESULTS_DIR / f"{run_id}-logs"
+    kept = report.RESULTS_DIR / f"{run_id}-logs"
     shutil.copytree(logs, kept, dirs_exist_ok=True)
     shutil.rmtree(work / "sqlite-data", ignore_errors=True)
     out["users"] = len(ids.users) if ids else 0
@@ -592,7 +590,7 @@ def serve_bundle_memory(
                     "backend": "sqlite",
                     "workers": workers,
                     "bundle": f"synthetic-{len(item_ids)}-items",
-                    "bundle_mib": round(_dir_mib(bundle), 1),
+                    "bundle_mib": round(procs.dir_bytes(bundle) / 2**20, 1),
                     "ready_s": round(server.start_s, 2),
                     "after_start": idle,
                     "after_load": memory_of(server),
@@ -607,8 +605,3 @@ def serve_bundle_memory(
             server.stop()
     shutil.rmtree(data_dir, ignore_errors=True)
     return out
-
-
-def _dir_mib(path: Path) -> float:
-    """Size of the files under `path` in MiB."""
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20

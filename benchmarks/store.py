@@ -125,9 +125,8 @@ def store_roots() -> list[int]:
     try:
         with engine.connect() as conn:
             backend = conn.scalar(text("SELECT pg_backend_pid()"))
-        postmaster = parent_of(int(backend))
-        if postmaster:
-            roots.append(postmaster)
+        # 0 when not found: roots[0] is always the postmaster's place (procs.store_process_cpu).
+        roots.append(parent_of(int(backend)) or 0)
     finally:
         engine.dispose()
     client = redis.Redis.from_url(REDIS_URL)

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import procs
+
 # Sizes: events, users, items. Users and items grow with the events, up to 100k items.
 FULL_SIZES = (
     (1_000_000, 50_000, 25_000),
@@ -48,11 +50,6 @@ def _vm_hwm_bytes() -> int:
     return 0
 
 
-def _dir_size(path: Path) -> int:
-    """Bytes of every file under `path`."""
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def fit_once(n_events: int, n_users: int, n_items: int, directory: Path) -> dict[str, Any]:
     """Generate a shop, fit the bundle into `directory`, return timings and sizes (in-process)."""
     import numpy as np
@@ -60,8 +57,8 @@ def fit_once(n_events: int, n_users: int, n_items: int, directory: Path) -> dict
     from app.config import Settings
     from app.ml.bundle import write_manifest
     from app.ml.interactions import Catalog
-    from app.ml.synthetic import generate_shop
-    from app.training.pipeline import TrainingData, fit_bundle
+    from app.ml.synthetic import EVENT_TYPES, generate_shop
+    from app.training.pipeline import TrainingData, fit_bundle, served_ndcg
 
     started = time.perf_counter()
     shop = generate_shop(n_users=n_users, n_items=n_items, n_events=n_events, seed=0)
@@ -69,7 +66,7 @@ def fit_once(n_events: int, n_users: int, n_items: int, directory: Path) -> dict
     # Object arrays with one str per distinct id, as load_training_data builds them.
     user_table = np.array(ev.user_id_table.tolist(), dtype=object)
     item_table = np.array(ev.item_id_table.tolist(), dtype=object)
-    type_table = np.array(["view", "click", "add_to_cart", "purchase"], dtype=object)
+    type_table = np.array(EVENT_TYPES, dtype=object)  # ev.type_code indexes it
     order_ids = np.array(ev.order_id.tolist(), dtype=object)
     data = TrainingData(
         user_ids=user_table[ev.user_index],
@@ -113,20 +110,16 @@ def fit_once(n_events: int, n_users: int, n_items: int, directory: Path) -> dict
         "fit_s": round(fit_s, 2),
         "phases_s": {k: round(v, 2) for k, v in timings.items()},
         "recommender_phases_s": dict(_LAST_RECOMMENDER_TIMINGS),
-        "served_ndcg": _served_ndcg(metrics),
-        "bundle_bytes": _dir_size(directory),
+        "served_ndcg": _rounded(served_ndcg(metrics)),
+        "bundle_bytes": procs.dir_bytes(directory),
         "peak_rss_before_fit_bytes": rss_before_fit,
         "peak_rss_bytes": _vm_hwm_bytes(),
         "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
 
-def _served_ndcg(metrics: dict[str, Any]) -> float | None:
-    """NDCG@10 of the served blend, if evaluated."""
-    try:
-        return round(float(metrics["recommender"]["models"]["served"]["ndcg"]), 4)
-    except (KeyError, TypeError, ValueError):
-        return None
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 _LAST_RECOMMENDER_TIMINGS: dict[str, float] = {}
