@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db import pop_after_commit, utcnow
 from app.training import repository, service
+from app.training.models import TrainingRun
 
 log = logging.getLogger(__name__)
 CHECK_SECONDS = 30.0
@@ -29,14 +30,25 @@ def is_due(session: Session, settings: Settings) -> str | None:
         if last is None or utcnow() - last.requested_at >= period:
             return f"schedule: every {settings.retrain_every_minutes} minutes"
     if settings.retrain_after_events:
-        active = repository.active_version(session)
-        since = 0
-        if active is not None:
-            since = int(active.metrics.get("data", {}).get("last_event_id", 0))
-        new = repository.events_after(session, since)
+        new = repository.events_after(session, _trained_up_to(session, last))
         if new >= settings.retrain_after_events and (last is None or last.active_slot is None):
             return f"{new} new events since the active model"
     return None
+
+
+def _trained_up_to(session: Session, last: TrainingRun | None) -> int:
+    """The newest event id the active version or the last finished run was trained on.
+
+    The last run counts even when the quality gate kept its version inactive: otherwise the
+    same events would request a retrain again at every check.
+    """
+    ids = [0]
+    active = repository.active_version(session)
+    if active is not None:
+        ids.append(int((active.metrics or {}).get("data", {}).get("last_event_id", 0)))
+    if last is not None:
+        ids.append(int((last.metrics or {}).get("data", {}).get("last_event_id", 0)))
+    return max(ids)
 
 
 def _check_and_request(
@@ -53,10 +65,17 @@ def _check_and_request(
         return reason, pop_after_commit(session)
 
 
+def _interval(settings: Settings) -> float:
+    """Seconds between checks: a quarter of the period, within [1 s, CHECK_SECONDS]."""
+    if not settings.retrain_every_minutes:
+        return CHECK_SECONDS
+    return min(CHECK_SECONDS, max(1.0, settings.retrain_every_minutes * 60 / 4))
+
+
 async def run_schedule(factory: sessionmaker[Session], settings: Settings) -> None:
     """Check every few seconds whether a retrain is due, and request one."""
     while True:
-        await asyncio.sleep(min(CHECK_SECONDS, max(1.0, settings.retrain_every_minutes * 60 / 4)))
+        await asyncio.sleep(_interval(settings))
         try:
             reason, start = await run_in_threadpool(_check_and_request, factory, settings)
         except Exception:  # the schedule must survive a store outage

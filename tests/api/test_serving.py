@@ -389,3 +389,24 @@ def test_schedule_requests_a_retrain_after_new_events(trained, settings):
     every = settings.model_copy(update={"retrain_every_minutes": 60})
     with factory() as session:
         assert is_due(session, every) is None  # the last run was just now
+
+
+def test_schedule_does_not_retrain_again_on_events_a_kept_inactive_version_saw(trained, settings):
+    from sqlalchemy import func, select
+
+    from app.events.models import Event
+    from app.training import repository
+    from app.training.scheduler import is_due
+
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    due_settings = settings.model_copy(update={"retrain_after_events": 3})
+    events = [{"user_id": "gate", "item_id": "i00001", "type": "view"} for _ in range(3)]
+    trained.post("/events", json={"events": events})
+    with factory.begin() as session:
+        assert "3 new events" in is_due(session, due_settings)
+        # A run trained on those events, but the quality gate kept its version inactive.
+        last = repository.last_run(session)
+        newest = session.scalar(select(func.max(Event.id)))
+        last.metrics = {**(last.metrics or {}), "data": {"last_event_id": newest}}
+    with factory() as session:
+        assert is_due(session, due_settings) is None
