@@ -183,18 +183,14 @@ class ContentTfidf(ItemItemScorer):
             terms, idf = [], np.zeros(0, dtype=np.float32)
         # Rows are L2-normalised by the vectorizer, so the dot product is the cosine.
         df = np.bincount(tfidf.indices, minlength=tfidf.shape[1])
-        density: dict[str, float] = {}
         if self.max_postings is not None and df.max(initial=0) > self.max_postings:
             tfidf = split_long_postings(tfidf, self.max_postings, rarity_order(tfidf))
-            # At most max_postings candidates per term and row: every block stays sparse.
-            density = {"dense_block_density": 1.0}
         similarity = blocked_top_k_product(
             tfidf,
             tfidf.T.tocsr(),
             k=self.k,
             exclude_diagonal=True,
             max_block_entries=self.max_block_entries,
-            **density,
         )
         self.vocabulary_ = terms
         self.idf_ = idf

@@ -190,6 +190,27 @@ def ranking_metrics(
     return {name: round(out[name], 6) for name in METRICS}
 
 
+def sample_users(
+    held_out: sparse.csr_matrix, max_users: int | None, seed: int
+) -> NDArray[np.int64]:
+    """Users with held-out items; a seeded sample of ``max_users`` of them when there are more.
+
+    Scoring is users x items, so without a cap evaluation grows with the square of the shop.
+    Per-user NDCG@10 spreads with a standard deviation near 0.3, so 10,000 users leave a
+    standard error near 0.003.
+
+    Parameters
+    ----------
+    held_out : csr_matrix of shape (n_users, n_items)
+    max_users : int or None (None keeps every user)
+    seed : int
+    """
+    users = np.flatnonzero(np.diff(held_out.indptr) > 0)
+    if max_users is not None and len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    return users
+
+
 def evaluate_rankers(
     rank_rows: BatchRankFn,
     train: sparse.csr_matrix,

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from app.ml.evaluation import sample_users
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
 from app.ml.similarity import BaseScorer, top_n, top_n_rows
 
@@ -456,9 +457,7 @@ def tune_weights(
     (weights, report) : name -> weight (the largest is 1), and a JSON-able search summary.
     """
     names = list(models)
-    users = np.flatnonzero(np.diff(validation.indptr) > 0)
-    if max_users is not None and len(users) > max_users:
-        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    users = sample_users(validation, max_users, seed)
     if not names or len(users) == 0:
         return dict.fromkeys(names, 1.0), {"users": len(users), "objective": None}
     if history is None:

@@ -13,8 +13,10 @@ from scipy import sparse
 
 SIMILARITIES = ("cosine", "pearson", "adjusted_cosine")
 DEFAULT_MAX_BLOCK_ENTRIES = 1 << 24
-# Above this share of non-zero cells a block is pruned densely (argpartition), below sparsely.
-_DENSE_BLOCK_DENSITY = 0.05
+# Above this share of non-zero cells a block is pruned densely (np.partition over every column),
+# below it sparsely (over the non-zeros). Measured with k=100: sparse 2.5x faster at 15%,
+# dense 1.3x faster at 33%.
+_DENSE_BLOCK_DENSITY = 0.25
 
 
 def _empty_csr(shape: tuple[int, int]) -> sparse.csr_matrix:
@@ -94,7 +96,6 @@ def blocked_top_k_product(
     shrink: float = 0.0,
     exclude_diagonal: bool = False,
     max_block_entries: int = DEFAULT_MAX_BLOCK_ENTRIES,
-    dense_block_density: float = _DENSE_BLOCK_DENSITY,
 ) -> sparse.csr_matrix:
     """Compute ``left @ right`` scaled and pruned to the top ``k`` positive entries per row.
 
@@ -112,10 +113,6 @@ def blocked_top_k_product(
         Added to the denominator: damps similarities supported by few co-occurrences.
     exclude_diagonal : bool
         Drop ``(r, r)`` cells (self-similarity) when ``n == m``.
-    dense_block_density : float
-        A block whose product has more than this share of non-zero cells is pruned densely
-        (over all ``m`` columns), the others sparsely (over their non-zeros); 1.0 keeps every
-        block sparse, which suits products with a bounded number of non-zeros per row.
 
     Returns
     -------
@@ -133,7 +130,7 @@ def blocked_top_k_product(
     for lo in range(0, n, block_rows):
         hi = min(n, lo + block_rows)
         prod = (left[lo:hi] @ right).tocsr()  # no duplicates; indices need not be sorted
-        if prod.nnz > dense_block_density * (hi - lo) * m:
+        if prod.nnz > _DENSE_BLOCK_DENSITY * (hi - lo) * m:
             dense = prod.toarray()
             denom = rn[lo:hi, None] * cn[None, :] + shrink
             np.divide(dense, denom, out=dense, where=denom > 0)
