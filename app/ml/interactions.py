@@ -260,12 +260,10 @@ def encode_events(
     rows = users.indices(events.user_ids.tolist())
     cols = items.indices(events.item_ids.tolist())
     w = event_weights(events.types, events.values, weights)
+    times = np.asarray(events.occurred_at, dtype=np.float64)
     keep = (rows >= 0) & (cols >= 0)
     if not keep.all():
-        rows, cols, w = rows[keep], cols[keep], w[keep]
-        times = np.asarray(events.occurred_at, dtype=np.float64)[keep]
-    else:
-        times = np.asarray(events.occurred_at, dtype=np.float64)
+        rows, cols, w, times = rows[keep], cols[keep], w[keep], times[keep]
     return EncodedEvents(rows, cols, w, times, users, items)
 
 

@@ -189,7 +189,6 @@ def _checked(name: str, value: Any) -> Any:
 _DEFAULTS: dict[str, Any] = {
     f.name: f.default for f in dataclasses.fields(RecommenderConfig) if f.default is not None
 }
-_DEFAULTS["content_stop_words"] = "english"
 
 
 @dataclass(frozen=True)
@@ -568,7 +567,10 @@ def _with_content_floor(weights: dict[str, float], floor: float) -> dict[str, fl
 def _evaluate(
     fitted: _Fitted, blender: Blender, test: sparse.csr_matrix, k: int, users: NDArray[np.int64]
 ) -> dict:
-    """Metrics of every model and of the served blend; each model scores a batch once."""
+    """Metrics of every model and of the served blend, with and without the history's times.
+
+    Each model scores a batch once per pass: the timed histories, then the untimed ones.
+    """
     models = dict(fitted.models)
     models.setdefault("popularity", fitted.popularity)
 
