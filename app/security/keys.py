@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.errors import AppError
+from app.errors import AppError, ServiceUnavailable
 from app.security import repository
 from app.security.models import ApiKey
 
@@ -25,6 +27,10 @@ IMPLIED = {
     "admin": frozenset({"read", "write", "admin"}),
 }
 STORE_REFRESH_SECONDS = 5.0
+# How soon a key ring that has never been read tries the store again.
+STORE_RETRY_SECONDS = 1.0
+
+log = logging.getLogger(__name__)
 
 
 class Unauthorized(AppError):
@@ -79,7 +85,13 @@ def _scopes(names: list[str]) -> frozenset[str]:
 
 
 class KeyRing:
-    """Keys from settings and from the store (refreshed every few seconds)."""
+    """Keys from settings and from the store (refreshed every few seconds).
+
+    It fails closed: until the store has been read once, no request is authenticated (503 with
+    Retry-After) — an unreadable store must not look like a store without keys. Anonymous access
+    needs to know that no key exists anywhere: none in settings, and the store read with none
+    ever created. Keys read once stay valid while the store is down later.
+    """
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
         self.settings = settings
@@ -92,7 +104,12 @@ class KeyRing:
         # Once any key was created, keys stay required: revoking the last one must not open
         # the service to anonymous callers.
         self._store_has_keys = False
+        # Whether the store has been read once; until then nobody is authenticated.
+        self.loaded = False
+        # Decided whenever the ring changes, so a request tests one attribute.
+        self._anonymous = False
         self._loaded_at = float("-inf")
+        self._failing = False
 
     def _read_store(self) -> tuple[list[_Entry], bool]:
         with self.factory() as session:
@@ -104,6 +121,20 @@ class KeyRing:
         ]
         return active, bool(rows)
 
+    def load(self) -> bool:
+        """Read the stored keys now (blocking); False, keeping the last good set, if it failed."""
+        try:
+            self._stored, self._store_has_keys = self._read_store()
+        except SQLAlchemyError as exc:
+            if not self._failing:  # once per outage, not once per retry
+                log.warning("API keys cannot be read from the store: %s", exc.__class__.__name__)
+            self._failing = True
+            return False
+        self._failing = False
+        self.loaded = True
+        self._anonymous = not self.has_keys and self._anonymous_allowed()
+        return True
+
     async def refresh(self, *, force: bool = False) -> None:
         """Reload stored keys when stale; keep the last good set while the store is down."""
         now = time.monotonic()
@@ -112,19 +143,34 @@ class KeyRing:
         # Claim the refresh before awaiting, so concurrent requests keep the current keys
         # instead of each starting its own read.
         self._loaded_at = now
-        try:
-            self._stored, self._store_has_keys = await run_in_threadpool(self._read_store)
-        except SQLAlchemyError:
-            self._loaded_at = now - STORE_REFRESH_SECONDS / 2
+        if not await run_in_threadpool(self.load):
+            # Retry sooner while nothing has been read: until then every request is refused.
+            retry_in = STORE_RETRY_SECONDS if not self.loaded else STORE_REFRESH_SECONDS / 2
+            self._loaded_at = now - STORE_REFRESH_SECONDS + retry_in
 
     @property
     def has_keys(self) -> bool:
-        """Whether any key exists (then every request needs one)."""
+        """Whether any key is known to exist (then every request needs one)."""
         return bool(self._static or self._store_has_keys)
 
+    def _anonymous_allowed(self) -> bool:
+        return self.settings.is_loopback or self.settings.allow_anonymous
+
     def check_startup(self) -> None:
-        """Refuse anonymous access on a public interface unless explicitly allowed."""
-        if self.has_keys or self.settings.is_loopback or self.settings.allow_anonymous:
+        """Refuse anonymous access on a public interface unless explicitly allowed.
+
+        With the store unreadable it cannot be known whether keys exist: the service starts and
+        refuses every request (503) until the store has been read.
+        """
+        if self._static or self._anonymous_allowed():
+            return
+        if not self.loaded:
+            log.warning(
+                "the key store could not be read: every endpoint but /health and /ready answers "
+                "503 until it can"
+            )
+            return
+        if self._store_has_keys:
             return
         raise AnonymousOnPublicInterface(
             f"refusing to serve on {self.settings.host} without API keys: create one with "
@@ -135,8 +181,13 @@ class KeyRing:
     async def authenticate(self, presented: str | None, client: str) -> Principal:
         """The principal for a presented key; anonymous only when no key exists at all."""
         await self.refresh()
-        if not self.has_keys:
+        if self._anonymous:
             return Principal(f"anonymous:{client}", IMPLIED["admin"], anonymous=True)
+        if not self.loaded:
+            raise ServiceUnavailable(
+                "API keys cannot be checked yet: the key store has not been read; retry later",
+                retry_after=math.ceil(STORE_RETRY_SECONDS),
+            )
         if not presented:
             raise Unauthorized("this endpoint needs an API key: send `Authorization: Bearer <key>`")
         digest = hashlib.sha256(presented.encode("utf-8", "replace")).digest()
@@ -148,3 +199,16 @@ class KeyRing:
         if found is None:
             raise Unauthorized("the API key is not valid")
         return Principal(found.name, found.scopes)
+
+
+def check_before_serving(settings: Settings) -> None:
+    """Read the key ring once and apply `KeyRing.check_startup` (before binding any socket)."""
+    from app.db import make_engine, make_sessionmaker
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        ring = KeyRing(settings, make_sessionmaker(engine))
+        ring.load()
+        ring.check_startup()
+    finally:
+        engine.dispose()
