@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -64,24 +64,43 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: settings)")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
 ) -> None:
-    """Start the HTTP service (refuses an out-of-date database schema)."""
+    """Start the HTTP service (refuses an out-of-date schema, and no keys on a public interface)."""
+    from pydantic import ValidationError
+
     from app.main import SchemaOutOfDate, check_schema
+    from app.security.keys import AnonymousOnPublicInterface, check_before_serving
     from app.server import serve as run_server
 
     settings = _settings()
     overrides = {"host": host, "port": port, "workers": workers}
-    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    # One settings object, validated, with the flags in it: the workers serve exactly this.
+    try:
+        settings = Settings.model_validate(
+            {**settings.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        _refuse(f"invalid option: {problems}", 2)
     _prepare_store(settings)
     engine = make_engine(settings.resolved_database_url)
     try:
         check_schema(engine)
     except SchemaOutOfDate as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+        _refuse(str(exc), 1)
     finally:
         engine.dispose()
-    console.print(f"Serving on http://{settings.host}:{settings.port} (docs at /docs)")
-    run_server(settings)
+    try:
+        check_before_serving(settings)  # before anything is printed or bound
+        console.print(f"Serving on http://{settings.host}:{settings.port} (docs at /docs)")
+        run_server(settings)
+    except AnonymousOnPublicInterface as exc:
+        _refuse(str(exc), 1)
+
+
+def _refuse(message: str, code: int) -> NoReturn:
+    """Print one line (never wrapped, no traceback) and exit with `code`."""
+    typer.echo(f"tastemaker: {message}", err=True)
+    raise typer.Exit(code)
 
 
 @import_cli.command("online-retail")

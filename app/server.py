@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import socket
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from threadpoolctl import threadpool_limits
 
 from app.config import Settings
+from app.security.keys import AnonymousOnPublicInterface, check_before_serving
+
+# "module:function", or a picklable callable (each worker process builds its app with it).
+Factory = str | Callable[[], Any]
 
 
 def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -23,7 +31,7 @@ def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _run_worker(factory: str, host: str, port: int, reuse_port: bool) -> None:
+def _run_worker(factory: Factory, host: str, port: int, reuse_port: bool) -> None:
     # Short numpy scoring runs on the event loop; multi-threaded BLAS only adds latency there.
     threadpool_limits(1)
     sock = _bind(host, port, reuse_port)
@@ -39,8 +47,8 @@ def _run_worker(factory: str, host: str, port: int, reuse_port: bool) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def run_workers(factory: str, host: str, port: int, workers: int) -> None:
-    """Serve the app that `factory` ("module:function") builds with `workers` processes."""
+def run_workers(factory: Factory, host: str, port: int, workers: int) -> None:
+    """Serve the app that `factory` builds with `workers` processes."""
     if workers == 1:
         _run_worker(factory, host, port, reuse_port=False)
         return
@@ -63,6 +71,28 @@ def run_workers(factory: str, host: str, port: int, workers: int) -> None:
             process.join()
 
 
+def worker_app(settings: Settings) -> Any:
+    """A worker's app on exactly the settings `serve` resolved (the bound interface included).
+
+    It checks the key rule again before the app starts: a refusal is one line on stderr and exit
+    status 1, not the traceback a failing lifespan would log.
+    """
+    try:
+        check_before_serving(settings)
+    except AnonymousOnPublicInterface as exc:
+        sys.exit(f"tastemaker: {exc}")
+    from app.main import create_app
+
+    return create_app(settings)
+
+
 def serve(settings: Settings) -> None:
-    """Serve Tastemaker with `settings.workers` processes (one SO_REUSEPORT socket each)."""
-    run_workers("app.main:create_app", settings.host, settings.port, settings.workers)
+    """Serve Tastemaker with `settings.workers` processes (one SO_REUSEPORT socket each).
+
+    Every worker gets these settings, not its own reading of the environment, so the interface
+    bound is the one the key rule is checked against. Refuses (AnonymousOnPublicInterface)
+    before binding anything.
+    """
+    check_before_serving(settings)
+    factory = functools.partial(worker_app, settings)
+    run_workers(factory, settings.host, settings.port, settings.workers)
