@@ -42,7 +42,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Redis URL; unset means an in-process cache.")
     model_dir: Path = Field(Path("models"), description="Directory holding model bundles v1, v2…")
 
-    host: str = Field("127.0.0.1", description="Interface `tastemaker serve` binds to.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Interface `tastemaker serve` binds to (`--host` overrides it for every worker).",
+    )
     port: int = Field(8000, ge=1, le=65535, description="Port `tastemaker serve` listens on.")
     workers: int = Field(1, ge=1, le=64, description="Uvicorn worker processes.")
 
@@ -110,6 +113,11 @@ class Settings(BaseSettings):
         "memory",
         description="Count in each worker (no per-request round trip) or exactly across replicas in Redis.",
     )
+    auth_failure_limit: str = Field(
+        "10/minute",
+        description="Failed authentications (bad key, bad webhook signature) per client address; "
+        "past it every request of that address answers 429.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Browser origins allowed to call the API (CORS)."
     )
@@ -154,6 +162,19 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"TASTEMAKER_RATE_LIMITS[{scope}]={limit!r} is not like '100/minute'"
                 ) from exc
+        return value
+
+    @field_validator("auth_failure_limit")
+    @classmethod
+    def _failure_limit_parses(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"TASTEMAKER_AUTH_FAILURE_LIMIT={value!r} is not like '10/minute'"
+            ) from exc
         return value
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.cache import Cache
 from app.config import Settings
 from app.db import pop_after_commit
-from app.security.keys import Forbidden, Principal
+from app.security.keys import Forbidden, Principal, Unauthorized
 from app.training.registry import ModelRegistry
 
 
@@ -100,6 +100,11 @@ def query_openapi(model: type[BaseModel]) -> dict[str, Any]:
     return {"parameters": parameters}
 
 
+def client_address(request: Request) -> str:
+    """The address rate limits and failed authentications are counted against."""
+    return request.client.host if request.client else "unknown"
+
+
 def _presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header:
@@ -112,11 +117,18 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency that authenticates the caller, checks `scope` and counts the rate limit."""
 
     async def dependency(request: Request) -> Principal:
-        client = request.client.host if request.client else "unknown"
-        principal = await request.app.state.keyring.authenticate(_presented_key(request), client)
+        state = request.app.state
+        client = client_address(request)
+        # An address that failed too often is refused before its key is looked at.
+        state.limiter.check_failures(client)
+        try:
+            principal = await state.keyring.authenticate(_presented_key(request), client)
+        except Unauthorized:
+            await state.limiter.failed(client)
+            raise
         if scope not in principal.scopes:
             raise Forbidden(f"this key lacks the {scope!r} scope this endpoint needs")
-        await request.app.state.limiter.hit(principal, scope)
+        await state.limiter.hit(principal.name, scope)
         return principal
 
     return dependency

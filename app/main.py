@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import health
-from app.cache import make_cache
+from app.cache import LocalCache, make_cache
 from app.catalog.router import router as catalog_router
 from app.config import Settings, get_settings
 from app.customers.router import router as customers_router
@@ -67,8 +67,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keyring = KeyRing(settings, app.state.sessionmaker)
         await keyring.refresh(force=True)
         keyring.check_startup()
+        if keyring.loaded and not keyring.has_keys and not settings.is_loopback:
+            log.warning(
+                "serving without API keys on %s: TASTEMAKER_ALLOW_ANONYMOUS=true", settings.host
+            )
         app.state.keyring = keyring
         app.state.limiter = Limiter(settings)
+        # Webhook signatures already accepted, when Redis cannot be asked.
+        app.state.webhook_replays = LocalCache(max_entries=100_000)
         registry = ModelRegistry(settings, app.state.sessionmaker)
         await registry.start()
         app.state.registry = registry

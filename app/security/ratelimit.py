@@ -3,6 +3,10 @@
 Memory storage counts in each worker, with no per-request round trip (with N workers a client
 gets up to N× the limit); Redis storage is exact across replicas at one round trip a request.
 A failing Redis lets requests through: a limiter outage must not become a service outage.
+
+Failed authentications (no key, a wrong key, a bad webhook signature) are counted per client
+address with the same limiter; an address past `TASTEMAKER_AUTH_FAILURE_LIMIT` is answered 429
+before its key is even looked at, so keys cannot be guessed at full speed.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from limits.errors import StorageError
 
 from app.config import Settings
 from app.errors import AppError
-from app.security.keys import Principal
 
 log = logging.getLogger(__name__)
+# Past this many blocked addresses, expired ones are dropped (bounds the memory an attacker
+# with many addresses can claim).
+MAX_BLOCKED = 10_000
 
 
 class RateLimited(AppError):
@@ -31,12 +37,13 @@ class RateLimited(AppError):
 
 
 class Limiter:
-    """Checks and counts one request of a principal against its scope's limit."""
+    """Counts requests per identity and scope, and failed authentications per client address."""
 
     def __init__(self, settings: Settings) -> None:
         self.items: dict[str, RateLimitItem] = {
             scope: parse(limit) for scope, limit in settings.rate_limits.items()
         }
+        self.failures = parse(settings.auth_failure_limit)
         storage: Storage
         if settings.rate_limit_storage == "redis" and settings.redis_url:
             storage = RedisStorage(
@@ -50,23 +57,61 @@ class Limiter:
         else:
             storage = MemoryStorage()
         self.limiter = SlidingWindowCounterRateLimiter(storage)
+        # Addresses past their failure limit, with the unix time their window frees up: the
+        # check every request makes is one dict lookup, whatever the storage.
+        self._blocked: dict[str, float] = {}
+        self._failures_what = f"the limit of {self.failures} failed authentications per address"
 
-    async def hit(self, principal: Principal, scope: str) -> None:
-        """Count a request; raise RateLimited with Retry-After and RateLimit-* headers."""
+    async def hit(self, identity: str, scope: str) -> None:
+        """Count a request of `identity` (a key's name or a client address) against `scope`."""
         item = self.items.get(scope)
         if item is None:
             return
+        if not await self._hit(item, scope, identity):
+            await self._refuse(item, scope, identity, f"rate limit of {item} for scope {scope!r}")
+
+    def check_failures(self, client: str) -> None:
+        """Refuse (429) an address past its failed-authentication limit, before any key check."""
+        until = self._blocked.get(client)
+        if until is None:
+            return
+        retry_after = math.ceil(until - time.time())
+        if retry_after <= 0:
+            self._blocked.pop(client, None)
+            return
+        raise self._limited(self.failures, retry_after, self._failures_what)
+
+    async def failed(self, client: str) -> None:
+        """Count a failed authentication of `client`; past the limit, refuse it (429) for a while."""
+        if await self._hit(self.failures, "auth_failure", client):
+            return
+        await self._refuse(self.failures, "auth_failure", client, self._failures_what)
+
+    async def _hit(self, item: RateLimitItem, scope: str, identity: str) -> bool:
         try:
-            allowed = await self.limiter.hit(item, scope, principal.name)
-            if allowed:
-                return
-            stats = await self.limiter.get_window_stats(item, scope, principal.name)
+            return await self.limiter.hit(item, scope, identity)
         except StorageError as exc:
             log.warning("rate limit storage unavailable, letting the request through: %s", exc)
-            return
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        raise RateLimited(
-            f"rate limit of {item} for scope {scope!r} exceeded; retry in {retry_after}s",
+            return True
+
+    async def _refuse(self, item: RateLimitItem, scope: str, identity: str, what: str) -> None:
+        try:
+            stats = await self.limiter.get_window_stats(item, scope, identity)
+            reset_at = stats.reset_time
+        except StorageError:
+            reset_at = time.time() + item.get_expiry()
+        retry_after = max(1, math.ceil(reset_at - time.time()))
+        if scope == "auth_failure":
+            if len(self._blocked) > MAX_BLOCKED:
+                now = time.time()
+                self._blocked = {k: v for k, v in self._blocked.items() if v > now}
+            self._blocked[identity] = time.time() + retry_after
+        raise self._limited(item, retry_after, what)
+
+    @staticmethod
+    def _limited(item: RateLimitItem, retry_after: int, what: str) -> RateLimited:
+        return RateLimited(
+            f"{what} exceeded; retry in {retry_after}s",
             headers={
                 "Retry-After": str(retry_after),
                 "RateLimit-Limit": str(item.amount),

@@ -146,7 +146,11 @@ def test_signed_webhooks(settings):
             }
         )
         assert _webhook(client, body).json() == {"accepted": 1, "duplicates": 0}
-        assert _webhook(client, body).json() == {"accepted": 0, "duplicates": 1}
+        # The same events in a new delivery (signed afresh): event ids make it harmless.
+        assert _webhook(client, body, at=time.time() - 10).json() == {
+            "accepted": 0,
+            "duplicates": 1,
+        }
         assert _webhook(client, body, secret="wrong").status_code == 401
         stale = _webhook(client, body, at=time.time() - 3600)
         assert stale.status_code == 401 and stale.json()["error"] == "bad_signature"
@@ -194,3 +198,84 @@ def test_settings_refuse_bad_limits_and_keys():
         Settings(rate_limits={"read": "lots"})
     with pytest.raises(ValueError):
         Settings(api_keys=[{"name": "x", "sha256": "not-hex", "scopes": ["read"]}])
+
+
+def _storage(settings: Settings) -> str:
+    # Embedded: counted in process memory; production: counted in Redis across replicas.
+    return "redis" if settings.redis_url else "memory"
+
+
+def test_a_non_ascii_webhook_signature_is_a_401_json(settings):
+    with TestClient(create_app(override(settings, **{"webhook_secret": "s3cret"}))) as client:
+        response = client.post(
+            "/webhooks/events",
+            content=orjson.dumps(EVENT),
+            headers={
+                "content-type": "application/json",
+                "x-tastemaker-timestamp": str(int(time.time())),
+                "x-tastemaker-signature": "sha256=caf\u00e9".encode(),
+            },
+        )
+        assert response.status_code == 401
+        assert response.json()["error"] == "bad_signature"
+
+
+def test_a_replayed_webhook_is_refused_and_stored_once(settings):
+    with TestClient(create_app(override(settings, **{"webhook_secret": "s3cret"}))) as client:
+        user = f"w{uuid.uuid4().hex[:8]}"
+        # No event ids: only the signature can tell a replay from a new delivery.
+        body = orjson.dumps({"events": [{"user_id": user, "item_id": "i1", "type": "click"}]})
+        at = time.time()
+        assert _webhook(client, body, at=at).json() == {"accepted": 1, "duplicates": 0}
+        replay = _webhook(client, body, at=at)
+        assert replay.status_code == 409
+        assert replay.json()["error"] == "replayed"
+        assert "already accepted" in replay.json()["detail"]
+        assert len(client.get(f"/users/{user}/events").json()) == 1
+        # A delivery that was not stored may be sent again with the same signature.
+        bad = orjson.dumps({"events": [{"user_id": user, "type": "click"}]})
+        assert _webhook(client, bad, at=at).status_code == 422
+        assert _webhook(client, bad, at=at).status_code == 422
+
+
+def test_the_webhook_is_rate_limited_per_address(settings):
+    limited = override(
+        settings,
+        **{
+            "webhook_secret": "s3cret",
+            "rate_limits": {"read": "1000/minute", "write": "2/minute"},
+            "rate_limit_storage": _storage(settings),
+        },
+    )
+    with TestClient(create_app(limited)) as client:
+        now = time.time()
+        answers = [_webhook(client, orjson.dumps(EVENT), at=now - i) for i in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert answers[-1].json()["error"] == "rate_limited"
+        assert int(answers[-1].headers["retry-after"]) >= 1
+
+
+def test_failed_authentications_are_limited_per_address(settings):
+    limited = override(
+        settings,
+        **{
+            "api_keys": _keys(),
+            "webhook_secret": "s3cret",
+            "auth_failure_limit": "3/minute",
+            "rate_limit_storage": _storage(settings),
+        },
+    )
+    with TestClient(create_app(limited)) as client:
+        assert client.get("/recommend/u1", headers=_auth(READ_KEY)).status_code == 200
+        failures = [
+            client.get("/recommend/u1"),
+            client.get("/recommend/u1", headers=_auth("tm_guess_1")),
+            _webhook(client, orjson.dumps(EVENT), secret="guess"),
+        ]
+        assert [f.status_code for f in failures] == [401, 401, 401]
+        past = client.get("/recommend/u1", headers=_auth("tm_guess_2"))
+        assert past.status_code == 429 and past.json()["error"] == "rate_limited"
+        assert 1 <= int(past.headers["retry-after"]) <= 60
+        # Refused before the key is looked at: a right guess is not told apart from a wrong one.
+        assert client.get("/recommend/u1", headers=_auth(READ_KEY)).status_code == 429
+        assert _webhook(client, orjson.dumps(EVENT)).status_code == 429
