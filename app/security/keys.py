@@ -87,10 +87,11 @@ def _scopes(names: list[str]) -> frozenset[str]:
 class KeyRing:
     """Keys from settings and from the store (refreshed every few seconds).
 
-    It fails closed: until the store has been read once, no request is authenticated (503 with
-    Retry-After) — an unreadable store must not look like a store without keys. Anonymous access
-    needs to know that no key exists anywhere: none in settings, and the store read with none
-    ever created. Keys read once stay valid while the store is down later.
+    It fails closed: until the store has been read once, only keys from settings are accepted and
+    every other request answers 503 with Retry-After — an unreadable store must not look like a
+    store without keys. Anonymous access needs to know that no key exists anywhere: none in
+    settings, and the store read with none ever created. Keys read once stay valid while the
+    store is down later.
     """
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
@@ -183,22 +184,25 @@ class KeyRing:
         await self.refresh()
         if self._anonymous:
             return Principal(f"anonymous:{client}", IMPLIED["admin"], anonymous=True)
+        found: _Entry | None = None
+        if presented:
+            digest = hashlib.sha256(presented.encode("utf-8", "replace")).digest()
+            # Compare against every key, in constant time each, so timing says nothing.
+            for entry in (*self._static, *self._stored):
+                if hmac.compare_digest(entry.digest, digest):
+                    found = entry
+        if found is not None:
+            # A key from settings is valid whether or not the store has been read.
+            return Principal(found.name, found.scopes)
         if not self.loaded:
+            # No key, or one only the unread store could vouch for: neither yes nor no yet.
             raise ServiceUnavailable(
                 "API keys cannot be checked yet: the key store has not been read; retry later",
                 retry_after=math.ceil(STORE_RETRY_SECONDS),
             )
         if not presented:
             raise Unauthorized("this endpoint needs an API key: send `Authorization: Bearer <key>`")
-        digest = hashlib.sha256(presented.encode("utf-8", "replace")).digest()
-        found: _Entry | None = None
-        # Compare against every key, in constant time each, so timing says nothing.
-        for entry in (*self._static, *self._stored):
-            if hmac.compare_digest(entry.digest, digest):
-                found = entry
-        if found is None:
-            raise Unauthorized("the API key is not valid")
-        return Principal(found.name, found.scopes)
+        raise Unauthorized("the API key is not valid")
 
 
 def check_before_serving(settings: Settings) -> None:

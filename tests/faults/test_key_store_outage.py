@@ -2,7 +2,8 @@
 
 A key exists in the (private) PostgreSQL store; the store is stopped before the app starts. Until
 the key ring has been read once, every endpoint but /health and /ready answers 503 with
-Retry-After, whatever key is sent. Once the store answers, the stored key works and no key is
+Retry-After, whatever key is sent (a key from settings would be accepted: see
+test_postgres_outage). Once the store answers, the stored key works and no key is
 401; when the store goes down again, the keys already read stay valid.
 """
 
@@ -61,7 +62,8 @@ def test_a_store_down_at_start_up_fails_closed(
     tmp_path: Path, pg_url: str, restart_pg: PostgresServer
 ) -> None:
     key = _create_key(pg_url)
-    # Loopback, no keys in settings: with the store unread the ring looked empty, so anonymous.
+    # Loopback, no key in settings: the old ring took the unread store for an empty one and let
+    # everybody in as admin.
     settings = make_settings(tmp_path, pg_url, None, auth_failure_limit="1000/minute")
     restart_pg.stop()
     with TestClient(create_app(settings)) as client:

@@ -19,6 +19,8 @@ from sqlalchemy import create_engine, text
 
 from app.config import Settings
 from app.main import create_app
+from app.security.keys import hash_key
+from tests.conftest import override
 from tests.faults.servers import PostgresServer, RedisServer
 from tests.faults.support import (
     buyers,
@@ -260,15 +262,22 @@ def test_a_worker_started_while_postgres_is_down_serves_the_active_model(
         assert client.post("/models/1/activate").status_code == 200  # an operator's rollback
 
     restart_pg.stop("immediate")
-    with TestClient(create_app(pg_settings)) as client:
+    # With the store down its keys cannot be read: only a key from settings is served (issue 11).
+    key = "tm_settings_key"
+    keyed = override(
+        pg_settings, api_keys=[{"name": "web", "sha256": hash_key(key), "scopes": ["read"]}]
+    )
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(keyed)) as client:
         ready = client.get("/ready")
-        response = client.get(f"/recommend/{user}")
+        assert client.get(f"/recommend/{user}").status_code == 503  # no key: not anonymous
+        response = client.get(f"/recommend/{user}", headers=auth)
         assert response.status_code == 200
         served_during_outage = response.json()["model_version"]
         restart_pg.start()
         wait_for(lambda: client.get("/ready").status_code == 200, 30, "/ready 200 again")
         wait_for(
-            lambda: client.get(f"/recommend/{user}").json()["model_version"] == 1,
+            lambda: client.get(f"/recommend/{user}", headers=auth).json()["model_version"] == 1,
             10,
             "the active version 1 served once the store is back",
         )
