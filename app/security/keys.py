@@ -131,7 +131,14 @@ class KeyRing:
                 log.warning("API keys cannot be read from the store: %s", exc.__class__.__name__)
             self._failing = True
             return False
-        self._failing = False
+        was_failing, self._failing = self._failing, False
+        if was_failing and not self.loaded and not self.has_keys and not self._anonymous_allowed():
+            # Started while the store was down, and it turns out to hold no key: stay closed.
+            log.error(
+                "no API key exists and the service listens on %s: every request is refused "
+                "(401); create one with `tastemaker keys create NAME --scope read`",
+                self.settings.host,
+            )
         self.loaded = True
         self._anonymous = not self.has_keys and self._anonymous_allowed()
         return True
