@@ -535,9 +535,15 @@ def _fit_all(
     popularity = Popularity().fit(X)
     if "popularity" in config.models:
         models["popularity"] = popularity
+    counted = encoded.weights > 0  # an event that weighs nothing counts nowhere (as in X)
     trending = Trending(
         window_days=config.trending_window_days, half_life_days=config.trending_half_life_days
-    ).fit(encoded.cols, encoded.occurred_at, n_items=len(items))
+    ).fit(
+        encoded.rows[counted],
+        encoded.cols[counted],
+        encoded.occurred_at[counted],
+        n_items=len(items),
+    )
     if "trending" in config.models:
         models["trending"] = trending
     segment_popularity = None
