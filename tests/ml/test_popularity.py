@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from app.ml.interactions import EventLog, build_interactions
+from app.ml.interactions import Catalog, EventLog, build_interactions
 from app.ml.popularity import Popularity, SegmentPopularity, Trending, capped_counts
+from app.ml.recommender import RecommenderConfig, train_recommender
 from app.ml.vocabulary import Vocabulary
 
 DAY = 86_400.0
@@ -82,3 +83,24 @@ def test_trending_state_keeps_reference_time() -> None:
     model = Trending().fit(np.array([0]), np.array([0]), np.array([5 * DAY]), n_items=2)
     arrays, meta = model.to_state()
     assert Trending.from_state(arrays, meta).now_ == pytest.approx(5 * DAY)
+
+
+def test_a_burst_of_one_user_does_not_make_an_item_trend_for_new_users() -> None:
+    # Items h0..h3 met by 6, 5, 4 and 3 customers; one client views "spam" 1,000 times.
+    users, items = [], []
+    for k in range(4):
+        for u in range(6 - k):
+            users.append(f"c{u}")
+            items.append(f"h{k}")
+    users += ["bot"] * 1000
+    items += ["spam"] * 1000
+    events = EventLog.from_lists(users, items, "view", None, np.full(len(users), 100 * DAY))
+    ids = [f"h{k}" for k in range(4)] + ["spam"]
+    catalog = Catalog(ids, ids, [""] * 5, [[] for _ in ids])
+    config = RecommenderConfig(models=("popularity",), evaluate=False, tune=False)
+    rec = train_recommender(events, catalog, config).recommender
+    out = rec.recommend([], n=3)
+    assert out.source == "cold_start"
+    assert [r.kind for r in out.reasons] == ["trending"] * 3
+    assert out.items == ["h0", "h1", "h2"]
+    assert rec.blender.popularity.ranking(1).tolist() == [rec.item_index("h0")]
