@@ -185,8 +185,7 @@ def event_weights(
     # A dict lookup per event: np.unique on object arrays sorts Python strings (slow).
     out = np.fromiter((get(t, default_weight) for t in types), dtype=np.float64, count=len(types))
     values = np.asarray(values, dtype=np.float64)  # None becomes NaN
-    rated = np.fromiter((t == RATING_TYPE for t in types), dtype=bool, count=len(types))
-    rated &= ~np.isnan(values)
+    rated = (np.asarray(types, dtype=object) == RATING_TYPE) & ~np.isnan(values)
     out[rated] *= values[rated]
     return np.maximum(out, 0.0, out=out)
 
