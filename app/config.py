@@ -11,13 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_EVENT_WEIGHTS = {
-    "view": 1.0,
-    "click": 1.0,
-    "add_to_cart": 3.0,
-    "purchase": 5.0,
-    "rating": 1.0,
-}
+from app.ml.weights import DEFAULT_EVENT_WEIGHTS
 
 
 class ApiKeySetting(BaseModel):
@@ -55,7 +49,10 @@ class Settings(BaseSettings):
     )
     event_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
-        description="Weight of each event type in the interaction matrix (JSON object).",
+        description=(
+            "Weight of each event type in training and serving alike (JSON object); a rating "
+            "weighs its type's weight times its value."
+        ),
     )
     max_batch_size: int = Field(1000, ge=1, le=10_000, description="Most events/items per batch.")
     max_body_bytes: int = Field(

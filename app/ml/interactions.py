@@ -10,14 +10,8 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from app.ml.vocabulary import Vocabulary
+from app.ml.weights import DEFAULT_EVENT_WEIGHTS, RATING_TYPE
 
-DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
-    "view": 1.0,
-    "click": 1.0,
-    "add_to_cart": 3.0,
-    "purchase": 5.0,
-}
-RATING_TYPE = "rating"
 AGGREGATIONS = ("log1p", "sum", "binary")
 SECONDS_PER_DAY = 86_400.0
 
@@ -158,33 +152,42 @@ def user_vocabulary(events: EventLog) -> Vocabulary:
 
 
 def event_weights(
-    types: NDArray[np.object_],
-    values: NDArray[np.float64],
+    types: Sequence[str] | NDArray[np.object_],
+    values: Sequence[float | None] | NDArray[np.float64],
     weights: Mapping[str, float] | None = None,
     *,
     default_weight: float = 1.0,
 ) -> NDArray[np.float64]:
-    """Return one weight per event from its type (``rating`` events weigh their value).
+    """Return one weight per event: the one weighting rule of training and serving.
+
+    An event weighs its type's weight in ``weights`` (``default_weight`` for a type not in
+    it). A ``rating`` with a value weighs the ``rating`` weight times that value (a 5-star
+    rating under the default table weighs 5, like a purchase); without a value it weighs the
+    ``rating`` weight alone. Other types ignore their value (a quantity or an amount).
+    A weight below zero counts as zero: an event that weighs nothing adds nothing to its
+    (user, item) pair, and a pair whose events all weigh nothing is no interaction (it is not
+    in the matrix, nor in the served history, nor counted by popularity and trending). A
+    negative weight cannot cancel other events: decayed at different ages in the interaction
+    and the history matrices it would cancel them differently in each.
 
     Parameters
     ----------
-    types : ndarray of shape (n_events,), object
-    values : ndarray of shape (n_events,), float64
-    weights : mapping of event type to weight; unknown types weigh ``default_weight``.
+    types : sequence or ndarray of shape (n_events,), str
+    values : sequence or ndarray of shape (n_events,), float; NaN or None when absent
+    weights : mapping of event type to weight; default :data:`DEFAULT_EVENT_WEIGHTS`
 
     Returns
     -------
     ndarray of shape (n_events,), float64
     """
-    table = dict(DEFAULT_EVENT_WEIGHTS if weights is None else weights)
+    table = DEFAULT_EVENT_WEIGHTS if weights is None else weights
     get = table.get
     # A dict lookup per event: np.unique on object arrays sorts Python strings (slow).
     out = np.fromiter((get(t, default_weight) for t in types), dtype=np.float64, count=len(types))
-    if RATING_TYPE not in table:
-        is_rating = types == RATING_TYPE
-        rated = is_rating & ~np.isnan(values)
-        out[rated] = values[rated]
-    return out
+    values = np.asarray(values, dtype=np.float64)  # None becomes NaN
+    rated = (np.asarray(types, dtype=object) == RATING_TYPE) & ~np.isnan(values)
+    out[rated] *= values[rated]
+    return np.maximum(out, 0.0, out=out)
 
 
 def aggregate(summed: NDArray[np.floating], aggregation: str) -> NDArray[np.float32]:
@@ -315,8 +318,8 @@ def build_interactions(
     users, items : Vocabulary, optional
         Fixed vocabularies (events outside them are dropped); by default the distinct users
         (sorted) and items (sorted) of the events.
-    weights : mapping of event type to weight, default view 1, click 1, add_to_cart 3,
-        purchase 5; ``rating`` events weigh their value unless ``rating`` is in the mapping.
+    weights : mapping of event type to weight, default :data:`DEFAULT_EVENT_WEIGHTS`
+        (view 1, click 1, add_to_cart 3, purchase 5, rating 1); see :func:`event_weights`.
     aggregation : {"log1p", "sum", "binary"}
         How the summed weights of repeated (user, item) events become one value.
     half_life_days : float, optional

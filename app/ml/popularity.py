@@ -1,4 +1,9 @@
-"""Non-personalised models: popular, trending (recent, decayed) and popular in a segment."""
+"""Non-personalised models: popular, trending (recent, decayed) and popular in a segment.
+
+All of them count people, not events: a user counts at most once per item
+(:func:`capped_counts`), so one client sending a thousand views of an item weighs what one
+customer viewing it once does.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,43 @@ from scipy import sparse
 
 from app.ml.interactions import SECONDS_PER_DAY
 from app.ml.similarity import BaseScorer, top_n
+
+
+def capped_counts(
+    users: NDArray[np.int64],
+    items: NDArray[np.int64],
+    credits: NDArray[np.floating] | None = None,
+    *,
+    n_items: int,
+) -> NDArray[np.float64]:
+    """Count each user at most once per item: the one counting rule of popularity and trending.
+
+    Parameters
+    ----------
+    users, items : ndarray of shape (n_events,), int64; one (user, item) per event
+    credits : ndarray of shape (n_events,), optional
+        What each event is worth (a recency decay, say); 1 each when None. A user's
+        contribution to an item is the largest credit among their events of it.
+    n_items : int
+
+    Returns
+    -------
+    ndarray of shape (n_items,), float64; the sum over users of their contribution
+    """
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    if credits is None:
+        credits = np.ones(len(items), dtype=np.float64)
+    if len(items) == 0:
+        return np.zeros(n_items, dtype=np.float64)
+    pairs = users * np.int64(n_items) + items
+    # Sort by pair, then by credit: the last event of each pair carries its largest credit.
+    order = np.lexsort((credits, pairs))
+    sorted_pairs = pairs[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = sorted_pairs[1:] != sorted_pairs[:-1]
+    best = order[last]
+    return np.bincount(items[best], weights=credits[best], minlength=n_items)
 
 
 class Popularity(BaseScorer):
@@ -27,8 +69,9 @@ class Popularity(BaseScorer):
         """Fit on a user x item matrix of shape (n_users, n_items)."""
         X = sparse.csr_matrix(X)
         X.eliminate_zeros()
-        counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.float32)
-        self._set_counts(counts)
+        users = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+        counts = capped_counts(users, X.indices, n_items=X.shape[1])
+        self._set_counts(counts.astype(np.float32))
         return self
 
     def _set_counts(self, counts: NDArray[np.float32]) -> None:
@@ -66,14 +109,17 @@ class Popularity(BaseScorer):
 
 
 class Trending(Popularity):
-    """Items ranked by exponentially decayed event counts in a recent window.
+    """Items ranked by recent users, each user's latest event of an item decayed.
+
+    A user counts at most once per item (:func:`capped_counts`), with the decay of their
+    latest event of it in the window: many events of one user do not make an item trend.
 
     Parameters
     ----------
     window_days : float
         Only events this recent (before ``now``) count.
     half_life_days : float
-        An event ``half_life_days`` old counts half.
+        A user whose latest event of the item is ``half_life_days`` old counts half.
     """
 
     _param_names = ("window_days", "half_life_days")
@@ -84,29 +130,34 @@ class Trending(Popularity):
 
     def fit(  # type: ignore[override]
         self,
+        users: NDArray[np.int64],
         items: NDArray[np.int64],
         occurred_at: NDArray[np.float64],
         *,
         n_items: int,
         now: float | None = None,
     ) -> Trending:
-        """Fit on events given as item indices and epoch-second times.
+        """Fit on events given as user and item indices and epoch-second times.
 
         Parameters
         ----------
+        users : ndarray of shape (n_events,), int64
         items : ndarray of shape (n_events,), int64 (negative = unknown, ignored)
         occurred_at : ndarray of shape (n_events,), float64
         n_items : int
         now : float, optional; default the latest event time.
         """
+        users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         times = np.asarray(occurred_at, dtype=np.float64)
+        if not len(users) == len(items) == len(times):
+            raise ValueError("users, items and occurred_at must have one entry per event")
         if now is None:
             now = float(times.max()) if len(times) else 0.0
         age_days = (now - times) / SECONDS_PER_DAY
         keep = (items >= 0) & (age_days >= 0) & (age_days <= self.window_days)
         decay = np.exp2(-age_days[keep] / self.half_life_days)
-        counts = np.bincount(items[keep], weights=decay, minlength=n_items)
+        counts = capped_counts(users[keep], items[keep], decay, n_items=n_items)
         self._set_counts(counts.astype(np.float32))
         self.now_ = float(now)
         return self

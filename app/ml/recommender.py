@@ -29,6 +29,7 @@ from app.ml.interactions import (
     AGGREGATIONS,
     DEFAULT_EVENT_WEIGHTS,
     Catalog,
+    EncodedEvents,
     EventLog,
     aggregate_history,
     encode_events,
@@ -266,6 +267,42 @@ class Recommender:
         ]
         return Recommendations(ids, ranked.scores.tolist(), reasons, ranked.source)
 
+    def history_vector(
+        self,
+        history_items: Sequence[str],
+        history_weights: Sequence[float] | None = None,
+        history_times: Sequence[float] | None = None,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Aggregate a history as :meth:`recommend` scores it: distinct items and their values.
+
+        Events of the same item are summed (time-decayed with ``history_times``) and
+        aggregated as in training, so a history equal to a user's events gives that user's
+        row of the training history matrix (see :func:`training_matrices`).
+
+        Returns
+        -------
+        (items, weights) : ndarray of shape (h,), int64 (sorted), and of shape (h,), float32
+        """
+        raw = self.item_vocab.indices(history_items)
+        if history_weights is None:
+            w = np.ones(len(raw), dtype=np.float64)
+        else:
+            w = np.asarray(history_weights, dtype=np.float64)
+            if w.shape != raw.shape:
+                raise ValueError("history_weights must have one weight per history item")
+        times = None
+        if history_times is not None:
+            times = np.asarray(history_times, dtype=np.float64)
+            if times.shape != raw.shape:
+                raise ValueError("history_times must have one time per history item")
+        return aggregate_history(
+            raw,
+            w,
+            self.config.aggregation,
+            occurred_at=times,
+            half_life_days=self.config.history_half_life_days,
+        )
+
     def recommend(
         self,
         history_items: Sequence[str],
@@ -283,7 +320,9 @@ class Recommender:
         Parameters
         ----------
         history_items : item ids of the user's recent events (repeats allowed)
-        history_weights : one weight per entry (event-type weights); 1 each when None
+        history_weights : one weight per entry, from
+            :func:`app.ml.interactions.event_weights` with ``config.event_weights``; 1 each
+            when None
         n : number of items
         exclude : item ids never to return
         exclude_history : do not return items of the history
@@ -298,25 +337,7 @@ class Recommender:
             return Recommendations(
                 [], [], [], "cold_start" if not history_items else "personalized"
             )
-        raw = self.item_vocab.indices(history_items)
-        if history_weights is None:
-            w = np.ones(len(raw), dtype=np.float64)
-        else:
-            w = np.asarray(history_weights, dtype=np.float64)
-            if w.shape != raw.shape:
-                raise ValueError("history_weights must have one weight per history item")
-        times = None
-        if history_times is not None:
-            times = np.asarray(history_times, dtype=np.float64)
-            if times.shape != raw.shape:
-                raise ValueError("history_times must have one time per history item")
-        items, weights = aggregate_history(
-            raw,
-            w,
-            self.config.aggregation,
-            occurred_at=times,
-            half_life_days=self.config.history_half_life_days,
-        )
+        items, weights = self.history_vector(history_items, history_weights, history_times)
         excluded = [i for i in self.item_vocab.indices(exclude).tolist() if i >= 0]
         if exclude_history:
             excluded.extend(items.tolist())
@@ -500,6 +521,44 @@ def _collaborative_models(config: RecommenderConfig, n_items: int) -> dict[str, 
     return {name: factories[name]() for name in wanted if name in factories}
 
 
+@dataclass(frozen=True, eq=False)
+class TrainingMatrices:
+    """The matrices training builds from events with one config.
+
+    Attributes
+    ----------
+    encoded : EncodedEvents; every event's (user, item, weight, time)
+    X : csr_matrix of shape (n_users, n_items), float32; what the models are fitted on
+        (decayed from the latest event with ``config.half_life_days``)
+    history : csr_matrix of shape (n_users, n_items), float32; each user's history as
+        :meth:`Recommender.history_vector` weighs it at serving (decayed within the user's
+        own events with ``config.history_half_life_days``), the input of evaluation and tuning
+    """
+
+    encoded: EncodedEvents
+    X: sparse.csr_matrix
+    history: sparse.csr_matrix
+
+
+def training_matrices(
+    events: EventLog, users: Vocabulary, items: Vocabulary, config: RecommenderConfig
+) -> TrainingMatrices:
+    """Weigh events by :func:`app.ml.interactions.event_weights` and build both matrices."""
+    encoded = encode_events(events, users=users, items=items, weights=config.event_weights)
+    X = interaction_matrix(
+        encoded, aggregation=config.aggregation, half_life_days=config.half_life_days
+    ).matrix
+    history = interaction_matrix(
+        encoded,
+        aggregation=config.aggregation,
+        half_life_days=config.history_half_life_days,
+        decay_reference="user",
+    ).matrix
+    if history.nnz != X.nnz:  # decay never drops a pair (weights are >= 0), but keep it explicit
+        raise RuntimeError("history and interaction matrices disagree")
+    return TrainingMatrices(encoded, X, history)
+
+
 def _fit_all(
     events: EventLog,
     users: Vocabulary,
@@ -511,19 +570,8 @@ def _fit_all(
     phase: str,
 ) -> _Fitted:
     t0 = time.perf_counter()
-    encoded = encode_events(events, users=users, items=items, weights=config.event_weights)
-    X = interaction_matrix(
-        encoded, aggregation=config.aggregation, half_life_days=config.half_life_days
-    ).matrix
-    # Histories as the service sends them: recency-weighted within each user.
-    history = interaction_matrix(
-        encoded,
-        aggregation=config.aggregation,
-        half_life_days=config.history_half_life_days,
-        decay_reference="user",
-    ).matrix
-    if history.nnz != X.nnz:  # decay never drops a pair, but keep the invariant explicit
-        raise RuntimeError("history and interaction matrices disagree")
+    matrices = training_matrices(events, users, items, config)
+    encoded, X, history = matrices.encoded, matrices.X, matrices.history
     timings[f"{phase}.matrix"] = time.perf_counter() - t0
     models: dict[str, BaseScorer] = {}
     for name, model in _collaborative_models(config, len(items)).items():
@@ -535,9 +583,15 @@ def _fit_all(
     popularity = Popularity().fit(X)
     if "popularity" in config.models:
         models["popularity"] = popularity
+    counted = encoded.weights > 0  # an event that weighs nothing counts nowhere (as in X)
     trending = Trending(
         window_days=config.trending_window_days, half_life_days=config.trending_half_life_days
-    ).fit(encoded.cols, encoded.occurred_at, n_items=len(items))
+    ).fit(
+        encoded.rows[counted],
+        encoded.cols[counted],
+        encoded.occurred_at[counted],
+        n_items=len(items),
+    )
     if "trending" in config.models:
         models["trending"] = trending
     segment_popularity = None

@@ -21,6 +21,8 @@ from app.cache import Cache
 from app.config import Settings
 from app.errors import ModelNotReady, NotFound
 from app.events import history
+from app.ml.interactions import event_weights
+from app.ml.recommender import Recommender
 from app.recommendations import repository
 from app.recommendations.repository import UserContext
 from app.recommendations.schemas import RecommendQuery, SimilarQuery
@@ -90,17 +92,20 @@ def _mask(bundle: LoadedBundle, registry: ModelRegistry, categories: list[str]) 
     return mask & in_category
 
 
-def _history(ctx: UserContext, settings: Settings) -> tuple[list[str], list[float], list[float]]:
-    items, weights, times = [], [], []
-    for item_id, type_, value, occurred_at in ctx.history:
-        weight = settings.event_weights.get(type_, 1.0)
-        if type_ == "rating" and value is not None:
-            weight = float(value)
-        if weight > 0:
-            items.append(item_id)
-            weights.append(weight)
-            times.append(occurred_at)
-    return items, weights, times
+def _history(
+    ctx: UserContext, recommender: Recommender
+) -> tuple[list[str], list[float], list[float]]:
+    """The user's history as (items, weights, times), weighed as the model was trained.
+
+    The weights come from the one rule of training (:func:`app.ml.interactions.event_weights`)
+    with the table the model was trained with, not the settings of this process.
+    """
+    items = [entry[0] for entry in ctx.history]
+    types = [entry[1] for entry in ctx.history]
+    values = [entry[2] for entry in ctx.history]
+    times = [entry[3] for entry in ctx.history]
+    weights = event_weights(types, values, recommender.config.event_weights)
+    return items, weights.tolist(), times
 
 
 def _reason(kind: str, item_id: str | None) -> dict[str, Any]:
@@ -126,7 +131,7 @@ def _compute(
             if item_id not in excluded and (not q.category or set(categories) & set(q.category))
         ]
         return {"source": "fallback", "items": items[:wanted]}
-    history_items, weights, times = _history(ctx, settings)
+    history_items, weights, times = _history(ctx, bundle.recommender)
     recs = bundle.recommender.recommend(
         history_items,
         weights,

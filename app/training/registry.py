@@ -234,12 +234,15 @@ class ModelRegistry:
         self.available_mask = mask
 
     def _store_popularity(self) -> list[tuple[str, float, list[str]]]:
+        # The models' counting rule (app.ml.popularity.capped_counts): distinct users per
+        # item, so one client's burst of events does not make an item the most popular.
+        users = func.count(Event.user_id.distinct())
         try:
             with self.factory() as session:
                 counts = (
-                    select(Event.item_id, func.count().label("n"))
+                    select(Event.item_id, users.label("n"))
                     .group_by(Event.item_id)
-                    .order_by(func.count().desc(), Event.item_id)
+                    .order_by(users.desc(), Event.item_id)
                     .limit(FALLBACK_SIZE)
                     .subquery()
                 )

@@ -43,7 +43,7 @@ def shop() -> dict:
     texts = ["red mug", "red plate", "red bowl", "green lamp", "green shade", "red mug deluxe"]
     popularity = Popularity().fit(X)
     trending = Trending(window_days=10, half_life_days=5).fit(
-        np.array([3, 4, 4]), np.array([9 * DAY, 10 * DAY, 10 * DAY]), n_items=6
+        np.array([3, 3, 2]), np.array([3, 4, 4]), np.array([9 * DAY, 10 * DAY, 10 * DAY]), n_items=6
     )
     segments = SegmentPopularity().fit(X, np.array([0, 0, 0, 1]))
     models = {

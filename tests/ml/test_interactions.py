@@ -32,7 +32,29 @@ def test_event_weights_defaults_rating_and_unknown_types() -> None:
     ev = _events()
     np.testing.assert_allclose(event_weights(ev.types, ev.values), [1, 5, 3, 4, 1, 1])
     custom = event_weights(ev.types, ev.values, {"purchase": 10.0}, default_weight=0.5)
-    np.testing.assert_allclose(custom, [0.5, 10, 0.5, 4, 0.5, 0.5])
+    np.testing.assert_allclose(custom, [0.5, 10, 0.5, 0.5 * 4, 0.5, 0.5])
+
+
+def test_a_rating_weighs_the_rating_weight_times_its_value() -> None:
+    table = {"rating": 2.0, "purchase": 5.0}
+    types = ["rating", "rating", "purchase"]
+    # A rating without a value weighs the rating weight; a purchase ignores its amount.
+    np.testing.assert_allclose(event_weights(types, [4.0, None, 99.0], table), [8, 2, 5])
+    # The default table (the settings' default too): a 5-star rating weighs 5, like a purchase.
+    np.testing.assert_allclose(event_weights(["rating", "purchase"], [5.0, None]), [5, 5])
+
+
+def test_weights_below_zero_count_as_zero() -> None:
+    weights = event_weights(
+        ["return", "view", "rating"], [None, None, -3.0], {"return": -2.0, "view": 0.0}
+    )
+    np.testing.assert_array_equal(weights, [0, 0, 0])
+    ev = EventLog.from_lists(["u", "u", "u"], ["a", "a", "b"], ["purchase", "return", "return"])
+    m = build_interactions(ev, weights={"purchase": 5.0, "return": -5.0}, aggregation="sum")
+    dense = m.matrix.toarray()
+    assert dense[0, m.items.index("a")] == pytest.approx(5.0)  # not cancelled
+    assert dense[0, m.items.index("b")] == 0  # a pair that weighs nothing is no interaction
+    assert m.matrix.nnz == 1
 
 
 def test_build_sums_repeats_then_log1p() -> None:

@@ -29,6 +29,7 @@ class Data:
         self.texts = [""] * len(self.items)
         for item_id, text in zip(catalog.item_ids, catalog.texts(), strict=True):
             self.texts[self.items.index(item_id)] = text
+        self.event_users = self.users.indices(events.user_ids.tolist())
         self.event_items = self.items.indices(events.item_ids.tolist())
         self.times = events.occurred_at
         self.segments = np.arange(len(self.users)) % 3
@@ -51,7 +52,7 @@ MODELS: dict[str, tuple[Callable[[], BaseScorer], Callable[[BaseScorer, Data], B
     "popularity": (Popularity, lambda m, d: m.fit(d.X)),
     "trending": (
         lambda: Trending(window_days=1.0, half_life_days=0.2),
-        lambda m, d: m.fit(d.event_items, d.times, n_items=len(d.items)),
+        lambda m, d: m.fit(d.event_users, d.event_items, d.times, n_items=len(d.items)),
     ),
     "segment_popularity": (SegmentPopularity, lambda m, d: m.fit(d.X, d.segments)),
 }
