@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.catalog import repository as catalog_repository
 from app.config import Settings, get_settings
 from app.db import utcnow
 from app.events import repository
@@ -52,7 +51,7 @@ def import_shop(
     settings = settings or get_settings()
     summary = ImportSummary()
     with factory.begin() as session:
-        catalog_repository.ensure_items(
+        repository.ensure_items(
             session,
             [
                 {

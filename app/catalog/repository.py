@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, any_, bindparam, not_, select, update
+from sqlalchemy import ColumnElement, and_, not_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -45,56 +45,6 @@ def upsert_many(session: Session, rows: list[dict[str, Any]]) -> None:
         [{**row, "is_placeholder": False, "created_at": now, "updated_at": now} for row in rows],
     )
     session.expire_all()
-
-
-PLACEHOLDER_DEFAULTS: dict[str, Any] = {
-    "title": "",
-    "description": "",
-    "categories": [],
-    "attributes": {},
-}
-
-
-def ensure_items(session: Session, items: Sequence[str | dict[str, Any]]) -> None:
-    """Create the items an ingest names that do not exist yet, in one look-up.
-
-    A bare id becomes a placeholder (never recommended, see :func:`recommendable`); a dict
-    carries catalogue fields from an import, creates a described item, and describes a
-    placeholder already there. A described item is never changed.
-    """
-    rows = [i if isinstance(i, dict) else {"id": i} for i in items]
-    if not rows:
-        return
-    ids = [row["id"] for row in rows]
-    existing: dict[str, bool] = {
-        item_id: placeholder
-        for item_id, placeholder in session.execute(
-            select(Item.id, Item.is_placeholder).where(_among(session, Item.id, ids))
-        )
-    }
-    missing = [row for row in rows if row["id"] not in existing]
-    if missing:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(Item.__table__).on_conflict_do_nothing(index_elements=["id"])
-        session.execute(
-            stmt,
-            [{**PLACEHOLDER_DEFAULTS, **row, "is_placeholder": len(row) == 1} for row in missing],
-        )
-    described = [row for row in rows if len(row) > 1 and existing.get(row["id"]) is True]
-    for row in described:
-        session.execute(
-            update(Item)
-            .where(Item.id == row["id"], Item.is_placeholder.is_(True))
-            .values(**{k: v for k, v in row.items() if k != "id"}, is_placeholder=False)
-        )
-
-
-def _among(session: Session, column: Any, values: list[Any]) -> ColumnElement[bool]:
-    # `column IN (...)`; on PostgreSQL as one array parameter (cheaper to render and send).
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
-    return column.in_(values)
 
 
 def mark_unavailable(session: Session, item_id: str) -> bool:

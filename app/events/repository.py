@@ -6,10 +6,11 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, bindparam, delete, func, select, text
+from sqlalchemy import ColumnElement, any_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.catalog.models import Item
 from app.customers.models import User
 from app.db import utcnow
 from app.events.models import Event, IngestChange
@@ -45,6 +46,48 @@ def ensure_users(session: Session, users: Sequence[str | dict[str, Any]]) -> Non
     if rows:
         stmt = _insert(session, User).on_conflict_do_nothing(index_elements=["id"])
         session.execute(stmt, [{"attributes": {}, **row} for row in rows])
+
+
+PLACEHOLDER_DEFAULTS: dict[str, Any] = {
+    "title": "",
+    "description": "",
+    "categories": [],
+    "attributes": {},
+}
+
+
+def ensure_items(session: Session, items: Sequence[str | dict[str, Any]]) -> None:
+    """Create the items an ingest names that do not exist yet, in one look-up.
+
+    A bare id becomes a placeholder (never recommended: see
+    :func:`app.catalog.repository.recommendable`); a dict carries catalogue fields from an
+    import, creates a described item, and describes a placeholder already there. A described
+    item is never changed.
+    """
+    rows = [i if isinstance(i, dict) else {"id": i} for i in items]
+    if not rows:
+        return
+    ids = [row["id"] for row in rows]
+    existing: dict[str, bool] = {
+        item_id: placeholder
+        for item_id, placeholder in session.execute(
+            select(Item.id, Item.is_placeholder).where(_among(session, Item.id, ids))
+        )
+    }
+    missing = [row for row in rows if row["id"] not in existing]
+    if missing:
+        stmt = _insert(session, Item).on_conflict_do_nothing(index_elements=["id"])
+        session.execute(
+            stmt,
+            [{**PLACEHOLDER_DEFAULTS, **row, "is_placeholder": len(row) == 1} for row in missing],
+        )
+    described = [row for row in rows if len(row) > 1 and existing.get(row["id"]) is True]
+    for row in described:
+        session.execute(
+            update(Item)
+            .where(Item.id == row["id"], Item.is_placeholder.is_(True))
+            .values(**{k: v for k, v in row.items() if k != "id"}, is_placeholder=False)
+        )
 
 
 def stored_payloads(session: Session, event_ids: list[str]) -> dict[str, tuple[Any, ...]]:

@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.cache import Cache
-from app.catalog import repository as catalog_repository
 from app.config import Settings
 from app.db import after_commit, utcnow
 from app.errors import InvalidInput, PayloadTooLarge
@@ -203,7 +202,7 @@ def ingest_events(
     users = users or {}
     items = items or {}
     repository.ensure_users(session, [users.get(u, u) for u in user_ids])
-    catalog_repository.ensure_items(session, [items.get(i, i) for i in item_ids])
+    repository.ensure_items(session, [items.get(i, i) for i in item_ids])
     accepted = repository.insert_events(session, fresh)
     if out_of_process and user_ids and records_changes(settings):
         repository.record_ingest_change(session, user_ids, settings.cache_ttl_seconds)

@@ -145,8 +145,8 @@ def test_signed_webhooks(settings):
                 ]
             }
         )
-        assert _webhook(client, body).json() == {"accepted": 1, "duplicates": 0}
-        assert _webhook(client, body).json() == {"accepted": 0, "duplicates": 1}
+        assert _webhook(client, body).json() == {"accepted": 1, "duplicates": 0, "conflicts": []}
+        assert _webhook(client, body).json() == {"accepted": 0, "duplicates": 1, "conflicts": []}
         assert _webhook(client, body, secret="wrong").status_code == 401
         stale = _webhook(client, body, at=time.time() - 3600)
         assert stale.status_code == 401 and stale.json()["error"] == "bad_signature"
