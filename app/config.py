@@ -62,7 +62,7 @@ class Settings(BaseSettings):
         300, ge=0, description="How far in the future an event's occurred_at may lie."
     )
     max_past_years: int = Field(
-        20, ge=1, le=200, description="How far in the past an event's occurred_at may lie, in years."
+        20, ge=1, le=200, description="How far back an event's occurred_at may lie, in years."
     )
     signed_value_types: list[str] = Field(
         default_factory=lambda: ["rating"],

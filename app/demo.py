@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings, get_settings
 from app.db import utcnow
 from app.events import repository
-from app.importers import BATCH_SIZE, EventWriter, ImportSummary, refusal
+from app.events.service import Rules
+from app.importers import BATCH_SIZE, EventWriter, ImportSummary, to_event
 from app.ml.synthetic import SyntheticShop, generate_shop
 
 
@@ -83,9 +84,10 @@ def import_shop(
             stop = min(start + BATCH_SIZE, len(events))
             ids, users, items, types, values, times, orders = (c[start:stop] for c in columns)
             now = utcnow()
+            rules = Rules.at(settings, now)
             batch = []
             for i in range(stop - start):
-                event = refusal(
+                event = to_event(
                     {
                         "event_id": str(ids[i]),
                         "user_id": str(users[i]),
@@ -95,8 +97,7 @@ def import_shop(
                         "order_id": str(orders[i]) or None,
                         "occurred_at": datetime.fromtimestamp(float(times[i]), UTC),
                     },
-                    settings,
-                    now,
+                    rules,
                 )
                 if isinstance(event, str):
                     summary.dropped[event] += 1

@@ -61,7 +61,7 @@ class ImportSummary:
             self.dropped["conflict:event_id"] += len(result.conflicts)
 
 
-def refusal(record: dict[str, Any], settings: Settings, now: datetime) -> EventIn | str:
+def to_event(record: dict[str, Any], rules: service.Rules) -> EventIn | str:
     """The row as an event, or why it is refused: `<type>:<field>` as the API's first error.
 
     The type and field are those `POST /events` reports in `fields` for the same event.
@@ -71,7 +71,7 @@ def refusal(record: dict[str, Any], settings: Settings, now: datetime) -> EventI
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         return f"{error['type']}:{'.'.join(str(p) for p in error['loc']) or 'event'}"
-    problems = service.event_errors(event, settings, now)
+    _, problems = service.check_event(event, rules)
     if problems:
         return f"{problems[0].type}:{problems[0].field}"
     return event
@@ -151,11 +151,12 @@ def import_online_retail(
     with EventWriter(settings) as writer:
         for batch in _batches(reader, BATCH_SIZE):
             now = utcnow()
+            rules = service.Rules.at(settings, now)
             users: dict[str, dict[str, Any]] = {}
             items: dict[str, dict[str, Any]] = {}
             events = []
             for row in batch:
-                event = refusal(
+                event = to_event(
                     {
                         "event_id": row.event_id,
                         "user_id": row.user_id,
@@ -165,8 +166,7 @@ def import_online_retail(
                         "order_id": row.invoice,
                         "occurred_at": row.occurred_at,
                     },
-                    settings,
-                    now,
+                    rules,
                 )
                 if isinstance(event, str):
                     summary.dropped[event] += 1
@@ -241,6 +241,7 @@ def import_events_file(
     with EventWriter(settings) as writer:
         for batch in _batches(_read_rows(path), BATCH_SIZE):
             now = utcnow()
+            rules = service.Rules.at(settings, now)
             events = []
             for raw in batch:
                 summary.read += 1
@@ -257,7 +258,7 @@ def import_events_file(
                 # Rows without a client id get one from their content, so a re-run adds nothing.
                 if record.get("event_id") is None:
                     record["event_id"] = _content_id(raw)
-                event = refusal(record, settings, now)
+                event = to_event(record, rules)
                 if isinstance(event, str):
                     summary.dropped[event] += 1
                     continue

@@ -40,50 +40,95 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def event_errors(event: EventIn, settings: Settings, now: datetime) -> list[FieldProblem]:
-    """The domain rules an event that passed the schema must also meet (empty: it may be stored).
+@dataclass(frozen=True)
+class Rules:
+    """The domain rules at one moment, computed once per batch."""
 
-    Every caller applies them: the API refuses the batch, importers drop the row.
+    settings: Settings
+    now: datetime
+    types: frozenset[str]
+    signed: frozenset[str]
+    latest: datetime
+    earliest: datetime
+
+    @classmethod
+    def at(cls, settings: Settings, now: datetime) -> Rules:
+        """The rules of `settings` for events received at `now`."""
+        return cls(
+            settings=settings,
+            now=now,
+            types=frozenset(settings.event_types),
+            signed=frozenset(settings.signed_value_types),
+            latest=now + timedelta(seconds=settings.max_future_seconds),
+            earliest=now - timedelta(days=settings.max_past_years * DAYS_PER_YEAR),
+        )
+
+
+def check_event(event: EventIn, rules: Rules) -> tuple[dict[str, Any], list[FieldProblem]]:
+    """The event as a row to store, and the domain rules it breaks (empty: it may be stored).
+
+    Every caller applies them after the schema: the API refuses the batch, importers drop
+    the row.
     """
+    occurred_at = rules.now
+    if event.occurred_at is not None:
+        moment = event.occurred_at
+        occurred_at = (
+            moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        )
+    row = {
+        "event_id": event.event_id,
+        "user_id": event.user_id,
+        "item_id": event.item_id,
+        "type": event.type,
+        "value": event.value,
+        "order_id": event.order_id,
+        "occurred_at": occurred_at,
+        "received_at": rules.now,
+    }
+    if (
+        event.type in rules.types
+        and rules.earliest <= occurred_at <= rules.latest
+        and (event.value is None or event.value >= 0 or event.type in rules.signed)
+    ):
+        return row, []
+    return row, _problems(event, occurred_at, rules)
+
+
+def _problems(event: EventIn, occurred_at: datetime, rules: Rules) -> list[FieldProblem]:
+    settings = rules.settings
     problems = []
-    allowed = settings.event_types
-    if event.type not in allowed:
+    if event.type not in rules.types:
         problems.append(
             FieldProblem(
                 "type",
-                f"unknown event type {event.type!r}; expected one of " + ", ".join(sorted(allowed)),
+                f"unknown event type {event.type!r}; expected one of "
+                + ", ".join(sorted(rules.types)),
                 "event_type",
             )
         )
-    if event.occurred_at is not None:
-        occurred_at = _as_utc(event.occurred_at)
-        if occurred_at > now + timedelta(seconds=settings.max_future_seconds):
-            problems.append(
-                FieldProblem(
-                    "occurred_at",
-                    "occurred_at lies more than "
-                    f"{settings.max_future_seconds} seconds in the future",
-                    "future_timestamp",
-                )
+    if occurred_at > rules.latest:
+        problems.append(
+            FieldProblem(
+                "occurred_at",
+                f"occurred_at lies more than {settings.max_future_seconds} seconds in the future",
+                "future_timestamp",
             )
-        elif occurred_at < now - timedelta(days=settings.max_past_years * DAYS_PER_YEAR):
-            problems.append(
-                FieldProblem(
-                    "occurred_at",
-                    f"occurred_at lies more than {settings.max_past_years} years in the past",
-                    "past_timestamp",
-                )
+        )
+    elif occurred_at < rules.earliest:
+        problems.append(
+            FieldProblem(
+                "occurred_at",
+                f"occurred_at lies more than {settings.max_past_years} years in the past",
+                "past_timestamp",
             )
-    if (
-        event.value is not None
-        and event.value < 0
-        and event.type not in settings.signed_value_types
-    ):
+        )
+    if event.value is not None and event.value < 0 and event.type not in rules.signed:
         problems.append(
             FieldProblem(
                 "value",
                 f"a {event.type} value must not be negative (only "
-                + ", ".join(settings.signed_value_types or ["no type"])
+                + ", ".join(sorted(rules.signed) or ["no type"])
                 + " may be)",
                 "negative_value",
             )
@@ -91,34 +136,26 @@ def event_errors(event: EventIn, settings: Settings, now: datetime) -> list[Fiel
     return problems
 
 
-def _row(event: EventIn, now: datetime) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "user_id": event.user_id,
-        "item_id": event.item_id,
-        "type": event.type,
-        "value": event.value,
-        "order_id": event.order_id,
-        "occurred_at": _as_utc(event.occurred_at) if event.occurred_at else now,
-        "received_at": now,
-    }
-
-
 def validate_events(
     events: Sequence[EventIn], settings: Settings, now: datetime
 ) -> list[dict[str, Any]]:
     """Check every event; raise one error listing every bad field, else return the rows."""
-    errors = [
-        {"path": f"events.{i}.{p.field}", "message": p.message, "type": p.type}
-        for i, event in enumerate(events)
-        for p in event_errors(event, settings, now)
-    ]
+    rules = Rules.at(settings, now)
+    rows = []
+    errors = []
+    for i, event in enumerate(events):
+        row, problems = check_event(event, rules)
+        rows.append(row)
+        errors.extend(
+            {"path": f"events.{i}.{p.field}", "message": p.message, "type": p.type}
+            for p in problems
+        )
     if errors:
         raise InvalidInput(
             f"{len(errors)} event(s) are invalid; nothing was stored: {errors[0]['message']}",
             fields=errors,
         )
-    return [_row(event, now) for event in events]
+    return rows
 
 
 def _same(row: dict[str, Any], payload: tuple[Any, ...], given_time: bool) -> bool:

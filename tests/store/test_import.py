@@ -163,3 +163,29 @@ def test_generic_events_file_with_mapping(settings, tmp_path):
     }
     again = import_events_file(settings, path, mapping)
     assert again.inserted == 0 and again.already_stored == 2
+
+
+def test_the_import_command_reports_refused_rows_by_reason(settings, tmp_path):
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+    from app.config import get_settings
+
+    rows = [
+        {"customer": "c1", "sku": "s1", "kind": "view", "ts": "2024-01-01T00:00:00Z"},
+        {"customer": "c2", "sku": "s1", "kind": "view", "ts": "2099-01-01T00:00:00Z"},
+    ]
+    path = _write_csv(tmp_path / "rows.csv", rows)
+    mapping = ["--map", "user_id=customer", "--map", "item_id=sku", "--map", "type=kind"]
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(
+            cli,
+            ["import", "events", str(path), *mapping, "--map", "occurred_at=ts"],
+            env=settings.child_environment(),
+        )
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "future_timestamp:occurred_at" in result.output
+    assert _events(settings) == 1 and not _exists(settings, User, "c2")
