@@ -107,14 +107,13 @@ def _refuse(message: str, code: int) -> NoReturn:
 def import_online_retail(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or .csv.xz")],
 ) -> None:
-    """Import the UCI Online Retail file: purchases, items, customers."""
+    """Import the UCI Online Retail file: purchases, items, customers (the POST /events rules)."""
     from app.importers import import_online_retail as run_import
 
     settings = _settings()
-    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
     with _progress("Importing Online Retail") as progress:
         task = progress.add_task("rows", total=None)
-        summary = run_import(factory, path, lambda n: progress.advance(task, n))
+        summary = run_import(settings, path, lambda n: progress.advance(task, n))
     _print_summary(summary.as_dict())
 
 
@@ -129,7 +128,7 @@ def import_events(
         ),
     ] = [],  # noqa: B006 - typer needs a literal default
 ) -> None:
-    """Import a generic events file; columns default to the event field names."""
+    """Import a generic events file (the POST /events rules); columns default to the field names."""
     from app.importers import import_events_file
 
     settings = _settings()
@@ -143,12 +142,9 @@ def import_events(
             )
             raise typer.Exit(2)
         mapping[target] = source
-    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
     with _progress("Importing events") as progress:
         task = progress.add_task("rows", total=None)
-        summary = import_events_file(
-            factory, path, mapping, settings.event_types, lambda n: progress.advance(task, n)
-        )
+        summary = import_events_file(settings, path, mapping, lambda n: progress.advance(task, n))
     _print_summary(summary.as_dict())
 
 

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     max_future_seconds: int = Field(
         300, ge=0, description="How far in the future an event's occurred_at may lie."
     )
+    max_past_years: int = Field(
+        20, ge=1, le=200, description="How far back an event's occurred_at may lie, in years."
+    )
+    signed_value_types: list[str] = Field(
+        default_factory=lambda: ["rating"],
+        description="Event types whose value may be negative (JSON list); others need value >= 0.",
+    )
     history_length: int = Field(
         50, ge=1, le=1000, description="Recent events per user kept for real-time scoring."
     )

@@ -8,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.config import Settings, get_settings
+from app.db import utcnow
 from app.events import repository
-from app.importers import BATCH_SIZE, ImportSummary
+from app.events.service import Rules
+from app.importers import BATCH_SIZE, EventWriter, ImportSummary, to_event
 from app.ml.synthetic import SyntheticShop, generate_shop
 
 
@@ -21,6 +24,7 @@ def load_demo(
     n_items: int = 500,
     n_events: int = 100_000,
     progress: Callable[[int], None] | None = None,
+    settings: Settings | None = None,
 ) -> ImportSummary:
     """Generate a shop (deterministic with `seed`) and import it; re-running adds nothing."""
     # Live segments measure recency from now, so the demo year ends today.
@@ -30,15 +34,22 @@ def load_demo(
     shop = generate_shop(
         n_users=n_users, n_items=n_items, n_events=n_events, seed=seed, start=start, days=365
     )
-    return import_shop(factory, shop, progress)
+    return import_shop(factory, shop, progress, settings=settings)
 
 
 def import_shop(
     factory: sessionmaker[Session],
     shop: SyntheticShop,
     progress: Callable[[int], None] | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> ImportSummary:
-    """Write a generated shop's catalogue, customers and events to the store."""
+    """Write a generated shop's catalogue and customers, then its events through the ingest path.
+
+    `settings` (default: the process's) give the rules and the cache; the store is `factory`'s.
+    Events the rules refuse are counted in `dropped`, as an import counts them.
+    """
+    settings = settings or get_settings()
     summary = ImportSummary()
     with factory.begin() as session:
         repository.ensure_items(
@@ -59,7 +70,6 @@ def import_shop(
             session, [{"id": u.user_id, "attributes": dict(u.attributes)} for u in shop.users]
         )
     events = shop.events
-    received_at = datetime.now(UTC)
     columns = (
         events.event_id,
         events.user_id,
@@ -69,27 +79,33 @@ def import_shop(
         events.occurred_at,
         events.order_id,
     )
-    for start in range(0, len(events), BATCH_SIZE):
-        stop = min(start + BATCH_SIZE, len(events))
-        ids, users, items, types, values, times, orders = (c[start:stop] for c in columns)
-        rows = [
-            {
-                "event_id": str(ids[i]),
-                "user_id": str(users[i]),
-                "item_id": str(items[i]),
-                "type": str(types[i]),
-                "value": None if np.isnan(values[i]) else float(values[i]),
-                "order_id": str(orders[i]) or None,
-                "occurred_at": datetime.fromtimestamp(float(times[i]), UTC),
-                "received_at": received_at,
-            }
-            for i in range(stop - start)
-        ]
-        with factory.begin() as session:
-            inserted = repository.insert_events(session, rows)
-        summary.read += len(rows)
-        summary.inserted += inserted
-        summary.already_stored += len(rows) - inserted
-        if progress:
-            progress(len(rows))
+    with EventWriter(settings, factory) as writer:
+        for start in range(0, len(events), BATCH_SIZE):
+            stop = min(start + BATCH_SIZE, len(events))
+            ids, users, items, types, values, times, orders = (c[start:stop] for c in columns)
+            now = utcnow()
+            rules = Rules.at(settings, now)
+            batch = []
+            for i in range(stop - start):
+                event = to_event(
+                    {
+                        "event_id": str(ids[i]),
+                        "user_id": str(users[i]),
+                        "item_id": str(items[i]),
+                        "type": str(types[i]),
+                        "value": None if np.isnan(values[i]) else float(values[i]),
+                        "order_id": str(orders[i]) or None,
+                        "occurred_at": datetime.fromtimestamp(float(times[i]), UTC),
+                    },
+                    rules,
+                )
+                if isinstance(event, str):
+                    summary.dropped[event] += 1
+                else:
+                    batch.append(event)
+            summary.read += stop - start
+            if batch:
+                summary.add(writer.write(batch, now))
+            if progress:
+                progress(stop - start)
     return summary

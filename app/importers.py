@@ -1,14 +1,22 @@
-"""Bulk loaders from files into the store: streaming, batched, idempotent when re-run."""
+"""Bulk loaders from files into the store, through the one ingest path.
+
+Every file row becomes the API's event input (:class:`EventIn`) and meets the same rules
+(:func:`app.events.service.event_errors`); rows that fail are counted by reason and field and
+dropped before batching, and each batch is written by :func:`app.events.service.ingest_events`
+in one transaction, with the same duplicate/conflict handling and cache invalidation as
+`POST /events`. Streaming and idempotent when re-run.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -16,9 +24,12 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.cache import make_cache
+from app.config import Settings
 from app.datasets.online_retail import OnlineRetailRow, read_online_retail
-from app.events import repository
-from app.events.schemas import EventIn
+from app.db import make_engine, make_sessionmaker, pop_after_commit, utcnow
+from app.events import service
+from app.events.schemas import EventIn, IngestResult
 
 BATCH_SIZE = 5000
 Progress = Callable[[int], None]
@@ -42,6 +53,88 @@ class ImportSummary:
             "dropped": dict(self.dropped),
         }
 
+    def add(self, result: IngestResult) -> None:
+        """Count a written batch; its conflicts are dropped rows (`conflict:event_id`)."""
+        self.inserted += result.accepted
+        self.already_stored += result.duplicates
+        if result.conflicts:
+            self.dropped["conflict:event_id"] += len(result.conflicts)
+
+
+def to_event(record: dict[str, Any], rules: service.Rules) -> EventIn | str:
+    """The row as an event, or why it is refused: `<type>:<field>` as the API's first error.
+
+    The type and field are those `POST /events` reports in `fields` for the same event.
+    """
+    try:
+        event = EventIn.model_validate(record)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        return f"{error['type']}:{'.'.join(str(p) for p in error['loc']) or 'event'}"
+    _, problems = service.check_event(event, rules)
+    if problems:
+        return f"{problems[0].type}:{problems[0].field}"
+    return event
+
+
+class EventWriter:
+    """Writes validated batches through the one ingest path, from outside the server.
+
+    Each batch is one transaction; after it commits, the users' cached answers are invalidated
+    as a request's are (Redis from this process; with the in-process cache, a change logged in
+    the store that every server worker applies at its next model poll).
+    """
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session] | None = None) -> None:
+        self.settings = settings
+        self.engine = None if factory else make_engine(settings.resolved_database_url)
+        self.factory = factory or make_sessionmaker(self.engine)
+        self.cache = make_cache(settings)
+        self.loop = asyncio.new_event_loop()
+
+    def write(
+        self,
+        events: list[EventIn],
+        now: datetime,
+        users: dict[str, dict[str, Any]] | None = None,
+        items: dict[str, dict[str, Any]] | None = None,
+    ) -> IngestResult:
+        """Store one batch (all or nothing) and run its after-commit invalidation."""
+        session = self.factory()
+        try:
+            result = service.ingest_events(
+                session,
+                self.cache,
+                events,
+                self.settings,
+                now=now,
+                users=users,
+                items=items,
+                out_of_process=True,
+            )
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        for callback in pop_after_commit(session):
+            self.loop.run_until_complete(callback())
+        return result
+
+    def close(self) -> None:
+        """Release the cache, the loop and the engine."""
+        self.loop.run_until_complete(self.cache.close())
+        self.loop.close()
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
 
 def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(rows)
@@ -49,61 +142,47 @@ def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def write_event_batch(
-    session: Session,
-    events: list[dict[str, Any]],
-    users: list[dict[str, Any]] | None = None,
-    items: list[dict[str, Any]] | None = None,
-) -> int:
-    """Create missing users and items, insert events (skipping stored event ids), return count."""
-    repository.ensure_users(session, users or sorted({e["user_id"] for e in events}))
-    repository.ensure_items(session, items or sorted({e["item_id"] for e in events}))
-    return repository.insert_events(session, events)
-
-
 def import_online_retail(
-    factory: sessionmaker[Session], path: Path, progress: Progress | None = None
+    settings: Settings, path: Path, progress: Progress | None = None
 ) -> ImportSummary:
     """Load the UCI Online Retail file: purchases with value = quantity × unit price."""
     reader = read_online_retail(path)
     summary = ImportSummary()
-    received_at = datetime.now(UTC)
-    for batch in _batches(reader, BATCH_SIZE):
-        users: dict[str, dict[str, Any]] = {}
-        items: dict[str, dict[str, Any]] = {}
-        events = []
-        for row in batch:
-            users.setdefault(
-                row.user_id, {"id": row.user_id, "attributes": {"country": row.country}}
-            )
-            items.setdefault(row.item_id, _item_of(row))
-            events.append(
-                {
-                    "event_id": row.event_id,
-                    "user_id": row.user_id,
-                    "item_id": row.item_id,
-                    "type": "purchase",
-                    "value": row.value,
-                    "order_id": row.invoice,
-                    "occurred_at": row.occurred_at,
-                    "received_at": received_at,
-                }
-            )
-        with factory.begin() as session:
-            inserted = write_event_batch(
-                session, events, sorted(users.values(), key=_id), sorted(items.values(), key=_id)
-            )
-        summary.inserted += inserted
-        summary.already_stored += len(events) - inserted
-        if progress:
-            progress(len(batch))
+    with EventWriter(settings) as writer:
+        for batch in _batches(reader, BATCH_SIZE):
+            now = utcnow()
+            rules = service.Rules.at(settings, now)
+            users: dict[str, dict[str, Any]] = {}
+            items: dict[str, dict[str, Any]] = {}
+            events = []
+            for row in batch:
+                event = to_event(
+                    {
+                        "event_id": row.event_id,
+                        "user_id": row.user_id,
+                        "item_id": row.item_id,
+                        "type": "purchase",
+                        "value": row.value,
+                        "order_id": row.invoice,
+                        "occurred_at": row.occurred_at,
+                    },
+                    rules,
+                )
+                if isinstance(event, str):
+                    summary.dropped[event] += 1
+                    continue
+                users.setdefault(
+                    row.user_id, {"id": row.user_id, "attributes": {"country": row.country}}
+                )
+                items.setdefault(row.item_id, _item_of(row))
+                events.append(event)
+            if events:
+                summary.add(writer.write(events, now, users, items))
+            if progress:
+                progress(len(batch))
     summary.read = reader.kept + sum(reader.dropped.values())
-    summary.dropped = Counter(reader.dropped)
+    summary.dropped.update(reader.dropped)
     return summary
-
-
-def _id(row: dict[str, Any]) -> str:
-    return row["id"]
 
 
 def _item_of(row: OnlineRetailRow) -> dict[str, Any]:
@@ -120,61 +199,72 @@ def _content_id(raw: dict[str, Any]) -> str:
     return f"f-{digest[:32]}"
 
 
-def _read_rows(path: Path) -> Iterator[dict[str, Any]]:
+def _read_rows(path: Path) -> Iterator[dict[str, Any] | str]:
+    """JSON lines as the API would decode them, or CSV rows with numbers parsed (else why not)."""
     if path.suffix in {".jsonl", ".ndjson"}:
         with path.open(encoding="utf-8") as handle:
             for line in handle:
                 if line.strip():
                     try:
-                        yield json.loads(line)
+                        row = json.loads(line)
                     except json.JSONDecodeError:
-                        yield {"__invalid__": "invalid_json"}
+                        yield "invalid_json"
+                        continue
+                    yield row if isinstance(row, dict) else "invalid_json"
     else:
         with path.open(encoding="utf-8", newline="") as handle:
             yield from csv.DictReader(handle)
 
 
+def _csv_number(text: str) -> float | str:
+    # A CSV cell is text: the importer reads numbers itself (the API takes only JSON numbers),
+    # then the same validation refuses what is still not a finite number.
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def import_events_file(
-    factory: sessionmaker[Session],
+    settings: Settings,
     path: Path,
     mapping: dict[str, str],
-    allowed_types: Iterable[str],
     progress: Progress | None = None,
 ) -> ImportSummary:
-    """Load a CSV or JSON-lines file of events; `mapping` renames file columns to event fields."""
-    allowed = set(allowed_types)
+    """Load a CSV or JSON-lines file of events; `mapping` renames file columns to event fields.
+
+    JSON lines are validated as the API validates a JSON body; in CSV an empty cell is an
+    absent field and `value` is parsed as a number first.
+    """
+    is_csv = path.suffix not in {".jsonl", ".ndjson"}
     summary = ImportSummary()
-    received_at = datetime.now(UTC)
-    for batch in _batches(_read_rows(path), BATCH_SIZE):
-        events = []
-        for raw in batch:
-            summary.read += 1
-            if "__invalid__" in raw:
-                summary.dropped[raw["__invalid__"]] += 1
-                continue
-            record = {target: raw.get(source) for target, source in mapping.items()}
-            record = {k: v for k, v in record.items() if v not in (None, "")}
-            # Rows without a client id get one from their content, so a re-run adds nothing.
-            record.setdefault("event_id", _content_id(raw))
-            try:
-                event = EventIn.model_validate(record)
-            except ValidationError as exc:
-                summary.dropped[f"invalid_{exc.errors()[0]['loc'][0]}"] += 1
-                continue
-            if event.type not in allowed:
-                summary.dropped["unknown_type"] += 1
-                continue
-            occurred_at = event.occurred_at or received_at
-            if occurred_at.tzinfo is None:
-                occurred_at = occurred_at.replace(tzinfo=UTC)
-            events.append(
-                {**event.model_dump(), "occurred_at": occurred_at, "received_at": received_at}
-            )
-        if events:
-            with factory.begin() as session:
-                inserted = write_event_batch(session, events)
-            summary.inserted += inserted
-            summary.already_stored += len(events) - inserted
-        if progress:
-            progress(len(batch))
+    with EventWriter(settings) as writer:
+        for batch in _batches(_read_rows(path), BATCH_SIZE):
+            now = utcnow()
+            rules = service.Rules.at(settings, now)
+            events = []
+            for raw in batch:
+                summary.read += 1
+                if isinstance(raw, str):
+                    summary.dropped[raw] += 1
+                    continue
+                record = {
+                    target: raw[source] for target, source in mapping.items() if source in raw
+                }
+                if is_csv:
+                    record = {k: v for k, v in record.items() if v not in (None, "")}
+                    if "value" in record:
+                        record["value"] = _csv_number(record["value"])
+                # Rows without a client id get one from their content, so a re-run adds nothing.
+                if record.get("event_id") is None:
+                    record["event_id"] = _content_id(raw)
+                event = to_event(record, rules)
+                if isinstance(event, str):
+                    summary.dropped[event] += 1
+                    continue
+                events.append(event)
+            if events:
+                summary.add(writer.write(events, now))
+            if progress:
+                progress(len(batch))
     return summary

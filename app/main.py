@@ -20,6 +20,7 @@ from app.config import Settings, get_settings
 from app.customers.router import router as customers_router
 from app.db import make_engine, make_sessionmaker
 from app.errors import ERROR_RESPONSES, install_database_error_handlers, install_error_handlers
+from app.events import service as events_service
 from app.events.router import router as events_router
 from app.events.webhooks import router as webhooks_router
 from app.limits import BodySizeLimit
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Webhook signatures already accepted, when Redis cannot be asked.
         app.state.webhook_replays = LocalCache(max_entries=100_000)
         registry = ModelRegistry(settings, app.state.sessionmaker)
+        registry.on_ingest = events_service.change_listener(app.state.cache, settings)
         await registry.start()
         app.state.registry = registry
         # Everything alive now lives as long as the worker: keep it out of the cyclic GC, whose

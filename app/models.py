@@ -3,8 +3,8 @@
 from app.catalog.models import Item
 from app.customers.models import User
 from app.db import Base
-from app.events.models import Event
+from app.events.models import Event, IngestChange
 from app.security.models import ApiKey
 from app.training.models import ModelVersion, TrainingRun
 
-__all__ = ["ApiKey", "Base", "Event", "Item", "ModelVersion", "TrainingRun", "User"]
+__all__ = ["ApiKey", "Base", "Event", "IngestChange", "Item", "ModelVersion", "TrainingRun", "User"]

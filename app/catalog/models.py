@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, String, Text
+from sqlalchemy import Boolean, Float, String, Text, sql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, JSONType, UTCDateTime, utcnow
 
 
 class Item(Base):
-    """A product; unavailable items are never recommended."""
+    """A product; unavailable items and placeholders are never recommended."""
 
     __tablename__ = "item"
 
@@ -23,5 +23,8 @@ class Item(Base):
     price: Mapped[float | None] = mapped_column(Float, nullable=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     is_available: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Created by an event for an item the catalogue never described: kept for the users'
+    # histories, never recommended until PUT/POST /items describes it (see `recommendable`).
+    is_placeholder: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql.false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

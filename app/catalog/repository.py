@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, not_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,13 +25,25 @@ def upsert_many(session: Session, rows: list[dict[str, Any]]) -> None:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(Item)
-    fields = ("title", "description", "categories", "price", "attributes", "is_available")
+    fields = (
+        "title",
+        "description",
+        "categories",
+        "price",
+        "attributes",
+        "is_available",
+        "is_placeholder",
+    )
     stmt = stmt.on_conflict_do_update(
         index_elements=["id"],
         set_={**{f: getattr(stmt.excluded, f) for f in fields}, "updated_at": utcnow()},
     )
     now = utcnow()
-    session.execute(stmt, [{**row, "created_at": now, "updated_at": now} for row in rows])
+    # Whatever the catalogue sends describes the item: a placeholder stops being one.
+    session.execute(
+        stmt,
+        [{**row, "is_placeholder": False, "created_at": now, "updated_at": now} for row in rows],
+    )
     session.expire_all()
 
 
@@ -48,6 +60,15 @@ def all_items(session: Session) -> Sequence[Item]:
     return session.scalars(select(Item).order_by(Item.id)).all()
 
 
+def recommendable() -> ColumnElement[bool]:
+    """The one rule for "may this item be recommended": available and described.
+
+    Training (the bundle's availability), serving (:func:`unavailable_ids`) and the store
+    popularity fallback all filter with it.
+    """
+    return and_(Item.is_available.is_(True), Item.is_placeholder.is_(False))
+
+
 def unavailable_ids(session: Session) -> list[str]:
-    """Ids of items that must not be recommended."""
-    return list(session.scalars(select(Item.id).where(Item.is_available.is_(False))))
+    """Ids of items that must not be recommended (retired, or placeholders)."""
+    return list(session.scalars(select(Item.id).where(not_(recommendable()))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 from app.schemas import Attributes, ExternalId
 
@@ -20,7 +20,7 @@ class ItemIn(BaseModel):
     title: str = Field("", max_length=512)
     description: str = Field("", max_length=10_000)
     categories: list[Category] = Field(default_factory=list, max_length=20)
-    price: float | None = Field(None, ge=0, le=1e9)
+    price: Annotated[float, Strict()] | None = Field(None, ge=0, le=1e9)
     attributes: Attributes = Field(default_factory=dict)
     is_available: bool = True
 
@@ -51,6 +51,9 @@ class ItemOut(BaseModel):
     price: float | None
     attributes: dict[str, Any]
     is_available: bool
+    is_placeholder: bool = Field(
+        description="Created by an event, not yet described by the catalogue: never recommended"
+    )
     created_at: datetime
     updated_at: datetime
 

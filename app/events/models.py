@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime, utcnow
+from app.db import Base, JSONType, UTCDateTime, utcnow
 
 
 class Event(Base):
@@ -30,3 +30,19 @@ class Event(Base):
     order_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IngestChange(Base):
+    """Users an out-of-process writer (an import) changed: each worker drops what it cached.
+
+    Written only when the cache is in-process (no Redis), which an importer cannot reach;
+    `epoch` increases in commit order, so a worker applies every change after its last epoch.
+    """
+
+    __tablename__ = "ingest_change"
+
+    epoch: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    user_ids: Mapped[list[str]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, bindparam, delete, func, select
+from sqlalchemy import ColumnElement, any_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.catalog.models import Item
 from app.customers.models import User
-from app.events.models import Event
+from app.db import utcnow
+from app.events.models import Event, IngestChange
 
 
 def _insert(session: Session, model: Any) -> Any:
@@ -46,32 +48,110 @@ def ensure_users(session: Session, users: Sequence[str | dict[str, Any]]) -> Non
         session.execute(stmt, [{"attributes": {}, **row} for row in rows])
 
 
+PLACEHOLDER_DEFAULTS: dict[str, Any] = {
+    "title": "",
+    "description": "",
+    "categories": [],
+    "attributes": {},
+}
+
+
 def ensure_items(session: Session, items: Sequence[str | dict[str, Any]]) -> None:
-    """Create items the catalogue does not know yet (ids, or dicts with catalogue fields)."""
-    rows = _missing(session, Item, [i if isinstance(i, dict) else {"id": i} for i in items])
-    if rows:
-        defaults = {"title": "", "description": "", "categories": [], "attributes": {}}
+    """Create the items an ingest names that do not exist yet, in one look-up.
+
+    A bare id becomes a placeholder (never recommended: see
+    :func:`app.catalog.repository.recommendable`); a dict carries catalogue fields from an
+    import, creates a described item, and describes a placeholder already there. A described
+    item is never changed.
+    """
+    rows = [i if isinstance(i, dict) else {"id": i} for i in items]
+    if not rows:
+        return
+    ids = [row["id"] for row in rows]
+    existing: dict[str, bool] = {
+        item_id: placeholder
+        for item_id, placeholder in session.execute(
+            select(Item.id, Item.is_placeholder).where(_among(session, Item.id, ids))
+        )
+    }
+    missing = [row for row in rows if row["id"] not in existing]
+    if missing:
         stmt = _insert(session, Item).on_conflict_do_nothing(index_elements=["id"])
-        session.execute(stmt, [{**defaults, **row} for row in rows])
+        session.execute(
+            stmt,
+            [{**PLACEHOLDER_DEFAULTS, **row, "is_placeholder": len(row) == 1} for row in missing],
+        )
+    described = [row for row in rows if len(row) > 1 and existing.get(row["id"]) is True]
+    for row in described:
+        session.execute(
+            update(Item)
+            .where(Item.id == row["id"], Item.is_placeholder.is_(True))
+            .values(**{k: v for k, v in row.items() if k != "id"}, is_placeholder=False)
+        )
+
+
+def stored_payloads(session: Session, event_ids: list[str]) -> dict[str, tuple[Any, ...]]:
+    """The stored payload of each of these client event ids that exists, in one look-up.
+
+    A payload is (user_id, item_id, type, value, order_id, occurred_at).
+    """
+    if not event_ids:
+        return {}
+    rows = session.execute(
+        select(
+            Event.event_id,
+            Event.user_id,
+            Event.item_id,
+            Event.type,
+            Event.value,
+            Event.order_id,
+            Event.occurred_at,
+        ).where(_among(session, Event.event_id, event_ids))
+    ).all()
+    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 def insert_events(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert events, skipping any whose event_id is already stored; return how many landed."""
+    """Insert events whose event ids are not stored (the caller checked); return how many landed."""
     if not rows:
         return 0
-    ids = [r["event_id"] for r in rows if r["event_id"] is not None]
-    if ids:
-        stored = set(
-            session.scalars(select(Event.event_id).where(_among(session, Event.event_id, ids)))
-        )
-        rows = [r for r in rows if r["event_id"] is None or r["event_id"] not in stored]
-    if not rows:
-        return 0
-    # ON CONFLICT still guards the race with a concurrent batch carrying the same ids; the
-    # row count says how many landed (RETURNING would cost half as much again as the insert).
+    # ON CONFLICT guards the race with a concurrent batch carrying the same ids; the row count
+    # says how many landed (RETURNING would cost half as much again as the insert).
     stmt = _insert(session, Event).on_conflict_do_nothing(index_elements=["event_id"])
     result = session.execute(stmt, rows)
     return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+
+
+def record_ingest_change(session: Session, user_ids: list[str], keep_seconds: float) -> None:
+    """Append the users a batch changed to the change log; drop entries older than needed.
+
+    Epochs are handed out under a table lock on PostgreSQL (SQLite serialises writers), so
+    they become visible in increasing order and a reader never skips one.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE ingest_change IN EXCLUSIVE MODE"))
+    now = utcnow()
+    epoch = (session.scalar(select(func.max(IngestChange.epoch))) or 0) + 1
+    session.execute(
+        delete(IngestChange).where(IngestChange.created_at < now - timedelta(seconds=keep_seconds))
+    )
+    session.add(IngestChange(epoch=epoch, user_ids=user_ids, created_at=now))
+    session.flush()
+
+
+def ingest_changes_since(session: Session, epoch: int | None) -> tuple[int, list[str]]:
+    """The latest epoch and the users changed after `epoch` (None: just the latest epoch)."""
+    if epoch is None:
+        return session.scalar(select(func.max(IngestChange.epoch))) or 0, []
+    rows = session.execute(
+        select(IngestChange.epoch, IngestChange.user_ids)
+        .where(IngestChange.epoch > epoch)
+        .order_by(IngestChange.epoch)
+    ).all()
+    if not rows:
+        return epoch, []
+    users = sorted({user for _, user_ids in rows for user in user_ids})
+    return rows[-1][0], users
 
 
 def recent_events(session: Session, user_id: str, limit: int) -> Sequence[Event]:

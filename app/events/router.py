@@ -15,5 +15,5 @@ router = APIRouter(tags=["events"], dependencies=[WriteKey])
 def post_events(
     batch: EventBatchIn, session: SessionDep, cache: CacheDep, settings: SettingsDep
 ) -> IngestResult:
-    """Ingest a batch of events (all or nothing; repeated event ids are skipped)."""
+    """Ingest a batch of events (all or nothing; repeats skipped, conflicts reported)."""
     return service.ingest(session, cache, batch, settings)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from app.schemas import ExternalId
 
@@ -18,7 +19,13 @@ class EventIn(BaseModel):
     user_id: ExternalId
     item_id: ExternalId
     type: str = Field(min_length=1, max_length=32, description="One of the configured event types")
-    value: float | None = Field(None, ge=-1e12, le=1e12, description="Rating, quantity or amount")
+    value: Annotated[float, Strict()] | None = Field(
+        None,
+        ge=-1e12,
+        le=1e12,
+        description="Rating, quantity or amount: a JSON number (never a string or a boolean); "
+        "negative only for the signed types (default: rating)",
+    )
     order_id: ExternalId | None = Field(None, description="Order/invoice the purchase belongs to")
     occurred_at: datetime | None = Field(None, description="When it happened (default: now)")
 
@@ -32,10 +39,15 @@ class EventBatchIn(BaseModel):
 
 
 class IngestResult(BaseModel):
-    """How many events of a batch were stored and how many were repeats."""
+    """How many events of a batch were stored, how many were repeats, and which conflicted."""
 
-    accepted: int
-    duplicates: int
+    accepted: int = Field(description="Events stored")
+    duplicates: int = Field(description="Repeats of a stored or earlier event_id, same payload")
+    conflicts: list[int] = Field(
+        default_factory=list,
+        description="Indexes of events whose event_id is stored (or earlier in the batch) with "
+        "another payload; nothing of them was stored",
+    )
 
 
 class EventOut(BaseModel):

@@ -79,12 +79,13 @@ def load_training_data(session: Session) -> TrainingData:
             times.append(occurred_at.timestamp())
             last_id = event_id
     rows = catalog_repository.all_items(session)
+    not_recommendable = set(catalog_repository.unavailable_ids(session))
     catalog = Catalog(
         item_ids=[r.id for r in rows],
         titles=[r.title or "" for r in rows],
         descriptions=[r.description or "" for r in rows],
         categories=[list(r.categories or []) for r in rows],
-        available=np.array([bool(r.is_available) for r in rows], dtype=bool),
+        available=np.array([r.id not in not_recommendable for r in rows], dtype=bool),
     )
     return TrainingData(
         user_ids=_encoded(users),

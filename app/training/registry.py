@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.catalog import repository as catalog_repository
 from app.catalog.models import Item
 from app.config import Settings
+from app.events import repository as events_repository
 from app.events.models import Event
 from app.ml.bundle import BundleError, read_component, read_manifest
 from app.ml.recommender import Recommender, load_recommender
@@ -132,6 +134,9 @@ class ModelRegistry:
         self.deleted_users: set[str] = set()
         self._bad_versions: set[int] = set()
         self._task: asyncio.Task | None = None
+        # Set by the app when its cache is in-process: invalidates users an importer changed.
+        self.on_ingest: Callable[[list[str]], Awaitable[None]] | None = None
+        self.ingest_epoch: int | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -165,6 +170,7 @@ class ModelRegistry:
                 await run_in_threadpool(self._load_active_on_disk)
             return
         self.unavailable = frozenset(unavailable)
+        await self._apply_ingest_changes()
         if wanted and (self.current is None or self.current.version != wanted[0][0]):
             await run_in_threadpool(self._load_first_good, wanted)
         if self.current is None:
@@ -172,6 +178,23 @@ class ModelRegistry:
             if self.state != "failed":
                 self.state = "none_yet" if not wanted else "fallback"
         self._rebuild_mask()
+
+    async def _apply_ingest_changes(self) -> None:
+        # Importers cannot reach this worker's in-process cache; they log the users they wrote
+        # to in the store, and each poll invalidates those users' cached answers here.
+        if self.on_ingest is None:
+            return
+        try:
+            epoch, user_ids = await run_in_threadpool(self._read_ingest_changes)
+        except SQLAlchemyError:
+            return  # read again at the next poll, from the same epoch
+        if user_ids:
+            await self.on_ingest(user_ids)
+        self.ingest_epoch = epoch
+
+    def _read_ingest_changes(self) -> tuple[int, list[str]]:
+        with self.factory() as session:
+            return events_repository.ingest_changes_since(session, self.ingest_epoch)
 
     # ---------------------------------------------------------------- loading
 
@@ -249,7 +272,7 @@ class ModelRegistry:
                 rows = session.execute(
                     select(counts.c.item_id, counts.c.n, Item.categories)
                     .join(Item, Item.id == counts.c.item_id)
-                    .where(Item.is_available.is_(True))
+                    .where(catalog_repository.recommendable())
                     .order_by(counts.c.n.desc(), counts.c.item_id)
                 ).all()
         except SQLAlchemyError:

@@ -145,11 +145,12 @@ def test_signed_webhooks(settings):
                 ]
             }
         )
-        assert _webhook(client, body).json() == {"accepted": 1, "duplicates": 0}
+        assert _webhook(client, body).json() == {"accepted": 1, "duplicates": 0, "conflicts": []}
         # The same events in a new delivery (signed afresh): event ids make it harmless.
         assert _webhook(client, body, at=time.time() - 10).json() == {
             "accepted": 0,
             "duplicates": 1,
+            "conflicts": [],
         }
         assert _webhook(client, body, secret="wrong").status_code == 401
         stale = _webhook(client, body, at=time.time() - 3600)

@@ -159,10 +159,11 @@ def test_reads_survive_and_writes_are_refused_while_postgres_is_down(
         assert sum(_stored(pg_url, "%").values()) == before_events
 
         results = [_retry_until_stored(client, batch) for batch in batches]
-        assert [r[0] for r in results] == [{"accepted": 5, "duplicates": 0}] * len(batches)
+        stored = {"accepted": 5, "duplicates": 0, "conflicts": []}
+        assert [r[0] for r in results] == [stored] * len(batches)
         # The same batches again (a client that never saw the answer): nothing new.
         again = [client.post("/events", json={"events": b}).json() for b in batches]
-        assert again == [{"accepted": 0, "duplicates": 5}] * len(batches)
+        assert again == [{"accepted": 0, "duplicates": 5, "conflicts": []}] * len(batches)
         history = client.get("/users/outage-client/events", params={"limit": 100}).json()
         assert sorted(e["event_id"] for e in history) == sorted(
             e["event_id"] for batch in batches[:3] for e in batch
