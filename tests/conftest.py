@@ -52,7 +52,15 @@ def require_online_retail() -> Path:
     return ONLINE_RETAIL
 
 
-TABLES = ("event", "item", '"user"', "training_run", "model_version", "api_key")
+TABLES = (
+    "event",
+    "item",
+    '"user"',
+    "training_run",
+    "model_version",
+    "api_key",
+    "store_identity",  # emptied: the next use gives the store a new identity
+)
 
 
 @pytest.fixture(scope="session")
