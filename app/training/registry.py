@@ -235,8 +235,8 @@ class ModelRegistry:
                 await run_in_threadpool(self._load_active_on_disk)
             return
         self.unavailable = frozenset(unavailable)
-        if wanted and (
-            self.current is None or self.current.version != wanted[0][0] or self._unverified
+        if self._unverified or (
+            wanted and (self.current is None or self.current.version != wanted[0][0])
         ):
             await run_in_threadpool(self._load_first_good, wanted)
         if self.current is None:
@@ -256,9 +256,12 @@ class ModelRegistry:
 
     def _origins(self, candidates: list[tuple[int, str]]) -> dict[int, StoreOrigin] | None:
         """What each candidate must match to be served here; None when the store is down."""
+        versions = [version for version, _ in candidates]
+        if self.current is not None:
+            versions.append(self.current.version)
         try:
             with self.factory.begin() as session:
-                origins = {version: store_origin(session, version) for version, _ in candidates}
+                origins = {version: store_origin(session, version) for version in versions}
         except SQLAlchemyError as exc:
             log.warning("store unreachable: bundle origins cannot be checked yet: %s", exc)
             return None
@@ -269,23 +272,21 @@ class ModelRegistry:
     def _load_first_good(self, candidates: list[tuple[int, str]]) -> None:
         origins = self._origins(candidates)
         errors: list[str] = []
+        if self.current is not None and self._unverified and origins is not None:
+            # Loaded while the store was down (from the pointer beside the bundles, which
+            # another store sharing the directory may have written): check it now.
+            current = self.current
+            try:
+                current.origin_note = check_origin(
+                    current.manifest, current.path, origins[current.version]
+                )
+            except ForeignBundle as exc:
+                self._refuse(current.version, str(exc), errors)
+                self.current = None
+            self._unverified = False
         for version, path in candidates:
             if self.current is not None and self.current.version == version:
-                if not self._unverified:
-                    break  # the running version is the best good one left
-                if origins is None:
-                    break  # still unverifiable: keep serving it until the store answers
-                try:
-                    self.current.origin_note = check_origin(
-                        self.current.manifest, self.current.path, origins[version]
-                    )
-                except ForeignBundle as exc:
-                    self._refuse(version, str(exc), errors)
-                    self.current = None
-                    self._unverified = False
-                    continue
-                self._unverified = False
-                break
+                break  # the running version is the best good one left
             if version in self._bad_versions:
                 # verified bad once; a corrupt or foreign bundle is not re-read every poll
                 errors.append(f"version {version}: {self._bad_versions[version]}")

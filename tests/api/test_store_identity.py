@@ -7,6 +7,7 @@ identities) and the log, and keeps serving what it had, or the fallback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
@@ -29,7 +30,7 @@ from app.ml.synthetic import generate_shop
 from app.training import repository
 from app.training.models import ModelVersion
 from app.training.pipeline import BundleDirectoryTaken
-from app.training.registry import ForeignBundle, StoreOrigin, check_origin
+from app.training.registry import ForeignBundle, ModelRegistry, StoreOrigin, check_origin
 from app.training.runner import train_now
 from tests.conftest import override
 
@@ -149,6 +150,25 @@ def test_a_worker_keeps_serving_its_own_version_when_a_foreign_one_is_activated(
         assert answer["model_version"] == 1
         time.sleep(3 * other.model_poll_seconds)  # later polls keep saying why
         assert client.get("/ready").json()["checks"]["model"]["error"] == model["error"]
+
+
+def test_a_bundle_loaded_while_the_store_was_down_is_checked_once_it_answers(settings, tmp_path):
+    # The other store's worker starts while its store is down: it serves the version last
+    # activated in the shared directory (written there by the first store's trainer)...
+    other = _second_store(tmp_path, settings)
+    _seed(settings)
+    assert train_now(settings)["version"] == 1
+    down = make_sessionmaker(make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    registry = ModelRegistry(other, down)
+    asyncio.run(registry.refresh())
+    assert registry.current is not None and registry.current.version == 1
+    assert registry.describe()["origin"].startswith("not checked yet")
+    # ... and refuses it as soon as its own store answers.
+    registry.factory = make_sessionmaker(make_engine(other.resolved_database_url))
+    asyncio.run(registry.refresh())
+    model = registry.describe()
+    assert registry.current is None and model["state"] == "failed"
+    assert _store_id(settings) in model["error"] and _store_id(other) in model["error"]
 
 
 def test_a_bundle_without_identity_is_accepted_only_when_it_is_the_one_registered(tmp_path):
