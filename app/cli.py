@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -174,7 +175,7 @@ def demo(
     from app.demo import load_demo
     from app.migrate import upgrade
 
-    settings = _settings()
+    settings = demo_settings(_settings())
     _prepare_store(settings)
     upgrade(settings.resolved_database_url)
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))
@@ -191,7 +192,18 @@ def demo(
     _print_summary(summary.as_dict())
     _train_and_report(settings)
     if serve_after:
+        # The serving workers read their settings from the environment: give them the demo's
+        # model directory, so that a retrain from the demo's API writes there too.
+        os.environ["TASTEMAKER_MODEL_DIR"] = str(settings.model_dir)
+        get_settings.cache_clear()
         serve(host=None, port=None, workers=None)
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's settings: models in `<data_dir>/demo-models` unless TASTEMAKER_MODEL_DIR is set."""
+    if "model_dir" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"model_dir": settings.data_dir / "demo-models"})
 
 
 def _train_and_report(settings: Settings) -> dict:
@@ -201,6 +213,7 @@ def _train_and_report(settings: Settings) -> dict:
         result = train_now(settings, progress=lambda message: status.update(f"Training: {message}"))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items())
     console.print(f"Model version {result['version']}: {result['status']} ({timings})")
+    console.print(f"Segmentation: {result['segmentation']}")
     return result
 
 
@@ -256,17 +269,30 @@ def evaluate(
 @cli.command()
 def segments() -> None:
     """Print the active model's segment profiles for both algorithms."""
+    from app.ml.bundle import BundleError
     from app.training import repository
-    from app.training.registry import load_bundle
+    from app.training.registry import load_bundle, store_origin
 
     settings = _settings()
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))
-    with factory() as session:
+    with factory.begin() as session:
         active = repository.active_version(session)
+        origin = store_origin(session, active.version) if active is not None else None
     if active is None:
         console.print("[red]No trained model yet: run `tastemaker train` first.[/red]")
         raise typer.Exit(1)
-    seg = load_bundle(active.version, active.path).segmentation
+    try:
+        bundle = load_bundle(active.version, active.path, origin=origin)
+    except BundleError as exc:
+        console.print(f"[red]Model version {active.version} cannot be loaded: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    seg = bundle.segmentation
+    if seg is None:
+        console.print(
+            f"[red]No segmentation in model version {active.version}: "
+            f"{bundle.segmentation_skipped}[/red]"
+        )
+        raise typer.Exit(1)
     Console().print(f"Model version {active.version}; quality: {json.dumps(seg.quality_)}")
     for algorithm in ("kmeans", "dbscan"):
         table = Table(title=f"Segments ({algorithm})")

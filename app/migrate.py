@@ -8,7 +8,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
+
+from app.training.repository import store_identity
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -22,8 +25,14 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str) -> None:
-    """Bring the database at `url` to the latest revision."""
+    """Bring the database at `url` to the latest revision and give the store its identity."""
     command.upgrade(alembic_config(url), "head")
+    engine = create_engine(url)
+    try:
+        with Session(engine) as session, session.begin():
+            store_identity(session)
+    finally:
+        engine.dispose()
 
 
 def head_revision() -> str | None:

@@ -5,6 +5,16 @@ from app.customers.models import User
 from app.db import Base
 from app.events.models import Event, IngestChange
 from app.security.models import ApiKey
-from app.training.models import ModelVersion, TrainingRun
+from app.training.models import ModelVersion, StoreIdentity, TrainingRun
 
-__all__ = ["ApiKey", "Base", "Event", "IngestChange", "Item", "ModelVersion", "TrainingRun", "User"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Event",
+    "IngestChange",
+    "Item",
+    "ModelVersion",
+    "StoreIdentity",
+    "TrainingRun",
+    "User",
+]

@@ -52,7 +52,16 @@ def require_online_retail() -> Path:
     return ONLINE_RETAIL
 
 
-TABLES = ("event", "item", '"user"', "training_run", "model_version", "api_key", "ingest_change")
+TABLES = (
+    "event",
+    "item",
+    '"user"',
+    "training_run",
+    "model_version",
+    "api_key",
+    "ingest_change",
+    "store_identity",  # emptied: the next use gives the store a new identity
+)
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,16 @@ always fitted; ``algorithm`` picks which one :meth:`CustomerSegmentation.assign`
 Assignment needs only stored arrays (scaler, SVD components, quintile edges, centroids, DBSCAN
 core samples and eps) and is pure numpy.
 
+The data's clock
+----------------
+Recency and tenure are measured to a reference time ``now``. At fit it is the last event of the
+data (``reference_time_``, stored with the model); live assignment uses
+:meth:`CustomerSegmentation.data_time`: the reference time plus the whole days elapsed on the
+wall clock since the fit. A historic dataset (Online Retail ends in 2011) is thus measured on
+its own clock, a live shop on one that advances with the wall; and a customer without an event
+since training gets exactly the training answer until a day has passed (recency is in days,
+and RFM edges often sit exactly on a customer's value, so a second of drift would move them).
+
 Labels
 ------
 Each segment gets a human-readable label from its profile compared with the purchasers'
@@ -88,6 +98,7 @@ __all__ = [
     "CustomerAggregates",
     "CustomerSegmentation",
     "ItemCounts",
+    "NotEnoughData",
     "SegmentAssignment",
     "aggregate_events",
     "rfm_edges",
@@ -568,6 +579,10 @@ def _rfm_group_names(idx: NDArray[np.int8]) -> NDArray[np.str_]:
 # ---------------------------------------------------------------------------------------------
 
 
+class NotEnoughData(ValueError):
+    """The customers given cannot support a segmentation (too few with a purchase)."""
+
+
 class CustomerSegmentation:
     """RFM scoring plus K-means and DBSCAN segments over behaviour features.
 
@@ -689,13 +704,15 @@ class CustomerSegmentation:
         buyers = np.flatnonzero(base["bought"])
         n_buyers = buyers.shape[0]
         if n_buyers < 3 or (self.k is not None and self.k >= n_buyers):
-            raise ValueError(
+            raise NotEnoughData(
                 f"segmentation needs at least 3 customers with a purchase and more of them "
                 f"than clusters; got {n_buyers}"
             )
         # Few buyers (a young shop): try only the k that silhouette can score.
         k_lo, k_hi = min(self.k_range[0], n_buyers - 1), min(self.k_range[1], n_buyers - 1)
 
+        self.reference_time_ = float(agg.now)
+        self.fitted_at_ = time.time()
         self.categories_ = list(agg.categories)
         self.rfm_edges_ = rfm_edges(
             base["recency_days"][buyers], base["frequency"][buyers], base["monetary"][buyers]
@@ -849,6 +866,18 @@ class CustomerSegmentation:
 
     # -- assignment ---------------------------------------------------------------------------
 
+    def data_time(self, wall_time: float) -> float:
+        """The data's clock at ``wall_time`` (epoch seconds): the ``now`` of live assignment.
+
+        The fit's reference time plus the whole days of wall time elapsed since the fit (none
+        before it). A state saved before reference times were stored measures on the wall clock.
+        """
+        self._check_fitted()
+        if self.reference_time_ is None or self.fitted_at_ is None:
+            return float(wall_time)
+        days = max(math.floor((float(wall_time) - self.fitted_at_) / _DAY), 0)
+        return self.reference_time_ + days * _DAY
+
     def assign(
         self, agg: CustomerAggregates, *, algorithm: Algorithm | None = None
     ) -> SegmentAssignment:
@@ -999,6 +1028,8 @@ class CustomerSegmentation:
             },
             "profiles": self.profiles_,
             "quality": self.quality_,
+            "reference_time": self.reference_time_,
+            "fitted_at": self.fitted_at_,
         }
         return {k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta
 
@@ -1031,6 +1062,10 @@ class CustomerSegmentation:
         }
         model.profiles_ = {alg: list(p) for alg, p in meta["profiles"].items()}
         model.quality_ = dict(meta["quality"])
+        # Absent from states saved before the data's clock was stored: wall clock then.
+        reference, fitted = meta.get("reference_time"), meta.get("fitted_at")
+        model.reference_time_ = None if reference is None else float(reference)
+        model.fitted_at_ = None if fitted is None else float(fitted)
         if tuple(model.feature_names_[: len(_FEATURES)]) != _FEATURES:
             raise ValueError(
                 f"segmentation state has features {model.feature_names_}, this code computes "

@@ -26,14 +26,21 @@ from app.training.registry import LoadedBundle, ModelRegistry
 
 
 def _bundle(registry: ModelRegistry) -> LoadedBundle:
+    """The active bundle, which must hold a segmentation (every segment answer starts here)."""
     bundle = registry.current
     if bundle is None:
         raise ModelNotReady("no trained segmentation yet: POST /retrain, then ask again")
+    if bundle.segmentation is None:
+        raise ModelNotReady(
+            f"no segmentation in model version {bundle.version}: {bundle.segmentation_skipped}"
+        )
     return bundle
 
 
 def _assign(bundle: LoadedBundle, user_id: str, rows: list[Any], algorithm: str) -> dict[str, Any]:
-    now = time.time()
+    """One customer's segment and RFM from their events, on the data's clock of training."""
+    seg = bundle.segmentation  # _bundle() lets only bundles with a segmentation through
+    wall = time.time()
     categories = {item_id: list(cats or []) for item_id, *_, cats in rows}
     aggregates, _ = aggregate_events(
         user_ids=np.array([user_id] * len(rows), dtype=object),
@@ -44,9 +51,9 @@ def _assign(bundle: LoadedBundle, user_id: str, rows: list[Any], algorithm: str)
         order_ids=np.array([r[3] or "" for r in rows], dtype=object),
         item_categories=categories,
         users=[user_id],
-        now=now,
+        now=seg.data_time(wall),
     )
-    a = bundle.segmentation.assign(aggregates, algorithm=algorithm).to_dicts()[0]
+    a = seg.assign(aggregates, algorithm=algorithm).to_dicts()[0]
     return {
         "user_id": user_id,
         "segment": {"id": a["segment_id"], "label": a["label"], "algorithm": a["algorithm"]},
@@ -58,7 +65,7 @@ def _assign(bundle: LoadedBundle, user_id: str, rows: list[Any], algorithm: str)
         },
         "outlier": a["outlier"],
         "model_version": bundle.version,
-        "computed_at": datetime.fromtimestamp(now, UTC).isoformat(),
+        "computed_at": datetime.fromtimestamp(wall, UTC).isoformat(),
         "degraded": False,
     }
 

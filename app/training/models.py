@@ -1,4 +1,4 @@
-"""The `training_run` and `model_version` tables."""
+"""The `training_run`, `model_version` and `store_identity` tables."""
 
 from __future__ import annotations
 
@@ -54,3 +54,13 @@ class ModelVersion(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class StoreIdentity(Base):
+    """The store's random identity (one row): every bundle records the id of its store."""
+
+    __tablename__ = "store_identity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    store_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

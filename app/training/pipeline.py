@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.catalog import repository as catalog_repository
 from app.config import Settings
 from app.events import repository as events_repository
-from app.ml.bundle import write_component, write_manifest
+from app.ml.bundle import BundleError, read_manifest, write_component, write_manifest
 from app.ml.interactions import Catalog, EventLog
 from app.ml.recommender import RecommenderConfig, train_recommender
-from app.ml.segmentation import CustomerSegmentation, aggregate_events
+from app.ml.segmentation import CustomerSegmentation, NotEnoughData, aggregate_events
 from app.training import repository
 from app.training.models import ModelVersion
 
@@ -135,14 +135,23 @@ def fit_bundle(
         item_categories=item_categories,
     )
     progress(f"segmentation: fitting {len(aggregates)} customers")
-    segmentation = CustomerSegmentation(algorithm=settings.segment_algorithm).fit(
-        aggregates, top_items=item_counts
-    )
-    assignment = segmentation.assign(aggregates)
+    segmentation: CustomerSegmentation | None = None
+    skipped: str | None = None
+    try:
+        segmentation = CustomerSegmentation(algorithm=settings.segment_algorithm).fit(
+            aggregates, top_items=item_counts
+        )
+    except NotEnoughData as exc:
+        # A shop without enough purchases (ratings only, say) still gets its recommender.
+        skipped = str(exc)
+        progress(f"segmentation skipped: {skipped}")
+    user_segments: dict[str, int] | None = None
+    if segmentation is not None:
+        assignment = segmentation.assign(aggregates)
+        user_segments = dict(zip(assignment.user_ids, assignment.segment_id.tolist(), strict=True))
     timings["segmentation_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    user_segments = dict(zip(assignment.user_ids, assignment.segment_id.tolist(), strict=True))
     progress(f"recommender: fitting on {len(data.user_ids)} events")
     trained = train_recommender(
         data.event_log,
@@ -155,30 +164,55 @@ def fit_bundle(
 
     started = time.perf_counter()
     trained.save(directory)  # writes directory/recommender/
-    arrays, meta = segmentation.to_state()
-    write_component(directory / "segmentation", arrays, meta)
-    write_component(
-        directory / "members",
-        {"segment_id": assignment.segment_id.astype(np.int64)},
-        {"user_ids": list(assignment.user_ids), "algorithm": assignment.algorithm},
-    )
+    if segmentation is not None:
+        arrays, meta = segmentation.to_state()
+        write_component(directory / "segmentation", arrays, meta)
+        write_component(
+            directory / "members",
+            {"segment_id": assignment.segment_id.astype(np.int64)},
+            {"user_ids": list(assignment.user_ids), "algorithm": assignment.algorithm},
+        )
+        segmentation_metrics: dict[str, Any] = {
+            "algorithm": settings.segment_algorithm,
+            "reference_time": segmentation.reference_time_,
+            "quality": segmentation.quality_,
+            "profiles": {
+                algorithm: segmentation.profiles(algorithm) for algorithm in ("kmeans", "dbscan")
+            },
+        }
+    else:
+        segmentation_metrics = {"algorithm": settings.segment_algorithm, "skipped": skipped}
     write_component(
         directory / "catalog",
         {},
         {"item_ids": data.catalog.item_ids, "categories": data.catalog.categories},
     )
     timings["write_s"] = time.perf_counter() - started
-    metrics = {
-        "recommender": trained.metrics,
-        "segmentation": {
-            "algorithm": settings.segment_algorithm,
-            "quality": segmentation.quality_,
-            "profiles": {
-                algorithm: segmentation.profiles(algorithm) for algorithm in ("kmeans", "dbscan")
-            },
-        },
-    }
+    metrics = {"recommender": trained.metrics, "segmentation": segmentation_metrics}
     return metrics, timings
+
+
+class BundleDirectoryTaken(RuntimeError):
+    """The version directory a trainer would write holds a bundle it may not replace."""
+
+
+def _clear_leftover(final: Path, store_id: str) -> None:
+    """Remove `final` if this store's dead trainer left it; refuse to touch another store's."""
+    if not final.exists():
+        return
+    try:
+        owner = read_manifest(final).get("store_id")
+    except BundleError:
+        owner = None
+    if owner != store_id:
+        raise BundleDirectoryTaken(
+            f"{final} already holds a bundle of {f'store {owner}' if owner else 'an unknown store'}"
+            f" (this store is {store_id}); it is left as it is: give each store its own "
+            "TASTEMAKER_MODEL_DIR, or remove the directory if nothing serves it"
+        )
+    # The number is past every version this store registered, so its own bundle there was left
+    # by a trainer that died before registering it: nothing serves it, and it must not block us.
+    shutil.rmtree(final, ignore_errors=True)
 
 
 def build_bundle(
@@ -188,8 +222,9 @@ def build_bundle(
     say = progress or (lambda _message: None)
     started = time.perf_counter()
     settings.model_dir.mkdir(parents=True, exist_ok=True)
-    with factory() as session:
+    with factory.begin() as session:
         say("loading events and catalogue")
+        store_id = repository.store_identity(session)
         data = load_training_data(session)
         version = repository.next_version(session)
     if len(data.user_ids) == 0:
@@ -197,18 +232,21 @@ def build_bundle(
     load_s = time.perf_counter() - started
 
     final = (settings.model_dir / f"v{version}").resolve()
-    partial = final.with_name(final.name + ".partial")
+    # Named after the store too: two stores sharing a model directory never write into one.
+    partial = final.with_name(f"{final.name}.{store_id}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    # The number is past every registered version, so a directory already there was left by a
-    # trainer that died before registering it: nothing serves it, and it must not block us.
-    shutil.rmtree(final, ignore_errors=True)
+    _clear_leftover(final, store_id)
     metrics, timings = fit_bundle(data, settings, partial, say)
     metrics["data"] = {"events": len(data.user_ids), "last_event_id": data.last_event_id}
     timings = {"load_s": load_s, **timings}
+    components = ["recommender", "catalog"]
+    if "skipped" not in metrics["segmentation"]:
+        components += ["segmentation", "members"]
     write_manifest(
         partial,
         {
             "version": version,
+            "store_id": store_id,
             "created_at": datetime.now(UTC).isoformat(),
             "data": metrics["data"],
             "libraries": {
@@ -217,11 +255,18 @@ def build_bundle(
                 "scipy": scipy.__version__,
                 "scikit-learn": sklearn.__version__,
             },
-            "components": ["recommender", "segmentation", "members", "catalog"],
+            "components": components,
             "metrics": metrics,
         },
     )
-    partial.rename(final)  # a bundle directory appears complete or not at all
+    try:
+        partial.rename(final)  # a bundle directory appears complete or not at all
+    except OSError:  # another store's trainer took the name meanwhile: never replace its bundle
+        shutil.rmtree(partial, ignore_errors=True)
+        raise BundleDirectoryTaken(
+            f"{final} appeared while this store ({store_id}) was training: another store's "
+            "trainer writes there; give each store its own TASTEMAKER_MODEL_DIR"
+        ) from None
     timings["total_s"] = time.perf_counter() - started
     return BuiltBundle(version, final, metrics, timings)
 

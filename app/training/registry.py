@@ -45,11 +45,13 @@ class LoadedBundle:
     path: Path
     manifest: dict[str, Any]
     recommender: Recommender
-    segmentation: CustomerSegmentation
+    segmentation: CustomerSegmentation | None  # None when training skipped it (see below)
     member_ids: list[str]
     member_segments: NDArray[np.int64]
     member_algorithm: str
     category_items: dict[str, NDArray[np.int64]]
+    segmentation_skipped: str | None = None  # why this version has no segmentation
+    origin_note: str | None = None  # a warning about where the bundle comes from
     user_segment: dict[str, int] = field(init=False)
     _members: dict[int, list[str]] = field(init=False, default_factory=dict)
 
@@ -84,19 +86,82 @@ def read_active_pointer(model_dir: Path) -> int | None:
         return None
 
 
-def load_bundle(version: int, path: str | Path) -> LoadedBundle:
-    """Load and verify a bundle directory; raise BundleError when anything is wrong."""
+class ForeignBundle(BundleError):
+    """A bundle that was not trained from this store (or cannot be shown to have been)."""
+
+
+@dataclass(frozen=True)
+class StoreOrigin:
+    """What a bundle must match to be served from a store."""
+
+    store_id: str
+    recorded_data: dict[str, Any] | None  # the data fingerprint the store registered, if any
+
+
+def store_origin(session: Session, version: int) -> StoreOrigin:
+    """The store's identity and what it recorded for `version` (the caller commits)."""
+    row = repository.get_version(session, version)
+    recorded = (row.metrics or {}).get("data") if row is not None else None
+    return StoreOrigin(repository.store_identity(session), recorded)
+
+
+def check_origin(manifest: dict[str, Any], path: Path, origin: StoreOrigin) -> str | None:
+    """Raise ForeignBundle unless the bundle was trained from `origin`'s store.
+
+    A bundle written before stores had identities records none: it is accepted, with the
+    returned warning, only when its data fingerprint (events, last event id) is the one this
+    store recorded when it registered the version, i.e. no other store's trainer replaced it.
+    """
+    theirs = manifest.get("store_id")
+    if theirs == origin.store_id:
+        return None
+    if theirs is not None:
+        raise ForeignBundle(
+            f"bundle {path} was trained from store {theirs}, not from this store "
+            f"{origin.store_id}: refused (give each store its own TASTEMAKER_MODEL_DIR)"
+        )
+    if origin.recorded_data is not None and manifest.get("data") == origin.recorded_data:
+        return (
+            f"bundle {path} records no store (trained before store identities); accepted because "
+            "its data fingerprint is the one this store registered: retrain to stamp it"
+        )
+    raise ForeignBundle(
+        f"bundle {path} records no store (trained before store identities) and its data "
+        f"{manifest.get('data')} is not what this store {origin.store_id} registered "
+        f"({origin.recorded_data}): refused"
+    )
+
+
+def load_bundle(version: int, path: str | Path, *, origin: StoreOrigin | None) -> LoadedBundle:
+    """Load and verify a bundle directory; raise BundleError when anything is wrong.
+
+    With an `origin`, a bundle of another store raises ForeignBundle; None skips that check
+    (only for a caller that cannot read the store, which must check again once it can).
+    """
     path = Path(path)
     manifest = read_manifest(path)
     if manifest.get("version") != version:
         raise BundleError(f"{path} holds version {manifest.get('version')}, not {version}")
+    note = check_origin(manifest, path, origin) if origin is not None else None
     recommender = load_recommender(path)
-    arrays, meta = read_component(path / "segmentation")
-    try:
-        segmentation = CustomerSegmentation.from_state(arrays, meta)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"inconsistent segmentation in {path}: {exc!r}") from None
-    members, members_meta = read_component(path / "members")
+    segmentation: CustomerSegmentation | None = None
+    member_ids: list[str] = []
+    member_segments = np.zeros(0, dtype=np.int64)
+    member_algorithm = "kmeans"
+    skipped: str | None = None
+    if "segmentation" in manifest.get("components", ["segmentation"]):
+        arrays, meta = read_component(path / "segmentation")
+        try:
+            segmentation = CustomerSegmentation.from_state(arrays, meta)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"inconsistent segmentation in {path}: {exc!r}") from None
+        members, members_meta = read_component(path / "members")
+        member_ids = list(members_meta["user_ids"])
+        member_segments = np.asarray(members["segment_id"], dtype=np.int64)
+        member_algorithm = str(members_meta.get("algorithm", "kmeans"))
+    else:
+        seg_metrics = (manifest.get("metrics") or {}).get("segmentation") or {}
+        skipped = str(seg_metrics.get("skipped") or "training did not fit one")
     _, catalog_meta = read_component(path / "catalog")
     by_category: dict[str, list[int]] = {}
     for item_id, categories in zip(
@@ -112,10 +177,12 @@ def load_bundle(version: int, path: str | Path) -> LoadedBundle:
         manifest=manifest,
         recommender=recommender,
         segmentation=segmentation,
-        member_ids=list(members_meta["user_ids"]),
-        member_segments=np.asarray(members["segment_id"], dtype=np.int64),
-        member_algorithm=str(members_meta.get("algorithm", "kmeans")),
+        member_ids=member_ids,
+        member_segments=member_segments,
+        member_algorithm=member_algorithm,
         category_items={c: np.asarray(v, dtype=np.int64) for c, v in by_category.items()},
+        segmentation_skipped=skipped,
+        origin_note=note,
     )
 
 
@@ -132,7 +199,10 @@ class ModelRegistry:
         self.state = "none_yet"
         self.error: str | None = None
         self.deleted_users: set[str] = set()
-        self._bad_versions: set[int] = set()
+        self.store_id: str | None = None
+        self._bad_versions: dict[int, str] = {}
+        # The bundle in use was loaded while the store was unreachable, so its origin is unchecked.
+        self._unverified = False
         self._task: asyncio.Task | None = None
         # Set by the app when its cache is in-process: invalidates users an importer changed.
         self.on_ingest: Callable[[list[str]], Awaitable[None]] | None = None
@@ -171,7 +241,9 @@ class ModelRegistry:
             return
         self.unavailable = frozenset(unavailable)
         await self._apply_ingest_changes()
-        if wanted and (self.current is None or self.current.version != wanted[0][0]):
+        if self._unverified or (
+            wanted and (self.current is None or self.current.version != wanted[0][0])
+        ):
             await run_in_threadpool(self._load_first_good, wanted)
         if self.current is None:
             self.fallback_items = await run_in_threadpool(self._store_popularity)
@@ -205,30 +277,75 @@ class ModelRegistry:
             wanted = [(v.version, v.path) for v in ([active] if active else []) + others]
             return wanted, catalog_repository.unavailable_ids(session)
 
+    def _origins(self, candidates: list[tuple[int, str]]) -> dict[int, StoreOrigin] | None:
+        """What each candidate must match to be served here; None when the store is down."""
+        versions = [version for version, _ in candidates]
+        if self.current is not None:
+            versions.append(self.current.version)
+        try:
+            with self.factory.begin() as session:
+                origins = {version: store_origin(session, version) for version in versions}
+        except SQLAlchemyError as exc:
+            log.warning("store unreachable: bundle origins cannot be checked yet: %s", exc)
+            return None
+        if origins:
+            self.store_id = next(iter(origins.values())).store_id
+        return origins
+
     def _load_first_good(self, candidates: list[tuple[int, str]]) -> None:
+        origins = self._origins(candidates)
         errors: list[str] = []
+        if self.current is not None and self._unverified and origins is not None:
+            # Loaded while the store was down (from the pointer beside the bundles, which
+            # another store sharing the directory may have written): check it now.
+            current = self.current
+            try:
+                current.origin_note = check_origin(
+                    current.manifest, current.path, origins[current.version]
+                )
+            except ForeignBundle as exc:
+                self._refuse(current.version, str(exc), errors)
+                self.current = None
+            self._unverified = False
         for version, path in candidates:
             if self.current is not None and self.current.version == version:
-                return  # the running version is the best good one left
+                break  # the running version is the best good one left
             if version in self._bad_versions:
-                continue  # verified bad once; a corrupt bundle is not re-read every poll
+                # verified bad once; a corrupt or foreign bundle is not re-read every poll
+                errors.append(f"version {version}: {self._bad_versions[version]}")
+                continue
             try:
-                bundle = load_bundle(version, path)
+                bundle = load_bundle(
+                    version, path, origin=None if origins is None else origins[version]
+                )
             except (BundleError, OSError, KeyError, ValueError) as exc:
-                log.error("model version %s at %s cannot be loaded: %s", version, path, exc)
-                errors.append(f"version {version}: {exc}")
-                self._bad_versions.add(version)
+                self._refuse(version, f"{exc}", errors, path)
                 continue
             self._swap(bundle)
-            self.error = "; ".join(errors) or None
-            return
-        self.error = "; ".join(errors) or self.error
+            self._unverified = origins is None
+            if bundle.origin_note:
+                log.warning("model version %s: %s", version, bundle.origin_note)
+            break
+        self.error = "; ".join(errors) or None
         if self.current is None:
-            self.state = "failed"
+            self.state = "failed" if errors else self.state
+
+    def _refuse(
+        self, version: int, reason: str, errors: list[str], path: str | None = None
+    ) -> None:
+        log.error(
+            "model version %s%s cannot be served: %s",
+            version,
+            f" at {path}" if path else "",
+            reason,
+        )
+        self._bad_versions[version] = reason
+        errors.append(f"version {version}: {reason}")
 
     def _load_active_on_disk(self) -> None:
         # The store is down: serve the version last activated, as recorded beside the bundles
-        # (never merely the newest directory, which may be rolled back or unregistered).
+        # (never merely the newest directory, which may be rolled back or unregistered). Its
+        # origin is checked once the store answers again (see _load_first_good).
         version = read_active_pointer(self.settings.model_dir)
         if version is not None:
             self._load_first_good([(version, str(self.settings.model_dir / f"v{version}"))])
@@ -293,14 +410,21 @@ class ModelRegistry:
             self.current.recommender.forget_users([user_id])
 
     def describe(self) -> dict[str, Any]:
-        """What /ready says about the model."""
+        """What /ready says about the model (and why a version is not served)."""
         bundle = self.current
         body: dict[str, Any] = {
             "state": self.state,
             "version": bundle.version if bundle else None,
+            "store_id": self.store_id,
         }
         if bundle is None and self.state != "none_yet":
             body["serving"] = "popularity computed from the store"
+        if bundle is not None and self._unverified:
+            body["origin"] = "not checked yet: the store has been unreachable since it was loaded"
+        elif bundle is not None and bundle.origin_note:
+            body["origin"] = bundle.origin_note
+        if bundle is not None and bundle.segmentation_skipped:
+            body["segmentation"] = f"skipped: {bundle.segmentation_skipped}"
         if self.error:
             body["error"] = self.error
         return body

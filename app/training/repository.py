@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.events.models import Event
-from app.training.models import ModelVersion, TrainingRun
+from app.training.models import ModelVersion, StoreIdentity, TrainingRun
 
 
 def active_run(session: Session) -> TrainingRun | None:
@@ -92,3 +93,20 @@ def activate(session: Session, version: ModelVersion) -> None:
     session.flush()
     version.is_active = True
     session.flush()
+
+
+IDENTITY_ROW = 1
+
+
+def store_identity(session: Session) -> str:
+    """This store's id, created (random) the first time it is asked for; the caller commits."""
+    row = session.get(StoreIdentity, IDENTITY_ROW)
+    if row is not None:
+        return row.store_id
+    try:
+        with session.begin_nested():
+            session.add(StoreIdentity(id=IDENTITY_ROW, store_id=uuid.uuid4().hex))
+            session.flush()
+    except IntegrityError:  # another process created it first: theirs stands
+        pass
+    return session.get(StoreIdentity, IDENTITY_ROW, populate_existing=True).store_id  # type: ignore[union-attr]

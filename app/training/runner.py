@@ -102,6 +102,7 @@ def execute_run(
     stop.set()
     if activated:
         write_active_pointer(settings.model_dir, built.version)
+    skipped = built.metrics["segmentation"].get("skipped")
     if progress:
         progress(
             f"version {built.version}: " + ("activated" if activated else f"kept inactive ({note})")
@@ -110,6 +111,7 @@ def execute_run(
         "run_id": run_id,
         "version": built.version,
         "status": "activated" if activated else f"kept inactive: {note}",
+        "segmentation": f"skipped: {skipped}" if skipped else "fitted",
         "timings": built.timings,
     }
 

@@ -12,7 +12,7 @@ from app.errors import Conflict, NotFound
 from app.ml.bundle import BundleError
 from app.training import repository
 from app.training.models import ModelVersion, TrainingRun
-from app.training.registry import load_bundle, write_active_pointer
+from app.training.registry import load_bundle, store_origin, write_active_pointer
 from app.training.runner import spawn
 from app.training.schemas import RetrainAccepted
 
@@ -70,12 +70,12 @@ def list_versions(session: Session) -> list[ModelVersion]:
 
 
 def activate_version(session: Session, settings: Settings, version: int) -> ModelVersion:
-    """Make `version` active (roll back or forward) once its bundle is verified loadable."""
+    """Make `version` active (roll back or forward) once its bundle is verified loadable here."""
     row = repository.get_version(session, version)
     if row is None:
         raise NotFound(f"model version {version} does not exist")
     try:
-        load_bundle(row.version, row.path)
+        load_bundle(row.version, row.path, origin=store_origin(session, row.version))
     except BundleError as exc:
         raise Conflict(f"model version {version} cannot be loaded: {exc}") from exc
     repository.activate(session, row)

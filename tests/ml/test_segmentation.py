@@ -21,6 +21,7 @@ from app.ml.segmentation import (
     CustomerAggregates,
     CustomerSegmentation,
     ItemCounts,
+    NotEnoughData,
     aggregate_events,
     rfm_edges,
     rfm_group,
@@ -484,8 +485,33 @@ def test_not_fitted_and_bad_parameters(data: tuple[CustomerAggregates, ItemCount
     with pytest.raises(ValueError, match="k_range"):
         CustomerSegmentation(k_range=(1, 4)).fit(agg)
     tiny = agg.take(np.flatnonzero(agg.orders > 0)[:2])
-    with pytest.raises(ValueError, match="at least 3"):
+    with pytest.raises(NotEnoughData, match="at least 3"):
         CustomerSegmentation().fit(tiny)
+
+
+def test_live_assignment_runs_on_the_data_clock(
+    data: tuple[CustomerAggregates, ItemCounts], model: CustomerSegmentation
+) -> None:
+    agg, _ = data
+    assert model.reference_time_ == agg.now
+    fitted = model.fitted_at_
+    # Within the first day the data's clock stands at the fit's reference time, so nobody's
+    # answer moves; then it advances by whole days of wall time, however old the data is.
+    assert model.data_time(fitted) == agg.now
+    assert model.data_time(fitted + 0.99 * DAY) == agg.now
+    assert model.data_time(fitted + 2.5 * DAY) == agg.now + 2 * DAY
+    assert model.data_time(fitted - 5 * DAY) == agg.now
+    live = dataclasses.replace(agg, now=model.data_time(fitted + 3600.0))
+    for algorithm in ("kmeans", "dbscan"):
+        a, b = model.assign(agg, algorithm=algorithm), model.assign(live, algorithm=algorithm)
+        for field in ("segment_id", "outlier", "r_score", "rfm_group", "recency_days"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    arrays, meta = model.to_state()
+    loaded = CustomerSegmentation.from_state(arrays, json.loads(json.dumps(meta)))
+    assert loaded.data_time(fitted + 3 * DAY) == agg.now + 3 * DAY
+    # A state saved before the data's clock was stored measures on the wall clock.
+    old = {k: v for k, v in meta.items() if k not in ("reference_time", "fitted_at")}
+    assert CustomerSegmentation.from_state(arrays, old).data_time(1234.5) == 1234.5
 
 
 def test_small_shop_still_fits() -> None:
