@@ -31,6 +31,7 @@ from app.events.schemas import EventBatchIn, IngestResult
 router = APIRouter(tags=["events"])
 TIMESTAMP_HEADER = "x-tastemaker-timestamp"
 SIGNATURE_HEADER = "x-tastemaker-signature"
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 class BadSignature(AppError):
@@ -74,9 +75,6 @@ def verify(
     if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
         raise BadSignature("the signature does not match the body")
     return sent_at
-
-
-_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 async def _first_use(cache: Cache, fallback: Cache, key: str, ttl: float) -> bool:
