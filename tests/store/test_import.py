@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import lzma
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.catalog.models import Item
 from app.customers.models import User
@@ -33,17 +36,23 @@ def _slice(tmp_path: Path, lines: int, extra: list[str] | None = None) -> Path:
     return target
 
 
-def _factory(settings):
-    return make_sessionmaker(make_engine(settings.resolved_database_url))
+@contextmanager
+def _session(settings) -> Iterator[Session]:
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()  # the PostgreSQL server is shared: hold no idle connections
 
 
 def _events(settings) -> int:
-    with _factory(settings)() as session:
+    with _session(settings) as session:
         return session.scalar(select(func.count()).select_from(Event))
 
 
 def _exists(settings, model, key: str) -> bool:
-    with _factory(settings)() as session:
+    with _session(settings) as session:
         return session.get(model, key) is not None
 
 
@@ -55,7 +64,7 @@ def test_online_retail_slice_is_imported_once(settings, tmp_path):
     assert first.dropped["no_customer"] > 0 and first.dropped["cancellation"] > 0
     assert first.inserted + sum(first.dropped.values()) == first.read
     assert _events(settings) == first.inserted
-    with _factory(settings)() as session:
+    with _session(settings) as session:
         event = session.scalars(select(Event).limit(1)).one()
         assert event.type == "purchase" and event.value > 0 and event.order_id
         item = session.get(Item, event.item_id)
@@ -111,7 +120,7 @@ def test_events_file_rows_meet_the_api_rules(settings, tmp_path):
         "float_type:value": 1,
     }
     assert not _exists(settings, User, "c9")
-    with _factory(settings)() as session:
+    with _session(settings) as session:
         values = {e: v for e, v in session.execute(select(Event.event_id, Event.value))}
     assert values == {"a1": None, "a2": 12.0, "a6": -1.0}
 
