@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keyring.check_startup()
         app.state.keyring = keyring
         app.state.limiter = Limiter(settings)
-        registry = ModelRegistry(settings, app.state.sessionmaker)
+        registry = ModelRegistry(settings, app.state.sessionmaker, cache=app.state.cache)
         await registry.start()
         app.state.registry = registry
         # Everything alive now lives as long as the worker: keep it out of the cyclic GC, whose

@@ -1,10 +1,10 @@
 """Every table, imported once so that `Base.metadata` is complete (Alembic, tests)."""
 
 from app.catalog.models import Item
-from app.customers.models import User
+from app.customers.models import Erasure, User
 from app.db import Base
 from app.events.models import Event
 from app.security.models import ApiKey
 from app.training.models import ModelVersion, TrainingRun
 
-__all__ = ["ApiKey", "Base", "Event", "Item", "ModelVersion", "TrainingRun", "User"]
+__all__ = ["ApiKey", "Base", "Erasure", "Event", "Item", "ModelVersion", "TrainingRun", "User"]

@@ -52,7 +52,7 @@ def require_online_retail() -> Path:
     return ONLINE_RETAIL
 
 
-TABLES = ("event", "item", '"user"', "training_run", "model_version", "api_key")
+TABLES = ("event", "item", '"user"', "training_run", "model_version", "api_key", "erasure")
 
 
 @pytest.fixture(scope="session")
