@@ -441,13 +441,18 @@ class TieredCache:
     """A small short-lived per-worker tier in front of a shared cache.
 
     A Redis round trip costs more CPU than computing an item-CF answer, so hot keys are
-    served from process memory for `local_ttl` seconds; keys embed versions, so a short TTL
-    bounds staleness only for readers in other workers.
+    served from process memory for `local_ttl` seconds; this worker's own deletes reach it at
+    once, so the TTL bounds staleness only for what other workers changed.
+
+    While the shared tier is down, records are kept in a separate `outage` tier (also for
+    `local_ttl` seconds), read only while it is down: a request that reads it checks the shared
+    tier first, so it learns (and says) that the shared tier is still down.
     """
 
     def __init__(self, shared: Cache, *, local_ttl: float, local_size: int) -> None:
         self.shared = shared
         self.local = LocalCache(max_entries=max(local_size, 1))
+        self.outage = LocalCache(max_entries=max(local_size, 1))
         self.local_ttl = local_ttl
         # Counts this worker's deletes: a value fetched from the shared tier while one ran may
         # predate it, and is then not copied into the local tier.
@@ -491,6 +496,7 @@ class TieredCache:
         """Delete from both tiers (this worker's local tier at once; others' expire)."""
         self._deletes += 1
         await self.local.delete(*keys)
+        await self.outage.delete(*keys)
         await self.shared.delete(*keys)
 
     async def get_field(self, key: str, field: str) -> bytes | None:
@@ -501,7 +507,11 @@ class TieredCache:
                 return value
         deletes = self._deletes
         value = await self.shared.get_field(key, field)
-        if value is not None and self.local_ttl > 0 and deletes == self._deletes:
+        if value is None:
+            if self.local_ttl > 0 and self.shared.degraded:
+                return await self.outage.get_field(key, field)
+            return None
+        if self.local_ttl > 0 and deletes == self._deletes:
             self.local.remember(key, None, {field: value}, self.local_ttl)
         return value
 
@@ -509,7 +519,7 @@ class TieredCache:
         self, key: str, field: str | None, ttl: float
     ) -> tuple[str | None, bytes | None]:
         """The version this worker last saw for the record (with `field` at it), else the shared
-        tier's; the local tier's own when the shared one is down.
+        tier's; the outage tier's while the shared one is down.
 
         A version up to `local_ttl` old is safe: the shared tier refuses writes at a stale one.
         """
@@ -521,7 +531,7 @@ class TieredCache:
         version, value = await self.shared.claim(key, field, ttl)
         if version is None:
             if self.local_ttl > 0 and self.shared.degraded:
-                return await self.local.claim(key, field, self.local_ttl)
+                return await self.outage.claim(key, field, self.local_ttl)
             return None, None
         if self.local_ttl > 0 and deletes == self._deletes:
             fields = {field: value} if field is not None and value is not None else {}
@@ -535,7 +545,7 @@ class TieredCache:
         if self.local_ttl <= 0:
             return written
         if self.shared.degraded:
-            return await self.local.set_fields(key, version, values)
+            return await self.outage.set_fields(key, version, values)
         if written and deletes == self._deletes:
             self.local.remember(key, version, values, self.local_ttl)
         return written
@@ -555,8 +565,9 @@ class TieredCache:
         return await self.shared.ping()
 
     async def close(self) -> None:
-        """Close both tiers."""
+        """Close every tier."""
         await self.local.close()
+        await self.outage.close()
         await self.shared.close()
 
 

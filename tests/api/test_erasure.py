@@ -18,8 +18,8 @@ def _keys_naming(client: TestClient, user_id: str) -> list[str]:
     """Every cache key that contains the user id: this worker's memory and, with Redis, Redis
     itself (SCAN is fine in a test; the service never scans)."""
     cache = client.app.state.cache
-    in_process = getattr(cache, "local", cache)
-    keys = [key for key in in_process.live_keys() if user_id in key]
+    in_process = [cache.local, cache.outage] if hasattr(cache, "local") else [cache]
+    keys = [key for tier in in_process for key in tier.live_keys() if user_id in key]
     settings = client.app.state.settings
     if settings.redis_url:
         server = redis.Redis.from_url(settings.redis_url)
