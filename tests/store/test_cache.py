@@ -240,3 +240,41 @@ def test_the_local_tier_forgets_a_deleted_record_at_once(redis_url):
         await cache.close()
 
     run(scenario())
+
+
+def test_a_value_read_while_this_worker_deletes_is_not_copied_locally(redis_url):
+    """A read in flight when this worker drops a record must not copy the old value into its
+    local tier, where it would outlive the delete."""
+
+    async def scenario():
+        shared = RedisCache(redis_url, prefix=f"tmtest:{uuid.uuid4().hex[:8]}:", timeout=0.5)
+        writer = TieredCache(shared, local_ttl=60, local_size=100)
+        version, _ = await writer.claim("user:g", None, ttl=60)
+        assert await writer.set_fields("user:g", version, {"r": b"old"})
+        cache = TieredCache(shared, local_ttl=60, local_size=100)  # a worker with a cold tier
+        read, _ = await asyncio.gather(cache.get_field("user:g", "r"), cache.delete("user:g"))
+        assert read == b"old"  # read before the delete reached Redis...
+        assert cache.local.live_keys() == []  # ...and not kept past it
+        assert await cache.get_field("user:g", "r") is None
+        await cache.close()
+
+    run(scenario())
+
+
+def test_records_are_kept_in_the_outage_tier_while_redis_is_down():
+    async def scenario():
+        shared = RedisCache(f"redis://127.0.0.1:{_free_port()}/0", timeout=0.2, breaker_seconds=30)
+        cache = TieredCache(shared, local_ttl=60, local_size=100)
+        assert await cache.get_field("user:h", "r") is None
+        assert cache.degraded
+        version, _ = await cache.claim("user:h", "h", ttl=60)
+        assert version is not None
+        assert await cache.set_fields("user:h", version, {"h": b"hist", "r": b"answer"})
+        assert await cache.get_field("user:h", "r") == b"answer"
+        assert await cache.claim("user:h", "h", ttl=60) == (version, b"hist")
+        assert cache.local.live_keys() == []  # never served without asking the shared tier
+        await cache.delete("user:h")
+        assert await cache.get_field("user:h", "r") is None
+        await cache.close()
+
+    run(scenario())
