@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.limiter = Limiter(settings)
         # Webhook signatures already accepted, when Redis cannot be asked.
         app.state.webhook_replays = LocalCache(max_entries=100_000)
-        registry = ModelRegistry(settings, app.state.sessionmaker)
+        registry = ModelRegistry(settings, app.state.sessionmaker, cache=app.state.cache)
         registry.on_ingest = events_service.change_listener(app.state.cache, settings)
         await registry.start()
         app.state.registry = registry

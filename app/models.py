@@ -1,7 +1,7 @@
 """Every table, imported once so that `Base.metadata` is complete (Alembic, tests)."""
 
 from app.catalog.models import Item
-from app.customers.models import User
+from app.customers.models import Erasure, User
 from app.db import Base
 from app.events.models import Event, IngestChange
 from app.security.models import ApiKey
@@ -10,6 +10,7 @@ from app.training.models import ModelVersion, StoreIdentity, TrainingRun
 __all__ = [
     "ApiKey",
     "Base",
+    "Erasure",
     "Event",
     "IngestChange",
     "Item",

@@ -60,6 +60,7 @@ TABLES = (
     "model_version",
     "api_key",
     "ingest_change",
+    "erasure",
     "store_identity",  # emptied: the next use gives the store a new identity
 )
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from app.customers.models import User
+from app.customers.models import Erasure, User
 from app.events.models import Event
 
 
@@ -17,9 +18,25 @@ def get(session: Session, user_id: str) -> User | None:
 
 
 def delete_user(session: Session, user_id: str) -> None:
-    """Delete a user and, explicitly (SQLite may run without cascades), all their events."""
+    """Delete a user and, explicitly (SQLite may run without cascades), all their events;
+    record the erasure in the same transaction, for every worker's bundle look-ups."""
     session.execute(delete(Event).where(Event.user_id == user_id))
     session.execute(delete(User).where(User.id == user_id))
+    session.add(Erasure(user_id=user_id))
+
+
+def erasures_since(session: Session, last_id: int, since: datetime) -> list[tuple[int, str]]:
+    """(id, user id) of the erasures after `last_id` or recorded since `since`, by id.
+
+    Ids are handed out at insert, not at commit: an erasure whose transaction commits after a
+    later one's is found by its time.
+    """
+    rows = session.execute(
+        select(Erasure.id, Erasure.user_id)
+        .where(or_(Erasure.id > last_id, Erasure.erased_at >= since))
+        .order_by(Erasure.id)
+    )
+    return [(row_id, user_id) for row_id, user_id in rows]
 
 
 def all_events(session: Session, user_id: str) -> Sequence[Event]:

@@ -49,7 +49,7 @@ def delete_user(
     settings: SettingsDep,
     registry: RegistryDep,
 ) -> Response:
-    """Erase a user's events and attributes and purge their cache entries (GDPR)."""
+    """Erase a user: events, attributes, cache entries, bundle look-ups in every worker (GDPR)."""
     service.delete(session, cache, user_id, settings, registry)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.orm import Session
 
 from app.cache import Cache
@@ -10,10 +12,12 @@ from app.customers import repository
 from app.customers.models import User
 from app.customers.schemas import UserExport, UserIn, UserOut
 from app.db import after_commit, utcnow
-from app.errors import NotFound
+from app.errors import NotFound, ServiceUnavailable
 from app.events import history
 from app.events.schemas import EventOut
 from app.training.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
 
 
 def get_or_404(session: Session, user_id: str) -> User:
@@ -45,14 +49,29 @@ def put(session: Session, cache: Cache, user_id: str, data: UserIn, settings: Se
 def delete(
     session: Session, cache: Cache, user_id: str, settings: Settings, registry: ModelRegistry
 ) -> None:
-    """Erase a user's events and attributes, purge their cache entries and bundle look-ups."""
+    """Erase a user: events, attributes, every cache entry, bundle look-ups in every worker.
+
+    The store's rows go with the request's commit, which also records the erasure for the
+    other workers' registries; then the user's cache record is dropped (both tiers of this
+    worker) and this worker's bundle forgets them. Refused while the cache is known to be down,
+    since the user's cached entries could not be dropped.
+    """
     get_or_404(session, user_id)
+    if cache.degraded:
+        raise ServiceUnavailable(
+            "the cache is unavailable, so this user's cached entries cannot be erased; retry later"
+        )
     repository.delete_user(session, user_id)
     session.flush()
 
     async def _purge() -> None:
         registry.forget_user(user_id)
         await history.bump_versions(cache, [user_id], settings.cache_ttl_seconds)
+        if cache.degraded:
+            log.error(
+                "an erasure could not reach the cache: the user's entries expire within %ss",
+                settings.cache_ttl_seconds,
+            )
 
     after_commit(session, _purge)
 

@@ -1,8 +1,9 @@
 """Recommendations: cache → active bundle → fallbacks, serialised once.
 
-The answer for (model version, user, user's history version, options) is cached; a new event
-bumps the history version and a retrain changes the model version, so neither is ever answered
-from a stale entry. Retired items are filtered after the cache, so they never reappear.
+The answer is cached in the user's record (app/events/history.py) per model version and
+options; a new event drops the record and a retrain changes the model version, so neither is
+ever answered from a stale entry. Retired items are filtered after the cache, so they never
+reappear.
 """
 
 from __future__ import annotations
@@ -39,16 +40,18 @@ def _options_key(q: RecommendQuery) -> str:
 
 
 async def _user_context(
-    user_id: str, version: int, cache: Cache, factory: sessionmaker[Session], settings: Settings
-) -> tuple[UserContext, bool]:
-    """The user's recent history: cache first, the store behind it. Returns (context, store_ok)."""
-    key = history.history_key(user_id, version)
-    raw = await cache.get(key)
-    if raw is not None:
-        data = orjson.loads(raw)
-        return UserContext(
+    user_id: str, cached: bytes | None, factory: sessionmaker[Session], settings: Settings
+) -> tuple[UserContext, bytes | None, bool]:
+    """The user's recent history: the cached one, else the store's.
+
+    Returns (context, the history to cache when it was read from the store, store_ok).
+    """
+    if cached is not None:
+        data = orjson.loads(cached)
+        context = UserContext(
             data["exists"], data["attributes"], [tuple(h) for h in data["history"]]
-        ), True
+        )
+        return context, None, True
 
     def read() -> UserContext:
         with factory() as session:
@@ -57,14 +60,13 @@ async def _user_context(
     try:
         context = await run_in_threadpool(read)
     except SQLAlchemyError:
-        return UserContext(False, {}, []), False
+        return UserContext(False, {}, []), None, False
     payload = {
         "exists": context.exists,
         "attributes": context.attributes,
         "history": context.history,
     }
-    await cache.set(key, orjson.dumps(payload), settings.cache_ttl_seconds)
-    return context, True
+    return context, orjson.dumps(payload), True
 
 
 def _segment_of(
@@ -161,19 +163,26 @@ async def recommend(
     """The JSON answer of GET /recommend/{user_id}, serialised once."""
     bundle = registry.current  # this request's bundle, whatever a swap does meanwhile
     model_tag = bundle.version if bundle else "fallback"
-    key = f"rec:{model_tag}:{user_id}:{_options_key(q)}"
-    version, cached = await history.read_stamped(cache, user_id, key)
+    field = history.answer_field(model_tag, _options_key(q))
+    cached = await history.cached(cache, user_id, field)
     # Read per request: the breaker may close again before the answer is built.
     degraded = cache.degraded
     store_ok = True
     if cached is not None:
         payload = orjson.loads(cached)
     else:
-        ctx, store_ok = await _user_context(user_id, version, cache, factory, settings)
+        # Claimed before the store is read: what is computed here is cached only if no event
+        # or erasure dropped the user's record meanwhile.
+        version, raw_history = await history.claim(
+            cache, user_id, history.HISTORY, settings.cache_ttl_seconds
+        )
+        ctx, fresh_history, store_ok = await _user_context(user_id, raw_history, factory, settings)
         payload = _compute(bundle, registry, user_id, ctx, q, settings)
         if store_ok:
-            body = history.stamped(version, orjson.dumps(payload))
-            await cache.set(key, body, settings.cache_ttl_seconds)
+            values = {field: orjson.dumps(payload)}
+            if fresh_history is not None:
+                values[history.HISTORY] = fresh_history
+            await history.store(cache, user_id, version, values)
     unavailable = registry.unavailable
     items = [it for it in payload["items"] if it["item_id"] not in unavailable]
     items = items[q.offset : q.offset + q.n]

@@ -80,10 +80,12 @@ async def segment(
 ) -> bytes:
     """The JSON answer of GET /segment/{user_id}, from the user's live behaviour."""
     bundle = _bundle(registry)
-    key = f"seg:{bundle.version}:{settings.segment_algorithm}:{user_id}"
-    version, cached = await history.read_stamped(cache, user_id, key)
+    field = history.segment_field(bundle.version, settings.segment_algorithm)
+    cached = await history.cached(cache, user_id, field)
     if cached is not None:
         return cached
+    # Claimed before the store is read, so an answer from events dropped meanwhile is not cached.
+    version, _ = await history.claim(cache, user_id, None, settings.cache_ttl_seconds)
 
     def read() -> list[Any] | None:
         with factory() as session:
@@ -98,7 +100,7 @@ async def segment(
     if rows is None:
         raise NotFound(f"user {user_id!r} does not exist")
     body = orjson.dumps(_assign(bundle, user_id, rows, settings.segment_algorithm))
-    await cache.set(key, history.stamped(version, body), settings.cache_ttl_seconds)
+    await history.store(cache, user_id, version, {field: body})
     return body
 
 

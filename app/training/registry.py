@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.cache import Cache
 from app.catalog import repository as catalog_repository
 from app.catalog.models import Item
 from app.config import Settings
+from app.customers import repository as customers_repository
+from app.db import utcnow
+from app.events import history
 from app.events import repository as events_repository
 from app.events.models import Event
 from app.ml.bundle import BundleError, read_component, read_manifest
@@ -189,7 +194,9 @@ def load_bundle(version: int, path: str | Path, *, origin: StoreOrigin | None) -
 class ModelRegistry:
     """Holds this worker's active bundle and the catalogue facts requests filter with."""
 
-    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self, settings: Settings, factory: sessionmaker[Session], *, cache: Cache | None = None
+    ) -> None:
         self.settings = settings
         self.factory = factory
         self.current: LoadedBundle | None = None
@@ -198,11 +205,15 @@ class ModelRegistry:
         self.fallback_items: list[tuple[str, float, list[str]]] = []
         self.state = "none_yet"
         self.error: str | None = None
+        # Users erased (by any worker: read from the store's erasure records at every poll).
         self.deleted_users: set[str] = set()
         self.store_id: str | None = None
         self._bad_versions: dict[int, str] = {}
         # The bundle in use was loaded while the store was unreachable, so its origin is unchecked.
         self._unverified = False
+        self.cache = cache
+        self._erasures: set[int] = set()
+        self._last_erasure = 0
         self._task: asyncio.Task | None = None
         # Set by the app when its cache is in-process: invalidates users an importer changed.
         self.on_ingest: Callable[[list[str]], Awaitable[None]] | None = None
@@ -232,6 +243,7 @@ class ModelRegistry:
 
     async def refresh(self) -> None:
         """Swap to the store's active version if it changed; refresh availability."""
+        await self.sync_erasures()
         try:
             wanted, unavailable = await run_in_threadpool(self._read_store)
         except SQLAlchemyError as exc:
@@ -404,10 +416,41 @@ class ModelRegistry:
         self._rebuild_mask()
 
     def forget_user(self, user_id: str) -> None:
-        """Drop a deleted user from the active bundle's look-ups (GDPR) until the next retrain."""
-        self.deleted_users.add(user_id)
+        """Drop an erased user from the active bundle's look-ups in this worker at once; the
+        other workers read the erasure from the store at their next poll."""
+        self._forget([user_id])
+
+    def _forget(self, user_ids: list[str]) -> None:
+        self.deleted_users.update(user_ids)
         if self.current is not None:
-            self.current.recommender.forget_users([user_id])
+            self.current.recommender.forget_users(user_ids)
+
+    async def sync_erasures(self) -> None:
+        """Apply the erasures any worker recorded in the store since the last poll: drop the
+        users from the bundle's look-ups and from this worker's cache."""
+        try:
+            erased = await run_in_threadpool(self._read_erasures)
+        except SQLAlchemyError:
+            return  # the store is down: refresh() says so; the next poll catches up
+        new = [(row_id, user_id) for row_id, user_id in erased if row_id not in self._erasures]
+        if not new:
+            return
+        self._erasures.update(row_id for row_id, _ in new)
+        self._last_erasure = max(self._erasures)
+        user_ids = [user_id for _, user_id in new]
+        self._forget(user_ids)
+        if self.cache is not None and self._task is not None:
+            # The worker that erased dropped them from the shared cache; this one's in-process
+            # tier may still hold their entries (in the embedded shape, its only tier). Before
+            # polling starts this worker has cached nothing yet.
+            await history.bump_versions(self.cache, user_ids, self.settings.cache_ttl_seconds)
+
+    def _read_erasures(self) -> list[tuple[int, str]]:
+        # Re-reading the last minute's erasures catches one whose transaction committed after
+        # a later one's (ids are handed out at insert).
+        since = utcnow() - timedelta(seconds=60)
+        with self.factory() as session:
+            return customers_repository.erasures_since(session, self._last_erasure, since)
 
     def describe(self) -> dict[str, Any]:
         """What /ready says about the model (and why a version is not served)."""
