@@ -130,14 +130,18 @@ def spawn(settings: Settings, run_id: int) -> subprocess.Popen:
 
 def train_now(settings: Settings, progress: Callable | None = None) -> dict[str, Any]:
     """Queue a run and train it in this process (the CLI's `tastemaker train`)."""
-    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
-    with factory.begin() as session:
-        run = repository.create_run(session)
-        if run is None:
-            active = repository.active_run(session)
-            raise RuntimeError(f"run {active.id if active else '?'} is already in progress")
-        run_id = run.id
-    return execute_run(settings, factory, run_id, progress)
+    engine = make_engine(settings.resolved_database_url)
+    factory = make_sessionmaker(engine)
+    try:
+        with factory.begin() as session:
+            run = repository.create_run(session)
+            if run is None:
+                active = repository.active_run(session)
+                raise RuntimeError(f"run {active.id if active else '?'} is already in progress")
+            run_id = run.id
+        return execute_run(settings, factory, run_id, progress)
+    finally:
+        engine.dispose()  # callers (tests, the demo) go on living: close the connections now
 
 
 def main(argv: list[str]) -> int:

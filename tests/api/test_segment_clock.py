@@ -60,9 +60,10 @@ def _client_with_version(settings: Settings, version: int) -> Iterator[TestClien
 
 def _training_answers(settings: Settings, bundle: LoadedBundle) -> dict[str, dict]:
     """Each customer's assignment as training computed it (all events, the data's last time)."""
-    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
-    with factory() as session:
+    engine = make_engine(settings.resolved_database_url)
+    with make_sessionmaker(engine)() as session:
         data = load_training_data(session)
+    engine.dispose()
     aggregates, _ = aggregate_events(
         user_ids=data.user_ids,
         item_ids=data.item_ids,

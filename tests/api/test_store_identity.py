@@ -13,10 +13,13 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from app.cli import cli
@@ -37,9 +40,18 @@ from tests.conftest import override
 SHOP = generate_shop(n_users=200, n_items=80, n_events=6_000, seed=8)
 
 
+@contextmanager
+def _factory(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the store of `settings`, its connections closed afterwards."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+
+
 def _store_id(settings: Settings) -> str:
-    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
-    with factory.begin() as session:
+    with _factory(settings) as factory, factory.begin() as session:
         return repository.store_identity(session)
 
 
@@ -56,7 +68,8 @@ def _second_store(tmp_path: Path, first: Settings) -> Settings:
 
 
 def _seed(settings: Settings) -> None:
-    import_shop(make_sessionmaker(make_engine(settings.resolved_database_url)), SHOP)
+    with _factory(settings) as factory:
+        import_shop(factory, SHOP)
 
 
 def _ready_model(client: TestClient, until, timeout: float = 30.0) -> dict:
@@ -71,9 +84,8 @@ def _ready_model(client: TestClient, until, timeout: float = 30.0) -> dict:
 
 def _register(settings: Settings, version: int, path: Path, *, active: bool) -> None:
     """What an operator's SQL or a stale registration does: point a version at `path`."""
-    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
     manifest = read_manifest(path)
-    with factory.begin() as session:
+    with _factory(settings) as factory, factory.begin() as session:
         row = ModelVersion(version=version, path=str(path), metrics=manifest["metrics"])
         session.add(row)
         session.flush()
@@ -115,8 +127,7 @@ def test_a_store_refuses_the_bundle_of_another_store_sharing_its_model_dir(
         assert ours in response.json()["detail"] and theirs in response.json()["detail"]
 
     # Activated behind the API's back: the worker refuses it and serves the fallback.
-    factory = make_sessionmaker(make_engine(other.resolved_database_url))
-    with factory.begin() as session:
+    with _factory(other) as factory, factory.begin() as session:
         repository.activate(session, repository.get_version(session, 1))
     with caplog.at_level(logging.ERROR), TestClient(create_app(other)) as client:
         model = _ready_model(client, lambda m: m["state"] == "failed")
