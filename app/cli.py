@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -68,10 +67,6 @@ def serve(
     """Start the HTTP service (refuses an out-of-date schema, and no keys on a public interface)."""
     from pydantic import ValidationError
 
-    from app.main import SchemaOutOfDate, check_schema
-    from app.security.keys import AnonymousOnPublicInterface, check_before_serving
-    from app.server import serve as run_server
-
     settings = _settings()
     overrides = {"host": host, "port": port, "workers": workers}
     # One settings object, validated, with the flags in it: the workers serve exactly this.
@@ -82,6 +77,15 @@ def serve(
     except ValidationError as exc:
         problems = "; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())
         _refuse(f"invalid option: {problems}", 2)
+    _serve(settings)
+
+
+def _serve(settings: Settings) -> None:
+    """Serve with exactly `settings` in every worker, after the schema and key checks."""
+    from app.main import SchemaOutOfDate, check_schema
+    from app.security.keys import AnonymousOnPublicInterface, check_before_serving
+    from app.server import serve as run_server
+
     _prepare_store(settings)
     engine = make_engine(settings.resolved_database_url)
     try:
@@ -192,11 +196,9 @@ def demo(
     _print_summary(summary.as_dict())
     _train_and_report(settings)
     if serve_after:
-        # The serving workers read their settings from the environment: give them the demo's
-        # model directory, so that a retrain from the demo's API writes there too.
-        os.environ["TASTEMAKER_MODEL_DIR"] = str(settings.model_dir)
-        get_settings.cache_clear()
-        serve(host=None, port=None, workers=None)
+        # The workers serve these settings (the demo's model directory included), and a retrain
+        # started from the demo's API inherits them.
+        _serve(settings)
 
 
 def demo_settings(settings: Settings) -> Settings:
