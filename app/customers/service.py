@@ -14,6 +14,7 @@ from app.customers.schemas import UserExport, UserIn, UserOut
 from app.db import after_commit, utcnow
 from app.errors import NotFound, ServiceUnavailable
 from app.events import history
+from app.events import service as events_service
 from app.events.schemas import EventOut
 from app.training.registry import ModelRegistry
 
@@ -37,6 +38,7 @@ def put(session: Session, cache: Cache, user_id: str, data: UserIn, settings: Se
     else:
         user.attributes = data.attributes
         user.updated_at = utcnow()
+    events_service.log_changed_users(session, [user_id], settings)
     session.flush()
 
     async def _invalidate() -> None:

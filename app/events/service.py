@@ -201,13 +201,23 @@ def _split(
     return fresh, duplicates, conflicts
 
 
-def records_changes(settings: Settings) -> bool:
-    """Whether out-of-process writers log changed users in the store for workers to apply.
+def records_changes(settings: Settings, *, out_of_process: bool = True) -> bool:
+    """Whether a writer logs the users it changed in the store for server workers to apply.
 
-    With Redis they bump the shared history versions themselves; the in-process cache lives in
-    each server worker, which reads the log on its model poll (see ModelRegistry).
+    With Redis every writer bumps the shared history versions itself. The in-process cache
+    lives in each server worker: a writer outside the server (an importer), or one worker
+    among several, logs the users, and every worker reads the log at its model poll (see
+    ModelRegistry).
     """
-    return settings.redis_url is None
+    return settings.redis_url is None and (out_of_process or settings.workers > 1)
+
+
+def log_changed_users(
+    session: Session, user_ids: list[str], settings: Settings, *, out_of_process: bool = False
+) -> None:
+    """Log `user_ids` for the other workers' in-process caches, when they need it."""
+    if user_ids and records_changes(settings, out_of_process=out_of_process):
+        repository.record_ingest_change(session, user_ids, settings.cache_ttl_seconds)
 
 
 def ingest_events(
@@ -227,8 +237,8 @@ def ingest_events(
     another payload they are `conflicts` (their indexes) and nothing of them is stored. Users
     and items the kept events name are created (`users`/`items` may carry their attributes or
     catalogue fields); the users' cached answers are invalidated once the caller commits.
-    `out_of_process` writers (importers) also log the users in the store when the cache is
-    in-process, so that server workers invalidate theirs.
+    With the in-process cache, importers (`out_of_process`) and each of several workers also
+    log the users in the store, so that the other workers invalidate theirs.
     """
     now = now or utcnow()
     rows = validate_events(events, settings, now)
@@ -241,8 +251,7 @@ def ingest_events(
     repository.ensure_users(session, [users.get(u, u) for u in user_ids])
     repository.ensure_items(session, [items.get(i, i) for i in item_ids])
     accepted = repository.insert_events(session, fresh)
-    if out_of_process and user_ids and records_changes(settings):
-        repository.record_ingest_change(session, user_ids, settings.cache_ttl_seconds)
+    log_changed_users(session, user_ids, settings, out_of_process=out_of_process)
     session.flush()
 
     async def _invalidate() -> None:

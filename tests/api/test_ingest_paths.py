@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.importers import import_events_file
@@ -52,6 +53,32 @@ def test_an_import_refreshes_the_cached_answers_of_its_users(settings, tmp_path)
         _poll(client)  # embedded: the worker applies the importer's change log here
         after = _items(client, "u1")
         assert "p3" not in after and "p0" not in after
+
+
+def test_with_several_embedded_workers_a_write_to_one_refreshes_the_others(settings):
+    # Two workers of one embedded service (no Redis): each in-process cache is its own only
+    # tier, so an event or new attributes taken by one must reach the other's cached answers.
+    if settings.redis_url is not None:
+        pytest.skip("with Redis the workers share one tier, whose version bump does it")
+    settings = override(settings, workers=2)
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        catalogue = [{"id": f"p{i}", "title": f"Product {i}"} for i in range(5)]
+        assert first.post("/items", json={"items": catalogue}).status_code == 200
+        events = [
+            {"user_id": f"v{u}", "item_id": f"p{i}", "type": "view"}
+            for u in range(6)
+            for i in range(5)
+        ]
+        assert first.post("/events", json={"events": events}).status_code == 200
+        _poll(first)
+        _poll(second)
+        before = _items(second, "u1")
+        assert "p3" in before and _items(second, "u1") == before  # cached in the second
+
+        event = {"user_id": "u1", "item_id": "p3", "type": "purchase"}
+        assert first.post("/events", json={"events": [event]}).status_code == 200
+        _poll(second)
+        assert "p3" not in _items(second, "u1")
 
 
 def _shop_events(now: datetime) -> list[dict]:

@@ -227,7 +227,11 @@ def test_a_replayed_webhook_is_refused_and_stored_once(settings):
         # No event ids: only the signature can tell a replay from a new delivery.
         body = orjson.dumps({"events": [{"user_id": user, "item_id": "i1", "type": "click"}]})
         at = time.time()
-        assert _webhook(client, body, at=at).json() == {"accepted": 1, "duplicates": 0}
+        assert _webhook(client, body, at=at).json() == {
+            "accepted": 1,
+            "duplicates": 0,
+            "conflicts": [],
+        }
         replay = _webhook(client, body, at=at)
         assert replay.status_code == 409
         assert replay.json()["error"] == "replayed"

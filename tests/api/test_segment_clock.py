@@ -114,7 +114,7 @@ def retail(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A store holding the whole Online Retail file, trained once for this module."""
     path = require_online_retail()
     settings = _settings(tmp_path_factory.mktemp("retail"))
-    import_online_retail(make_sessionmaker(make_engine(settings.resolved_database_url)), path)
+    import_online_retail(settings, path)
     assert train_now(settings)["version"] == 1
     return settings
 
