@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.cache import make_cache
 from app.config import Settings
 from app.datasets.online_retail import OnlineRetailRow, read_online_retail
-from app.db import make_engine, make_sessionmaker, pop_after_commit, utcnow
+from app.db import make_engine, make_sessionmaker, pop_after_commit, unit_of_work, utcnow
 from app.events import service
 from app.events.schemas import EventIn, IngestResult
 
@@ -100,8 +100,7 @@ class EventWriter:
         items: dict[str, dict[str, Any]] | None = None,
     ) -> IngestResult:
         """Store one batch (all or nothing) and run its after-commit invalidation."""
-        session = self.factory()
-        try:
+        with unit_of_work(self.factory) as session:
             result = service.ingest_events(
                 session,
                 self.cache,
@@ -112,12 +111,6 @@ class EventWriter:
                 items=items,
                 out_of_process=True,
             )
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
         for callback in pop_after_commit(session):
             self.loop.run_until_complete(callback())
         return result
