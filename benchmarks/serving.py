@@ -539,7 +539,8 @@ def serve_bundle_memory(
     bundle: Path, work: Path, workers_list: tuple[int, ...], seconds: float, say: Say
 ) -> list[dict[str, Any]]:
     """Start-up time and memory of the service serving a large synthetic bundle (SQLite store)."""
-    from app.ml.bundle import read_component
+    from app.ml.bundle import read_component, read_manifest
+    from benchmarks.training import SYNTHETIC_STORE_ID
 
     _, catalog = read_component(bundle / "catalog")
     item_ids = list(catalog["item_ids"])
@@ -557,6 +558,9 @@ def serve_bundle_memory(
     data_dir.mkdir(parents=True)
     subprocess.run(
         [*store.tastemaker_command(), "migrate"], env=env, check=True, capture_output=True
+    )
+    store.adopt_store_identity(
+        data_dir / "tastemaker.db", read_manifest(bundle).get("store_id") or SYNTHETIC_STORE_ID
     )
     engine = create_engine(f"sqlite:///{data_dir / 'tastemaker.db'}")
     with engine.begin() as conn:

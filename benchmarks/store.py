@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ DATA_SOURCES = (
     "app/*/models.py",
     "app/*/repository.py",
 )
-MODEL_SOURCES = ("app/ml/**/*.py", "app/training/**/*.py", "app/config.py")
+MODEL_SOURCES = ("app/ml/**/*.py", "app/training/**/*.py", "app/config.py", "benchmarks/store.py")
 
 
 def _hash_files(digest: Any, patterns: tuple[str, ...]) -> None:
@@ -303,6 +304,21 @@ def _import(data_dir: Path) -> float:
     return time.perf_counter() - started
 
 
+def adopt_store_identity(sqlite_file: Path, store_id: str) -> None:
+    """Give a SQLite store the identity `store_id`: it holds a copy of that store's data.
+
+    Workers serve only bundles of their own store; the benchmark serves one bundle from two
+    copies of the same data (and a synthetic bundle from a store made for it).
+    """
+    with contextlib.closing(sqlite3.connect(sqlite_file)) as db:
+        db.execute("DELETE FROM store_identity")
+        db.execute(
+            "INSERT INTO store_identity (id, store_id, created_at) VALUES (1, ?, ?)",
+            (store_id, datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")),
+        )
+        db.commit()
+
+
 def _copy_model_versions(pg_url: str, sqlite_file: Path) -> None:
     """Register the bundle trained on PostgreSQL in the SQLite store (same rows, same model)."""
     engine = create_engine(pg_url)
@@ -313,8 +329,10 @@ def _copy_model_versions(pg_url: str, sqlite_file: Path) -> None:
                     "SELECT version, created_at, path, metrics, is_active, note FROM model_version"
                 )
             ).all()
+            store_id = conn.execute(text("SELECT store_id FROM store_identity")).scalar_one()
     finally:
         engine.dispose()
+    adopt_store_identity(sqlite_file, store_id)
     with contextlib.closing(sqlite3.connect(sqlite_file)) as db:
         db.executemany(
             "INSERT INTO model_version (version, created_at, path, metrics, is_active, note) "

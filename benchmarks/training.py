@@ -41,6 +41,9 @@ TIME_GROWTH_TARGET = 2.2  # per doubling of events
 PEAK_RSS_TARGET_BYTES = 4 * 1024**3
 
 
+SYNTHETIC_STORE_ID = "benchmark-synthetic"
+
+
 def _vm_hwm_bytes() -> int:
     """Peak resident set size of this process from /proc/self/status (VmHWM)."""
     with open("/proc/self/status") as status:
@@ -97,6 +100,8 @@ def fit_once(n_events: int, n_users: int, n_items: int, directory: Path) -> dict
         {
             "version": 1,
             "created_at": "synthetic",
+            # No store trained it: the memory benchmark gives its store this identity.
+            "store_id": SYNTHETIC_STORE_ID,
             "data": {"events": n_events, "last_event_id": n_events},
             "components": ["recommender", "segmentation", "members", "catalog"],
             "metrics": metrics,
