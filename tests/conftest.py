@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,3 +157,13 @@ def client(settings: Settings) -> Iterator:
 def override(settings: Settings, **changes: object) -> Settings:
     """A validated copy of `settings` with some fields changed."""
     return Settings.model_validate({**settings.model_dump(), **changes})
+
+
+def wait_for_version(client, version: int, timeout: float = 20.0) -> None:
+    """Wait until the app behind `client` serves model `version` (its /ready says so)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/ready").json()["checks"]["model"]["version"] == version:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"version {version} was not loaded within {timeout}s")

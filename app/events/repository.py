@@ -15,6 +15,16 @@ from app.customers.models import User
 from app.db import utcnow
 from app.events.models import Event, IngestChange
 
+# What an event says, in the order importers, conflict checks and training read it.
+PAYLOAD = (
+    Event.user_id,
+    Event.item_id,
+    Event.type,
+    Event.value,
+    Event.order_id,
+    Event.occurred_at,
+)
+
 
 def _insert(session: Session, model: Any) -> Any:
     # Core inserts on the table: the ORM's bulk path costs more than the database on ingest.
@@ -93,20 +103,12 @@ def ensure_items(session: Session, items: Sequence[str | dict[str, Any]]) -> Non
 def stored_payloads(session: Session, event_ids: list[str]) -> dict[str, tuple[Any, ...]]:
     """The stored payload of each of these client event ids that exists, in one look-up.
 
-    A payload is (user_id, item_id, type, value, order_id, occurred_at).
+    A payload is the :data:`PAYLOAD` columns.
     """
     if not event_ids:
         return {}
     rows = session.execute(
-        select(
-            Event.event_id,
-            Event.user_id,
-            Event.item_id,
-            Event.type,
-            Event.value,
-            Event.order_id,
-            Event.occurred_at,
-        ).where(_among(session, Event.event_id, event_ids))
+        select(Event.event_id, *PAYLOAD).where(_among(session, Event.event_id, event_ids))
     ).all()
     return {row[0]: tuple(row[1:]) for row in rows}
 
@@ -180,15 +182,7 @@ def stream_events(session: Session, batch_size: int = 50_000) -> Iterator[Sequen
     last_id = 0
     while True:
         rows = session.execute(
-            select(
-                Event.id,
-                Event.user_id,
-                Event.item_id,
-                Event.type,
-                Event.value,
-                Event.order_id,
-                Event.occurred_at,
-            )
+            select(Event.id, *PAYLOAD)
             .where(Event.id > last_id)
             .order_by(Event.id)
             .limit(batch_size)

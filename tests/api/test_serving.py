@@ -15,6 +15,7 @@ import pytest
 from app.db import make_engine, make_sessionmaker
 from app.demo import import_shop
 from app.ml.synthetic import generate_shop
+from tests.conftest import wait_for_version
 
 SHOP = generate_shop(n_users=300, n_items=120, n_events=12_000, seed=3)
 
@@ -36,15 +37,6 @@ def _retrain(client, timeout: float = 120.0) -> dict:
     raise AssertionError(f"run {accepted['run_id']} did not finish in {timeout}s")
 
 
-def _wait_for_version(client, version: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if client.get("/ready").json()["checks"]["model"]["version"] == version:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"version {version} was not loaded within {timeout}s")
-
-
 @pytest.fixture
 def trained(client, settings):
     """A client whose service has been seeded and has model version 1 loaded."""
@@ -52,7 +44,7 @@ def trained(client, settings):
     run = _retrain(client)
     assert run["status"] == "succeeded", run["error"]
     assert run["model_version"] == 1
-    _wait_for_version(client, 1)
+    wait_for_version(client, 1)
     return client
 
 
@@ -192,7 +184,7 @@ def test_similar_items_and_a_new_item_reached_through_content(client, settings):
         },
     )
     assert _retrain(client)["status"] == "succeeded"
-    _wait_for_version(client, 1)
+    wait_for_version(client, 1)
     body = client.get(f"/items/{SHOP.items[5].item_id}/similar", params={"n": 5}).json()
     assert len(body["items"]) == 5 and body["model_version"] == 1
     new = client.get("/items/brand-new/similar", params={"n": 5}).json()
@@ -282,7 +274,7 @@ def test_hot_swap_under_concurrent_clients(trained):
     try:
         run = _retrain(trained)
         assert run["status"] == "succeeded"
-        _wait_for_version(trained, run["model_version"])
+        wait_for_version(trained, run["model_version"])
         time.sleep(0.5)
     finally:
         stop.set()
@@ -303,10 +295,10 @@ def _flip_a_byte(bundle: Path) -> None:
 def test_corrupt_bundle_is_refused_and_service_keeps_answering(trained, settings, damage):
     assert _retrain(trained)["status"] == "succeeded"
     v2 = settings.model_dir / "v2"
-    _wait_for_version(trained, 2)
+    wait_for_version(trained, 2)
     # Roll back to v1, damage v2, then try to move forward onto it.
     assert trained.post("/models/1/activate").status_code == 200
-    _wait_for_version(trained, 1)
+    wait_for_version(trained, 1)
     if damage == "flip":
         _flip_a_byte(v2)
     else:
@@ -346,7 +338,7 @@ def test_quality_gate_keeps_a_worse_model_inactive(trained, settings):
     assert trained.get("/recommend/u00001").json()["model_version"] == 1
     # ...and an operator can still roll it forward by hand.
     assert trained.post("/models/2/activate").json()["is_active"] is True
-    _wait_for_version(trained, 2)
+    wait_for_version(trained, 2)
 
 
 def test_gdpr_delete_drops_the_user_everywhere(trained):

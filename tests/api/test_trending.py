@@ -6,20 +6,10 @@ before any model, the top popular) answer for every new customer.
 
 from __future__ import annotations
 
-import time
-
 from app.training.runner import train_now
+from tests.conftest import wait_for_version
 
 NORMAL = [f"n{i}" for i in range(10)]
-
-
-def _wait_for_version(client, version: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if client.get("/ready").json()["checks"]["model"]["version"] == version:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"version {version} was not loaded within {timeout}s")
 
 
 def _traffic(client) -> None:
@@ -53,7 +43,7 @@ def test_a_burst_from_one_client_does_not_own_the_popularity_served_before_any_m
 def test_a_burst_from_one_client_does_not_own_trending(client, settings):
     _traffic(client)
     train_now(settings)
-    _wait_for_version(client, 1)
+    wait_for_version(client, 1)
     body = client.get("/recommend/newcomer", params={"n": 3, "explain": True}).json()
     assert body["source"] == "cold_start"
     assert [it["reason"]["type"] for it in body["items"]] == ["trending"] * 3

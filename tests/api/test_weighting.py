@@ -7,8 +7,6 @@ their training row.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -18,18 +16,10 @@ from app.ml.interactions import build_interactions
 from app.recommendations.service import SLACK
 from app.training.pipeline import load_training_data
 from app.training.runner import train_now
+from tests.conftest import wait_for_version
 
 A = [f"a{i}" for i in range(6)]
 B = [f"b{i}" for i in range(6)]
-
-
-def _wait_for_version(client, version: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if client.get("/ready").json()["checks"]["model"]["version"] == version:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"version {version} was not loaded within {timeout}s")
 
 
 def _shop(client) -> None:
@@ -51,7 +41,7 @@ def _shop(client) -> None:
 def test_a_five_star_rating_weighs_the_same_at_serving_as_in_training(client, settings):
     _shop(client)
     train_now(settings)
-    _wait_for_version(client, 1)
+    wait_for_version(client, 1)
     n = 6
     body = client.get("/recommend/rater", params={"n": n}).json()
     assert body["source"] == "personalized"
