@@ -193,21 +193,24 @@ def read_online_retail(path: str | Path) -> OnlineRetailReader:
 def to_event_log(rows: Iterable[OnlineRetailRow]) -> tuple[EventLog, Catalog]:
     """Turn purchase rows into an :class:`EventLog` of purchases and the :class:`Catalog`.
 
-    Each item's title is its first non-empty description; ``values`` hold the line amounts.
+    Each item's title is its first non-empty description; ``values`` hold the line amounts and
+    ``order_ids`` the invoice numbers.
     """
     users: list[str] = []
     items: list[str] = []
     values: list[float] = []
     times: list[float] = []
+    invoices: list[str] = []
     titles: dict[str, str] = {}
     for row in rows:
         users.append(row.user_id)
         items.append(row.item_id)
         values.append(row.value)
         times.append(row.occurred_at.timestamp())
+        invoices.append(row.invoice)
         if not titles.get(row.item_id):
             titles[row.item_id] = row.description
-    events = EventLog.from_lists(users, items, "purchase", values, times)
+    events = EventLog.from_lists(users, items, "purchase", values, times, invoices)
     ids = list(titles)
     catalog = Catalog(
         item_ids=ids,

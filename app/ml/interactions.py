@@ -29,6 +29,9 @@ class EventLog:
         Rating, quantity or amount; NaN when absent.
     occurred_at : ndarray of shape (n_events,), float64
         Unix epoch seconds.
+    order_ids : ndarray of shape (n_events,), object (str)
+        The order (basket, invoice) of each event; ``""`` when it has none, which is the
+        default for every event.
     """
 
     user_ids: NDArray[np.object_]
@@ -36,10 +39,13 @@ class EventLog:
     types: NDArray[np.object_]
     values: NDArray[np.float64]
     occurred_at: NDArray[np.float64]
+    order_ids: NDArray[np.object_] = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         n = len(self.user_ids)
-        for name in ("item_ids", "types", "values", "occurred_at"):
+        if self.order_ids is None:
+            object.__setattr__(self, "order_ids", _object_array([""] * n))
+        for name in ("item_ids", "types", "values", "occurred_at", "order_ids"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"EventLog.{name} has {len(getattr(self, name))} rows, not {n}")
 
@@ -54,8 +60,12 @@ class EventLog:
         types: Sequence[str] | str = "purchase",
         values: Sequence[float] | None = None,
         occurred_at: Sequence[float] | None = None,
+        order_ids: Sequence[str] | None = None,
     ) -> EventLog:
-        """Build an event log from plain sequences (scalars broadcast; times default to order)."""
+        """Build an event log from plain sequences (scalars broadcast; times default to order).
+
+        ``order_ids`` default to ``""`` (no order) for every event; a None in them is ``""``.
+        """
         n = len(user_ids)
         type_arr = np.empty(n, dtype=object)
         type_arr[:] = [types] * n if isinstance(types, str) else list(types)
@@ -69,6 +79,7 @@ class EventLog:
                 if occurred_at is None
                 else np.asarray(occurred_at, dtype=np.float64)
             ),
+            order_ids=None if order_ids is None else _object_array([o or "" for o in order_ids]),
         )
 
     def subset(self, mask: NDArray[np.bool_] | NDArray[np.int64]) -> EventLog:
@@ -79,6 +90,7 @@ class EventLog:
             types=self.types[mask],
             values=self.values[mask],
             occurred_at=self.occurred_at[mask],
+            order_ids=self.order_ids[mask],
         )
 
 

@@ -134,3 +134,18 @@ def test_event_log_validates_lengths() -> None:
             np.array([np.nan]),
             np.array([0.0]),
         )
+
+
+def test_event_log_order_ids_default_to_none_and_follow_subsets() -> None:
+    plain = EventLog.from_lists(["u", "v"], ["a", "b"])
+    assert plain.order_ids.dtype == object
+    assert plain.order_ids.tolist() == ["", ""]
+    ev = EventLog.from_lists(["u", "u", "v"], ["a", "b", "c"], order_ids=["o1", None, "o2"])
+    assert ev.order_ids.tolist() == ["o1", "", "o2"]
+    assert ev.subset(np.array([False, True, True])).order_ids.tolist() == ["", "o2"]
+    assert ev.subset(np.array([2, 0])).order_ids.tolist() == ["o2", "o1"]
+
+
+def test_event_log_validates_order_id_length() -> None:
+    with pytest.raises(ValueError, match="order_ids"):
+        EventLog.from_lists(["u", "v"], ["a", "b"], order_ids=["o1"])

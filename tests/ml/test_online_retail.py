@@ -113,6 +113,7 @@ def test_to_event_log_builds_purchases_and_catalog(csv_path: Path) -> None:
     assert len(events) == 3
     assert set(events.types.tolist()) == {"purchase"}
     np.testing.assert_allclose(events.values, [15.3, 20.34, 8.5])
+    assert events.order_ids.tolist() == ["536365", "536365", "536386"]
     assert catalog.item_ids == ["85123A", "71053", "21730"]
     assert catalog.titles[0] == "WHITE HANGING HEART T-LIGHT HOLDER"
 
