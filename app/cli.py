@@ -237,9 +237,14 @@ METRICS = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage")
 def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
-    """Evaluate every model and the served blend on a held-out split of the store's events."""
-    from app.ml.recommender import RecommenderConfig, train_recommender
-    from app.training.pipeline import load_training_data
+    """Evaluate every model and the served placements on a time split of the store's events.
+
+    Each test user's history ends at their cutoff; the served figures come from the code that
+    answers GET /recommend. Targets: the items new to the user after the cutoff (explore) and
+    the user's first basket after it, repeats included (next basket).
+    """
+    from app.ml.recommender import train_recommender
+    from app.training.pipeline import load_training_data, recommender_config
 
     settings = _settings()
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))
@@ -252,20 +257,27 @@ def evaluate(
         trained = train_recommender(
             data.event_log,
             data.catalog,
-            RecommenderConfig(event_weights=dict(settings.event_weights)),
+            recommender_config(settings),
             progress=lambda message: status.update(f"Evaluating: {message}"),
         )
     report = trained.metrics
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    table = Table(title=f"Offline evaluation @10 ({report['protocol']})")
-    table.add_column("model")
-    for metric in METRICS:
-        table.add_column(metric, justify="right")
-    for name, values in report["models"].items():
-        table.add_row(name, *(f"{values[m]:.4f}" for m in METRICS))
-    Console().print(table)
+    k = report["protocol"]["k"]
+    titles = {
+        "models": f"Explore target (items new to the user) @{k}",
+        "next_basket": f"Next-basket target (the first basket after the cutoff) @{k}",
+    }
+    for target, title in titles.items():
+        table = Table(title=title)
+        table.add_column("model" if target == "models" else "placement")
+        for metric in METRICS:
+            table.add_column(metric, justify="right")
+        for name, values in report[target].items():
+            table.add_row(name, *(f"{values[m]:.4f}" for m in METRICS))
+        Console().print(table)
+    Console().print(f"protocol: {json.dumps(report['protocol'])}")
 
 
 @cli.command()

@@ -6,7 +6,7 @@ import ipaddress
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     )
     history_length: int = Field(
         50, ge=1, le=1000, description="Recent events per user kept for real-time scoring."
+    )
+    recommender: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Recommender hyper-parameters to pin (JSON object of RecommenderConfig fields, e.g. "
+            '{"blend_weights": {"ease": 1, "content": 0.2}, "home_repeat_share": 0.5}); '
+            "what is pinned is not tuned. Checked at start-up."
+        ),
     )
     cache_ttl_seconds: int = Field(
         3600, ge=1, description="TTL of every cached answer and history list in Redis."
@@ -150,6 +158,19 @@ class Settings(BaseSettings):
     def _types_are_known(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("TASTEMAKER_EVENT_TYPES must list at least one event type")
+        return value
+
+    @field_validator("recommender")
+    @classmethod
+    def _recommender_config_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from app.ml.recommender import RecommenderConfig  # the ML core stays out of start-up
+
+        reserved = {"event_weights", "history_length"} & set(value)
+        if reserved:
+            raise ValueError(
+                f"set {sorted(reserved)} with TASTEMAKER_EVENT_WEIGHTS / TASTEMAKER_HISTORY_LENGTH"
+            )
+        RecommenderConfig.from_dict(value)
         return value
 
     @field_validator("rate_limits")

@@ -17,14 +17,9 @@ from threadpoolctl import threadpool_limits
 from app.ml.bundle import BundleError, read_component, write_component
 from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
-from app.ml.evaluation import (
-    evaluate_rankers,
-    history_masks,
-    holdout_split,
-    ranking_metrics,
-    sample_users,
-)
-from app.ml.hybrid import Blender, Ranked, Reason, candidate_mask, tune_weights
+from app.ml.evaluation import sample_users, time_split
+from app.ml.history import UserHistory, histories_of
+from app.ml.hybrid import Blender, Ranked, Reason, candidate_mask
 from app.ml.interactions import (
     AGGREGATIONS,
     DEFAULT_EVENT_WEIGHTS,
@@ -33,12 +28,15 @@ from app.ml.interactions import (
     EventLog,
     aggregate_history,
     encode_events,
+    event_weights,
     interaction_matrix,
     item_vocabulary,
     user_vocabulary,
 )
+from app.ml.offline import evaluate_served, targets_of, tune_blend, tune_home_share
+from app.ml.placements import PLACEMENTS, mix, repeat_ranking
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
-from app.ml.similarity import BaseScorer, top_n_rows
+from app.ml.similarity import BaseScorer
 from app.ml.vocabulary import Vocabulary
 
 MODEL_NAMES = ("item_knn", "user_knn", "ease", "rp3beta", "content", "popularity", "trending")
@@ -58,6 +56,8 @@ _MODEL_CLASSES: dict[str, type[BaseScorer]] = {
     )
 }
 _COLLABORATIVE_FOR_SIMILAR = ("item_knn", "ease", "rp3beta")
+#: Repeat share of ``home`` answers when training did not tune it.
+DEFAULT_HOME_REPEAT_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,9 @@ class RecommenderConfig:
     aggregation: str = "log1p"
     half_life_days: float | None = None
     history_half_life_days: float | None = 60.0
+    history_length: int = 2000
+    repeat_half_life_days: float | None = 90.0
+    home_repeat_share: float | None = None
     models: tuple[str, ...] = ("item_knn", "user_knn", "ease", "rp3beta", "content", "popularity")
     item_knn_k: int = 200
     item_knn_shrink: float = 0.0
@@ -119,7 +122,11 @@ class RecommenderConfig:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must be in (0, 1)")
-        for name in ("half_life_days", "history_half_life_days"):
+        if self.history_length < 1:
+            raise ValueError("history_length must be at least 1")
+        if self.home_repeat_share is not None and not 0.0 <= self.home_repeat_share <= 1.0:
+            raise ValueError("home_repeat_share must be in [0, 1]")
+        for name in ("half_life_days", "history_half_life_days", "repeat_half_life_days"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or None")
@@ -150,7 +157,14 @@ class RecommenderConfig:
         return out
 
 
-_NULLABLE = {"half_life_days", "history_half_life_days", "content_stop_words", "blend_weights"}
+_NULLABLE = {
+    "half_life_days",
+    "history_half_life_days",
+    "repeat_half_life_days",
+    "home_repeat_share",
+    "content_stop_words",
+    "blend_weights",
+}
 _MAPPINGS = {"event_weights", "blend_weights"}
 
 
@@ -343,6 +357,118 @@ class Recommender:
             excluded.extend(items.tolist())
         mask = self._mask(allowed, excluded)
         return self._answer(self.blender.recommend(items, weights, n=n, mask=mask, segment=segment))
+
+    def recommend_user(
+        self,
+        history: UserHistory,
+        *,
+        n: int,
+        placement: str = "explore",
+        exclude: Iterable[str] = (),
+        exclude_seen: bool = True,
+        allowed: NDArray[np.bool_] | None = None,
+        segment: int | None = None,
+    ) -> Recommendations:
+        """The answer of ``GET /recommend``: the one scoring path of serving and evaluation.
+
+        The newest ``config.history_length`` events are weighed with the model's event
+        weights and aggregated with recency decay; ``exclude_seen`` leaves out every item the
+        user ever had (``history.seen``), not only those within the budget.
+
+        Parameters
+        ----------
+        history : UserHistory, newest first
+        n : number of items
+        placement : "explore" (new items), "buy_again" (the user's own items) or "home"
+            (a tuned share of repeat slots, the rest explore)
+        exclude : item ids never to return
+        exclude_seen : leave out items the user had (explore items only: repeats are seen)
+        allowed : ndarray of shape (n_items,), bool; default the training-time availability
+        segment : the user's segment, for a user with no history
+        """
+        excluded = self.item_vocab.indices(list(exclude)).tolist()
+        mask = self._mask(allowed, excluded)
+        ranked = self.rank_user(
+            history, n=n, placement=placement, mask=mask, exclude_seen=exclude_seen, segment=segment
+        )
+        return self._answer(ranked)
+
+    def rank_user(
+        self,
+        history: UserHistory,
+        *,
+        n: int,
+        placement: str,
+        mask: NDArray[np.bool_],
+        exclude_seen: bool = True,
+        segment: int | None = None,
+    ) -> Ranked:
+        """Rank item indices for a user (see :meth:`recommend_user`); ``mask``: candidates."""
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}")
+        raw, weights, times = self.read_history(history)
+        if n <= 0:
+            return self.blender.cold_start(n=0, mask=mask)
+        repeat = None
+        if placement != "explore":
+            repeat = repeat_ranking(
+                raw,
+                weights,
+                times,
+                half_life_days=self.config.repeat_half_life_days,
+                n=n,
+                mask=mask,
+            )
+            if placement == "buy_again":
+                return repeat
+        explore_mask = mask
+        if exclude_seen:
+            seen = self.item_vocab.indices(list(history.seen_items()))
+            explore_mask = mask.copy()
+            explore_mask[seen[seen >= 0]] = False
+        items, values = self._aggregate(raw, weights, times)
+        wanted = n if repeat is None or exclude_seen else n + len(repeat.items)
+        explore = self.blender.recommend(
+            items, values, n=wanted, mask=explore_mask, segment=segment
+        )
+        if repeat is None:
+            return explore
+        return mix(repeat, explore, n=n, share=self.home_repeat_share)
+
+    def read_history(
+        self, history: UserHistory
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+        """The newest ``config.history_length`` events as (item index, weight, time) arrays.
+
+        Unknown items get index -1; weights follow the model's event weights.
+        """
+        budget = self.config.history_length
+        raw = self.item_vocab.indices(list(history.items[:budget]))
+        weights = event_weights(
+            list(history.types[:budget]), list(history.values[:budget]), self.config.event_weights
+        )
+        return raw, weights, np.asarray(history.times[:budget], dtype=np.float64)
+
+    def served_history(self, history: UserHistory) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The aggregated history ``explore`` scores: distinct items and their values."""
+        return self._aggregate(*self.read_history(history))
+
+    def _aggregate(
+        self, raw: NDArray[np.int64], weights: NDArray[np.float64], times: NDArray[np.float64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        return aggregate_history(
+            raw,
+            weights,
+            self.config.aggregation,
+            occurred_at=times,
+            half_life_days=self.config.history_half_life_days,
+        )
+
+    @property
+    def home_repeat_share(self) -> float:
+        """The share of ``home`` slots that go to repeats (tuned at training)."""
+        share = self.config.home_repeat_share
+        return DEFAULT_HOME_REPEAT_SHARE if share is None else share
 
     def similar_items(
         self, item_id: str, *, n: int = 10, allowed: NDArray[np.bool_] | None = None
@@ -618,35 +744,15 @@ def _with_content_floor(weights: dict[str, float], floor: float) -> dict[str, fl
     return {**weights, "content": max(weights["content"], floor * top)}
 
 
-def _evaluate(
-    fitted: _Fitted, blender: Blender, test: sparse.csr_matrix, k: int, users: NDArray[np.int64]
-) -> dict:
-    """Metrics of every model and of the served blend, with and without the history's times.
-
-    Each model scores a batch once per pass: the timed histories, then the untimed ones.
-    """
-    models = dict(fitted.models)
-    models.setdefault("popularity", fitted.popularity)
-
-    def rank_rows(histories: sparse.csr_matrix, n: int) -> dict[str, list[NDArray[np.int64]]]:
-        masks = history_masks(histories)
-        scores = {name: model.score_rows(histories) for name, model in models.items()}
-        out = {name: top_n_rows(s, n, masks) for name, s in scores.items()}
-        out["served"] = blender.rank_rows(scores, n, masks)
-        return out
-
-    results = evaluate_rankers(rank_rows, fitted.X, test, k=k, users=users, history=fitted.history)
-
-    def rank_untimed(histories: sparse.csr_matrix, n: int) -> dict[str, list[NDArray[np.int64]]]:
-        masks = history_masks(histories)
-        scores = {name: m.score_rows(histories) for name, m in blender.active_models.items()}
-        return {"served_without_history_times": blender.rank_rows(scores, n, masks)}
-
-    # The same blend when the caller sends no event times (no recency weighting).
-    results.update(evaluate_rankers(rank_untimed, fitted.X, test, k=k, users=users))
-    empty = ranking_metrics({}, {}, n_items=test.shape[1], k=k)  # no user has a holdout
-    names = [*models, "served", "served_without_history_times"]
-    return {name: results.get(name, empty) for name in names}
+def _reference_models(
+    config: RecommenderConfig, events: EventLog, users: Vocabulary, items: Vocabulary
+) -> dict[str, BaseScorer]:
+    """Binary EASE, the published baseline the served blend must match, when it fits."""
+    if "ease" not in config.models or len(items) > config.ease_max_items:
+        return {}
+    binary = dataclasses.replace(config, aggregation="binary", half_life_days=None)
+    X = training_matrices(events, users, items, binary).X
+    return {"ease_binary": EASE(l2=config.ease_l2, max_items=config.ease_max_items).fit(X)}
 
 
 def train_recommender(
@@ -711,58 +817,85 @@ def _train(
         ).fit(_item_texts(catalog, items))
         timings["content"] = time.perf_counter() - t0
 
+    available = np.ones(len(items), dtype=bool)
+    for item_id, ok in zip(catalog.item_ids, catalog.available.tolist(), strict=True):
+        available[items.index(item_id)] = bool(ok)
+
+    def recommender_of(fitted: _Fitted, weights: Mapping[str, float], cfg: RecommenderConfig):
+        return Recommender(
+            item_vocab=items,
+            user_vocab=users,
+            blender=_blender(fitted, weights),
+            available=available,
+            config=cfg,
+        )
+
     weights = dict(config.blend_weights) if config.blend_weights is not None else None
     metrics: dict[str, Any] = {}
     blend_info: dict[str, Any] = {}
     kw = {"fraction": config.holdout_fraction, "min_interactions": config.min_interactions}
-    need_tuning = config.tune and weights is None
-    if config.evaluate or need_tuning:
-        split = holdout_split(events, users, items, **kw)
+    tune_blend_weights = config.tune and weights is None
+    tune_share = config.tune and config.home_repeat_share is None
+    k = config.eval_k
+    if config.evaluate or tune_blend_weights or tune_share:
+        split = time_split(events, users, items, **kw)
         train_events = events.subset(split.train_mask)
-        if need_tuning:
+        if tune_blend_weights or tune_share:
             say("tuning: fitting on the validation split")
-            inner = holdout_split(train_events, users, items, **kw)
+            inner = time_split(train_events, users, items, **kw)
+            inner_events = train_events.subset(inner.train_mask)
             sub = _fit_all(
-                train_events.subset(inner.train_mask),
-                users,
-                items,
-                config,
-                content,
-                segments,
-                timings,
-                "validation",
+                inner_events, users, items, config, content, segments, timings, "validation"
             )
             t0 = time.perf_counter()
-            say("tuning: searching blend weights")
-            weights, report = tune_weights(
-                sub.models,
-                sub.X,
-                inner.test,
-                k=config.eval_k,
-                candidates=config.tune_candidates,
-                max_users=config.tune_max_users,
-                min_coverage=config.tune_min_coverage,
-                seed=config.seed,
-                history=sub.history,
-            )
+            tuned = sample_users(inner.explore, config.tune_max_users, config.seed)
+            histories = histories_of(inner_events, users, tuned)
+            if tune_blend_weights:
+                say("tuning: searching blend weights")
+                probe = recommender_of(sub, dict.fromkeys(sub.models, 1.0), config)
+                weights, report = tune_blend(
+                    probe,
+                    sub.models,
+                    histories,
+                    inner.explore[tuned],
+                    k=k,
+                    candidates=config.tune_candidates,
+                    min_coverage=config.tune_min_coverage,
+                )
+                blend_info["tuning"] = {**report, "tuned_weights": dict(weights)}
+                weights = _with_content_floor(weights, config.min_content_weight)
+            if tune_share:
+                say("tuning: the home placement's repeat share")
+                probe = recommender_of(sub, weights or dict.fromkeys(sub.models, 1.0), config)
+                share, report = tune_home_share(
+                    probe, histories, targets_of(inner.next_basket, tuned), k=k
+                )
+                config = dataclasses.replace(config, home_repeat_share=share)
+                blend_info["home"] = report
             timings["validation.tune"] = time.perf_counter() - t0
-            blend_info["tuning"] = {**report, "tuned_weights": dict(weights)}
-            weights = _with_content_floor(weights, config.min_content_weight)
         if config.evaluate:
             say("evaluation: fitting on the training part")
             fitted = _fit_all(
                 train_events, users, items, config, content, segments, timings, "evaluation"
             )
+            references = _reference_models(config, train_events, users, items)
             t0 = time.perf_counter()
-            say("evaluation: scoring the holdout")
-            k = config.eval_k
+            say("evaluation: scoring the test users through the serving path")
             served_weights = weights if weights is not None else dict.fromkeys(fitted.models, 1.0)
-            evaluated = sample_users(split.test, config.eval_max_users, config.seed)
-            blender = _blender(fitted, served_weights)
-            per_model = _evaluate(fitted, blender, split.test, k, evaluated)
+            evaluated = sample_users(split.explore, config.eval_max_users, config.seed)
+            models = {**fitted.models, "popularity": fitted.popularity}
+            metrics = evaluate_served(
+                recommender_of(fitted, served_weights, config),
+                models,
+                histories_of(train_events, users, evaluated),
+                targets_of(split.explore, evaluated),
+                targets_of(split.next_basket, evaluated),
+                k=k,
+                references=references,
+            )
             timings["evaluation.score"] = time.perf_counter() - t0
             protocol = {**split.protocol, "k": k, "evaluated_users": len(evaluated)}
-            metrics = {"protocol": protocol, "models": per_model}
+            metrics = {"protocol": protocol, **metrics}
     if weights is None:
         weights = dict.fromkeys(config.models, 1.0)
     blend_info["weights"] = weights
@@ -774,9 +907,6 @@ def _train(
         config, models=tuple(m for m in config.models if m in needed), blend_weights=None
     )
     full = _fit_all(events, users, items, serving_config, content, segments, timings, "serving")
-    available = np.ones(len(items), dtype=bool)
-    for item_id, ok in zip(catalog.item_ids, catalog.available.tolist(), strict=True):
-        available[items.index(item_id)] = bool(ok)
     if metrics:
         metrics["blend"] = blend_info
     timings["total"] = time.perf_counter() - start

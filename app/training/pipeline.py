@@ -51,6 +51,7 @@ class TrainingData:
             types=self.types,
             values=self.values,
             occurred_at=self.occurred_at,
+            order_ids=self.order_ids,
         )
 
 
@@ -109,12 +110,35 @@ class BuiltBundle:
     timings: dict[str, float]
 
 
+def recommender_config(settings: Settings) -> RecommenderConfig:
+    """The recommender's hyper-parameters: the settings' weights and budget, and what is pinned."""
+    return RecommenderConfig.from_dict(
+        {
+            **settings.recommender,
+            "event_weights": dict(settings.event_weights),
+            "history_length": settings.history_length,
+        }
+    )
+
+
 def served_ndcg(metrics: dict[str, Any] | None) -> float | None:
     """The served blend's NDCG@10 from an evaluation report."""
     try:
         return float(metrics["recommender"]["models"]["served"]["ndcg"])  # type: ignore[index]
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def same_protocol(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two evaluation reports were measured with the same protocol (comparable)."""
+
+    def split(metrics: dict[str, Any] | None) -> Any:
+        try:
+            return metrics["recommender"]["protocol"]["split"]  # type: ignore[index]
+        except (KeyError, TypeError):
+            return None
+
+    return split(a) is not None and split(a) == split(b)
 
 
 def fit_bundle(
@@ -156,7 +180,7 @@ def fit_bundle(
     trained = train_recommender(
         data.event_log,
         data.catalog,
-        RecommenderConfig(event_weights=dict(settings.event_weights)),
+        recommender_config(settings),
         user_segments=user_segments,
         progress=progress,
     )
@@ -280,7 +304,8 @@ def register(session: Session, settings: Settings, built: BuiltBundle) -> tuple[
     session.add(row)
     session.flush()
     new, old = served_ndcg(built.metrics), served_ndcg(current.metrics if current else None)
-    if current is not None and new is not None and old is not None:
+    comparable = current is not None and same_protocol(built.metrics, current.metrics)
+    if comparable and new is not None and old is not None:
         floor = old * (1 - settings.quality_gate_tolerance)
         if new < floor:
             row.note = (

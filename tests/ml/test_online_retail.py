@@ -123,9 +123,13 @@ def test_served_blend_beats_popularity_on_an_online_retail_slice(online_retail_s
     trained = train_recommender(events, catalog, RecommenderConfig(tune_max_users=800))
     models = trained.metrics["models"]
     served, popular = models["served"], models["popularity"]
-    assert served["ndcg"] > 2.0 * popular["ndcg"]
-    assert served["precision"] > 1.5 * popular["precision"]
+    # Leak-free (time cutoff, items new to the user) popularity is a strong baseline here.
+    assert served["ndcg"] > 1.5 * popular["ndcg"]
+    assert served["precision"] > 1.3 * popular["precision"]
     assert served["coverage"] > 5 * popular["coverage"]
+    basket = trained.metrics["next_basket"]
+    assert basket["home"]["recall"] >= 1.3 * basket["explore"]["recall"]
+    assert basket["buy_again"]["recall"] > basket["popularity"]["recall"]
     rec = trained.recommender
     out = rec.recommend(["85123A", "71053"], n=10)
     assert out.source == "personalized" and len(out.items) == 10
@@ -138,7 +142,9 @@ def test_quality_bar_on_full_online_retail() -> None:
     reader = read_online_retail(online_retail_path())
     events, catalog = to_event_log(reader)
     assert reader.kept == 391_150
-    served = train_recommender(events, catalog).metrics["models"]["served"]
-    assert served["ndcg"] >= 0.115
-    assert served["precision"] >= 0.068
-    assert served["coverage"] >= 0.45
+    metrics = train_recommender(events, catalog).metrics
+    served, models, basket = metrics["models"]["served"], metrics["models"], metrics["next_basket"]
+    # The bars of issue 12 on the time-cutoff protocol (measured 0.135 vs 0.1346; 2.15x).
+    assert served["ndcg"] >= models["ease_binary"]["ndcg"]
+    assert served["ndcg"] >= 0.125
+    assert basket["home"]["recall"] >= 1.3 * basket["explore"]["recall"]

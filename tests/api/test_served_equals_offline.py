@@ -1,0 +1,115 @@
+"""What `/recommend` answers over HTTP is what the offline evaluation measured, exactly.
+
+The offline report (what `tastemaker evaluate --json` prints: train_recommender on the store's
+events with the settings' config) splits every user's history at a time cutoff and scores each
+test user through the serving code, in process. Here the training side of that split is loaded
+through the API into a fresh store, the service retrains on it, and every test user is asked
+over HTTP: the metrics of those answers must equal the report's, digit for digit, on both
+targets and for every placement.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from app.datasets.online_retail import read_online_retail, to_event_log
+from app.db import make_engine, make_sessionmaker
+from app.ml.evaluation import ranking_metrics, time_split
+from app.ml.interactions import EventLog, item_vocabulary, user_vocabulary
+from app.ml.recommender import train_recommender
+from app.training.pipeline import load_training_data, recommender_config
+from app.training.runner import train_now
+from tests.conftest import override, require_online_retail, wait_for_version
+
+ROWS = 30_000
+K = 10
+PINNED = {
+    "blend_weights": {"item_knn": 0.3, "ease": 1.0, "rp3beta": 0.6, "content": 0.2},
+    "home_repeat_share": 0.4,
+}
+
+
+@pytest.fixture(scope="module")
+def shop() -> tuple[list, EventLog]:
+    """The first purchase lines of Online Retail, as rows and as an event log."""
+    rows = list(itertools.islice(read_online_retail(require_online_retail()), ROWS))
+    events, _ = to_event_log(rows)
+    return rows, events
+
+
+def _load(client, rows: list, keep: np.ndarray) -> None:
+    titles: dict[str, str] = {}
+    for row in rows:
+        titles.setdefault(row.item_id, row.description)
+    items = [{"id": item, "title": title} for item, title in titles.items()]
+    for lo in range(0, len(items), 500):
+        assert client.post("/items", json={"items": items[lo : lo + 500]}).status_code == 200
+    events = [
+        {
+            "event_id": row.event_id,
+            "user_id": row.user_id,
+            "item_id": row.item_id,
+            "type": "purchase",
+            "value": row.value,
+            "order_id": row.invoice,
+            "occurred_at": datetime.fromtimestamp(row.occurred_at.timestamp(), UTC).isoformat(),
+        }
+        for row, kept in zip(rows, keep.tolist(), strict=True)
+        if kept
+    ]
+    for lo in range(0, len(events), 500):
+        response = client.post("/events", json={"events": events[lo : lo + 500]})
+        assert response.status_code == 200, response.text
+        assert response.json()["accepted"] == len(events[lo : lo + 500])
+
+
+def _served(client, user_ids: list[str], placement: str, vocab) -> dict[int, np.ndarray]:
+    out = {}
+    for r, user_id in enumerate(user_ids):
+        response = client.get(f"/recommend/{user_id}", params={"n": K, "placement": placement})
+        assert response.status_code == 200, response.text
+        out[r] = vocab.indices([item["item_id"] for item in response.json()["items"]])
+    return out
+
+
+def _targets(matrix, rows: np.ndarray) -> dict[int, set[int]]:
+    sub = matrix[rows]
+    return {r: set(sub.indices[sub.indptr[r] : sub.indptr[r + 1]].tolist()) for r in range(len(rows))}
+
+
+def test_http_answers_score_exactly_what_the_offline_report_says(client, settings, shop):
+    rows, events = shop
+    settings = override(settings, recommender={**PINNED, "evaluate": False})
+    users = user_vocabulary(events)
+    provisional = item_vocabulary(to_event_log(rows)[1], events)
+    split = time_split(events, users, provisional)
+    _load(client, rows, split.train_mask)
+
+    # The offline report: the full log, the store's catalogue, the settings' config.
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with factory() as session:
+        catalog = load_training_data(session).catalog
+    config = recommender_config(override(settings, recommender=PINNED))
+    report = train_recommender(events, catalog, config).metrics
+    items = item_vocabulary(catalog, events)
+    split = time_split(events, users, items)
+    tested = np.flatnonzero(np.diff(split.explore.indptr) > 0)
+    assert report["protocol"]["evaluated_users"] == len(tested) > 100
+
+    result = train_now(settings)
+    assert result["status"] == "activated", result
+    wait_for_version(client, result["version"])
+    user_ids = users.lookup(tested.tolist())
+    explore, basket = _targets(split.explore, tested), _targets(split.next_basket, tested)
+    n_items = len(items)
+
+    served = _served(client, user_ids, "explore", items)
+    assert ranking_metrics(served, explore, n_items=n_items, k=K) == report["models"]["served"]
+    for placement in ("explore", "buy_again", "home"):
+        answers = served if placement == "explore" else _served(client, user_ids, placement, items)
+        measured = ranking_metrics(answers, basket, n_items=n_items, k=K)
+        assert measured == report["next_basket"][placement], placement
