@@ -69,7 +69,14 @@ class Settings(BaseSettings):
         description="Event types whose value may be negative (JSON list); others need value >= 0.",
     )
     history_length: int = Field(
-        50, ge=1, le=1000, description="Recent events per user kept for real-time scoring."
+        2000,
+        ge=1,
+        le=10_000,
+        description=(
+            "Scoring budget: the most recent events per user a model scores, read into the model "
+            "at training (a retrain applies a change). `exclude_seen` always covers the whole "
+            "history, whatever the budget."
+        ),
     )
     recommender: dict[str, Any] = Field(
         default_factory=dict,

@@ -1,8 +1,9 @@
 """Everything cached about a user lives in one record, `user:{id}`, so it can be dropped at once.
 
-The record (a Redis hash; a dict in process memory) holds its version, the user's recent
-history at that version, `/recommend` answers per model version and options, and `/segment`
-answers per model version and algorithm. Every key follows from the user id, so a new event
+The record (a Redis hash; a dict in process memory) holds its version, the user's history at
+that version (their most recent events up to a model's budget, and every item they ever had when
+they have more), `/recommend` answers per model version and options, and `/segment` answers per
+model version and algorithm. Every key follows from the user id, so a new event
 about the user, or their erasure, drops it all with one delete (:func:`bump_versions`): no scan,
 nothing stale or erased left behind.
 
@@ -19,13 +20,17 @@ from collections.abc import Iterable
 from app.cache import Cache
 
 # Bump when the cached history's shape changes, so a rolling deploy never reads the old shape.
-HISTORY_FORMAT = 2
-HISTORY = f"hist{HISTORY_FORMAT}"
+HISTORY_FORMAT = 3
 
 
 def user_key(user_id: str) -> str:
     """Key of the record holding everything cached about a user."""
     return f"user:{user_id}"
+
+
+def history_field(limit: int) -> str:
+    """Field of the user's history read up to `limit` events (a model's budget)."""
+    return f"hist{HISTORY_FORMAT}:{limit}"
 
 
 def answer_field(model: int | str, options: str) -> str:

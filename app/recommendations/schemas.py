@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +27,16 @@ class RecommendQuery(BaseModel):
     exclude: list[
         Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
     ] = Field(default_factory=list, max_length=100, description="Item ids never to return")
-    exclude_seen: bool = Field(True, description="Leave out items in the user's history")
+    exclude_seen: bool = Field(
+        True, description="Leave out every item the user ever had (their whole history)"
+    )
+    placement: Literal["explore", "buy_again", "home"] = Field(
+        "explore",
+        description=(
+            "What the answer is for: `explore` new items, `buy_again` items the user had "
+            "before, `home` slots split between the two"
+        ),
+    )
     explain: bool = Field(True, description="Say why each item is recommended")
 
 

@@ -4,12 +4,18 @@ The answer is cached in the user's record (app/events/history.py) per model vers
 options; a new event drops the record and a retrain changes the model version, so neither is
 ever answered from a stale entry. Retired items are filtered after the cache, so they never
 reappear.
+
+The user's history is read up to the active model's budget (``config.history_length``, set at
+training), newest first, together with every item the user ever had when the budget cut the
+read short; it is cached in the same record, keyed by that budget, so `exclude_seen` always
+covers the whole history and a model with another budget never reads a shorter one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,8 +28,7 @@ from app.cache import Cache
 from app.config import Settings
 from app.errors import ModelNotReady, NotFound
 from app.events import history
-from app.ml.interactions import event_weights
-from app.ml.recommender import Recommender
+from app.ml.history import UserHistory
 from app.recommendations import repository
 from app.recommendations.repository import UserContext
 from app.recommendations.schemas import RecommendQuery, SimilarQuery
@@ -35,44 +40,85 @@ SLACK = 10
 
 
 def _options_key(q: RecommendQuery) -> str:
-    raw = orjson.dumps([q.offset + q.n, sorted(q.category), sorted(q.exclude), q.exclude_seen])
+    raw = orjson.dumps(
+        [
+            q.offset + q.n,
+            sorted(q.category),
+            sorted(q.exclude),
+            q.exclude_seen,
+            q.placement,
+        ]
+    )
     return hashlib.blake2b(raw, digest_size=8).hexdigest()
 
 
-async def _user_context(
-    user_id: str, cached: bytes | None, factory: sessionmaker[Session], settings: Settings
-) -> tuple[UserContext, bytes | None, bool]:
-    """The user's recent history: the cached one, else the store's.
+@dataclass(frozen=True)
+class _User:
+    """What a recommendation knows of a user: existence, attributes and history."""
 
-    Returns (context, the history to cache when it was read from the store, store_ok).
+    exists: bool
+    attributes: dict[str, Any]
+    history: UserHistory
+
+
+def _from_context(ctx: UserContext) -> _User:
+    columns = tuple(zip(*ctx.history, strict=True)) or ((), (), (), ())
+    items, types, values, times = (list(column) for column in columns)
+    return _User(ctx.exists, ctx.attributes, UserHistory(items, types, values, times, ctx.seen))
+
+
+def _encoded(user: _User) -> bytes:
+    """The cached form of a user: the history as columns, which JSON reads fastest."""
+    h = user.history
+    return orjson.dumps(
+        {
+            "exists": user.exists,
+            "attributes": user.attributes,
+            "items": h.items,
+            "types": h.types,
+            "values": h.values,
+            "times": h.times,
+            "seen": None if h.seen is None else list(h.seen),
+        }
+    )
+
+
+def _decoded(raw: bytes) -> _User:
+    data = orjson.loads(raw)
+    history = UserHistory(data["items"], data["types"], data["values"], data["times"], data["seen"])
+    return _User(data["exists"], data["attributes"], history)
+
+
+def history_limit(bundle: LoadedBundle | None, settings: Settings) -> int:
+    """How many recent events a request reads: the model's budget, else the settings'."""
+    return bundle.recommender.config.history_length if bundle else settings.history_length
+
+
+async def _user(
+    user_id: str, cached: bytes | None, limit: int, factory: sessionmaker[Session]
+) -> tuple[_User, bytes | None, bool]:
+    """The user's history up to `limit` events and every item they had: cached, else stored.
+
+    Returns (user, the record to cache when it was read from the store, store_ok).
     """
     if cached is not None:
-        data = orjson.loads(cached)
-        context = UserContext(
-            data["exists"], data["attributes"], [tuple(h) for h in data["history"]]
-        )
-        return context, None, True
+        return _decoded(cached), None, True
 
     def read() -> UserContext:
         with factory() as session:
-            return repository.user_context(session, user_id, settings.history_length)
+            return repository.user_context(session, user_id, limit)
 
     try:
-        context = await run_in_threadpool(read)
+        user = _from_context(await run_in_threadpool(read))
     except SQLAlchemyError:
-        return UserContext(False, {}, []), None, False
-    payload = {
-        "exists": context.exists,
-        "attributes": context.attributes,
-        "history": context.history,
-    }
-    return context, orjson.dumps(payload), True
+        return _User(False, {}, UserHistory.empty()), None, False
+    return user, _encoded(user), True
 
 
 def _segment_of(
-    bundle: LoadedBundle, registry: ModelRegistry, user_id: str, ctx: UserContext
+    bundle: LoadedBundle, registry: ModelRegistry, user_id: str, user: _User
 ) -> int | None:
-    hinted = ctx.attributes.get("segment")
+    hinted = user.attributes.get("segment")
     if isinstance(hinted, int) and not isinstance(hinted, bool):
         return hinted
     if user_id in registry.deleted_users:
@@ -94,22 +140,6 @@ def _mask(bundle: LoadedBundle, registry: ModelRegistry, categories: list[str]) 
     return mask & in_category
 
 
-def _history(
-    ctx: UserContext, recommender: Recommender
-) -> tuple[list[str], list[float], list[float]]:
-    """The user's history as (items, weights, times), weighed as the model was trained.
-
-    The weights come from the one rule of training (:func:`app.ml.interactions.event_weights`)
-    with the table the model was trained with, not the settings of this process.
-    """
-    items = [entry[0] for entry in ctx.history]
-    types = [entry[1] for entry in ctx.history]
-    values = [entry[2] for entry in ctx.history]
-    times = [entry[3] for entry in ctx.history]
-    weights = event_weights(types, values, recommender.config.event_weights)
-    return items, weights.tolist(), times
-
-
 def _reason(kind: str, item_id: str | None) -> dict[str, Any]:
     return {"type": kind, "item_id": item_id} if item_id else {"type": kind}
 
@@ -118,31 +148,28 @@ def _compute(
     bundle: LoadedBundle | None,
     registry: ModelRegistry,
     user_id: str,
-    ctx: UserContext,
+    user: _User,
     q: RecommendQuery,
-    settings: Settings,
 ) -> dict[str, Any]:
     wanted = q.offset + q.n + SLACK
     if bundle is None:
         excluded = set(q.exclude)
         if q.exclude_seen:
-            excluded.update(entry[0] for entry in ctx.history)
+            excluded.update(user.history.seen_items())
         items = [
             {"item_id": item_id, "score": score, "reason": {"type": "popular"}}
             for item_id, score, categories in registry.fallback_items
             if item_id not in excluded and (not q.category or set(categories) & set(q.category))
         ]
         return {"source": "fallback", "items": items[:wanted]}
-    history_items, weights, times = _history(ctx, bundle.recommender)
-    recs = bundle.recommender.recommend(
-        history_items,
-        weights,
-        history_times=times,
+    recs = bundle.recommender.recommend_user(
+        user.history,
         n=wanted,
+        placement=q.placement,
         exclude=q.exclude,
-        exclude_history=q.exclude_seen,
+        exclude_seen=q.exclude_seen,
         allowed=_mask(bundle, registry, q.category),
-        segment=_segment_of(bundle, registry, user_id, ctx),
+        segment=_segment_of(bundle, registry, user_id, user),
     )
     items = [
         {"item_id": item, "score": round(float(score), 6), "reason": _reason(r.kind, r.item_id)}
@@ -173,15 +200,17 @@ async def recommend(
     else:
         # Claimed before the store is read: what is computed here is cached only if no event
         # or erasure dropped the user's record meanwhile.
+        limit = history_limit(bundle, settings)
+        history_field = history.history_field(limit)
         version, raw_history = await history.claim(
-            cache, user_id, history.HISTORY, settings.cache_ttl_seconds
+            cache, user_id, history_field, settings.cache_ttl_seconds
         )
-        ctx, fresh_history, store_ok = await _user_context(user_id, raw_history, factory, settings)
-        payload = _compute(bundle, registry, user_id, ctx, q, settings)
+        user, fresh_history, store_ok = await _user(user_id, raw_history, limit, factory)
+        payload = _compute(bundle, registry, user_id, user, q)
         if store_ok:
             values = {field: orjson.dumps(payload)}
             if fresh_history is not None:
-                values[history.HISTORY] = fresh_history
+                values[history_field] = fresh_history
             await history.store(cache, user_id, version, values)
     unavailable = registry.unavailable
     items = [it for it in payload["items"] if it["item_id"] not in unavailable]
