@@ -302,16 +302,23 @@ def row_contributions(
 
     Requires sorted indices within each CSR row.
     """
+    rows = np.asarray(rows, dtype=np.int64)
+    targets = np.asarray(targets, dtype=np.int64)
     out = np.zeros((len(targets), len(rows)), dtype=np.float32)
-    for j, row in enumerate(np.asarray(rows).tolist()):
-        lo, hi = indptr[row], indptr[row + 1]
-        if hi == lo:
-            continue
-        seg = indices[lo:hi]
-        pos = np.searchsorted(seg, targets)
-        pos_c = np.minimum(pos, hi - lo - 1)
-        found = seg[pos_c] == targets
-        out[found, j] = data[lo:hi][pos_c[found]] * weights[j]
+    if len(rows) == 0 or len(targets) == 0:
+        return out
+    # Every stored entry of the history's rows at once (one pass, no per-row search).
+    starts = np.asarray(indptr[rows], dtype=np.int64)
+    lengths = np.asarray(indptr[rows + 1], dtype=np.int64) - starts
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    first = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    positions = first + np.arange(len(owner))
+    cols = indices[positions]
+    by_target = np.argsort(targets, kind="stable")
+    sorted_targets = targets[by_target]
+    slot = np.minimum(np.searchsorted(sorted_targets, cols), len(targets) - 1)
+    hit = sorted_targets[slot] == cols
+    out[by_target[slot[hit]], owner[hit]] = data[positions[hit]] * np.asarray(weights)[owner[hit]]
     return out
 
 

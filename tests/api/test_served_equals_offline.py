@@ -78,7 +78,9 @@ def _served(client, user_ids: list[str], placement: str, vocab) -> dict[int, np.
 
 def _targets(matrix, rows: np.ndarray) -> dict[int, set[int]]:
     sub = matrix[rows]
-    return {r: set(sub.indices[sub.indptr[r] : sub.indptr[r + 1]].tolist()) for r in range(len(rows))}
+    return {
+        r: set(sub.indices[sub.indptr[r] : sub.indptr[r + 1]].tolist()) for r in range(len(rows))
+    }
 
 
 def test_http_answers_score_exactly_what_the_offline_report_says(client, settings, shop):

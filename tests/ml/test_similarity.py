@@ -154,3 +154,22 @@ def test_top_k_per_row_matches_brute_force(n_rows: int, n_cols: int, k: int, see
         for neg, c in ranked:
             expected[r, c] = -neg
     np.testing.assert_array_equal(got, expected)
+
+
+def test_row_contributions_match_the_dense_product() -> None:
+    from app.ml.similarity import row_contributions
+
+    rng = np.random.default_rng(3)
+    dense = rng.random((40, 30)) * (rng.random((40, 30)) < 0.2)
+    m = sparse.csr_matrix(dense.astype(np.float32))
+    m.sort_indices()
+    rows = rng.choice(40, size=12, replace=False)
+    weights = rng.random(12).astype(np.float32)
+    targets = rng.choice(30, size=7, replace=False)
+    got = row_contributions(m.indptr, m.indices, m.data, rows, weights, targets)
+    expected = (dense[rows][:, targets] * weights[:, None]).T
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert row_contributions(m.indptr, m.indices, m.data, rows[:0], weights[:0], targets).shape == (
+        7,
+        0,
+    )

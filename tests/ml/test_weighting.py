@@ -1,7 +1,7 @@
 """One weighting rule: the history /recommend serves equals the user's row in training.
 
-Serving weighs a user's cached history tuples with ``_history`` (the function ``/recommend``
-runs) and aggregates them with :meth:`Recommender.history_vector` (what ``recommend`` runs);
+Serving weighs and aggregates a user's history with :meth:`Recommender.served_history` (what
+``recommend_user``, behind ``/recommend``, runs);
 training builds its matrices with :func:`training_matrices`. Over random histories, weight
 tables and configs, the two must give the same row.
 
@@ -22,18 +22,16 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.config import Settings
+from app.ml.history import UserHistory
 from app.ml.interactions import AGGREGATIONS, Catalog, EventLog
 from app.ml.recommender import RecommenderConfig, train_recommender, training_matrices
 from app.ml.weights import DEFAULT_EVENT_WEIGHTS
-from app.recommendations.repository import UserContext
-from app.recommendations.service import _history
 
 ITEMS = [f"i{k}" for k in range(6)]
 TYPES = list(DEFAULT_EVENT_WEIGHTS)
 T0 = 1_700_000_000.0
 DAY = 86_400.0
-HISTORY_LENGTH = Settings.model_fields["history_length"].default
+HISTORY_LENGTH = 50  # within the budget: the budget itself is tested in tests/api
 
 times_st = st.integers(0, 200).map(lambda k: T0 + k * 21_600.0)  # six-hour steps, 50 days
 event_st = st.sampled_from(TYPES).flatmap(
@@ -82,8 +80,7 @@ def _served_row(recommender, user_events: list[tuple]):
     # The user's cached history as /recommend reads it: newest first, through JSON.
     newest_first = sorted(user_events, key=lambda e: e[3], reverse=True)
     cached = orjson.loads(orjson.dumps({"history": newest_first}))["history"]
-    ctx = UserContext(True, {}, [tuple(entry) for entry in cached])
-    return recommender.history_vector(*_history(ctx, recommender))
+    return recommender.served_history(UserHistory(*zip(*cached, strict=True)))
 
 
 def _by_hand(user_events: list[tuple], table: dict, options: dict) -> dict[str, float]:
