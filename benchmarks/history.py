@@ -1,11 +1,11 @@
 """What a whole history costs an uncached `/recommend`: 50-event against 2,000-event customers.
 
-``python -m benchmarks.history [--requests 300] [--backends sqlite,postgresql]``
+``python -m benchmarks.history [--requests 300] [--backends sqlite,postgresql] [--budgets …]``
 
 A synthetic shop is imported into a fresh store (a SQLite file with the in-process cache, or a
 PostgreSQL database with Redis), customers with exactly 50 and 2,000 events (items drawn as often
-as the shop's customers buy them, over a year) are added, and a bundle is trained with the
-default budget (``TASTEMAKER_HISTORY_LENGTH``). Each request then runs
+as the shop's customers buy them, over a year) are added, and a bundle is trained with each
+budget (``TASTEMAKER_HISTORY_LENGTH``) in turn. Each request then runs
 :func:`app.recommendations.service.recommend` on the app's event loop, the code behind the
 route, with a nonce in `exclude` so that no answer comes from the cache, either with the
 customer's history cached (*warm*, as for returning customers) or after dropping the
@@ -110,22 +110,26 @@ def add_customers(settings: Settings, popular: list[str]) -> dict[int, list[str]
 
 
 def prepare(settings: Settings, shop_events: int) -> dict[int, list[str]]:
-    """Import the shop, add the measured customers and train the bundle; their ids by length."""
+    """Import the shop and add the measured customers; their ids by length."""
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))
     shop = generate_shop(
         n_users=2000, n_items=1000, n_events=shop_events, seed=0, start=END - timedelta(days=365)
     )
     say(f"importing {shop_events:,} events")
     import_shop(factory, shop, settings=settings)
-    users = add_customers(settings, shop.events.item_id.tolist())
-    say("training")
+    return add_customers(settings, shop.events.item_id.tolist())
+
+
+def train(settings: Settings) -> None:
+    """Train a bundle with the settings' budget and make it the active one."""
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    say(f"training with a budget of {settings.history_length} events")
     built = build_bundle(settings, factory)
     with factory.begin() as session:
         activated, note = register(session, settings, built)
     if not activated:
         raise RuntimeError(f"the bundle was not activated: {note}")
     write_active_pointer(settings.model_dir, built.version)
-    return users
 
 
 async def _timed(app: Any, users: list[str], requests: int, cold: bool) -> list[float]:
@@ -155,36 +159,45 @@ def _quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
-def measure(backend: str, requests: int, shop_events: int) -> list[dict[str, Any]]:
-    """Rows of (backend, history, length, p50 ms, p99 ms) for one storage shape."""
+def measure(
+    backend: str, requests: int, shop_events: int, budgets: list[int]
+) -> list[dict[str, Any]]:
+    """Rows of (backend, history, length, budget, p50 ms, p99 ms) for one storage shape."""
     work = Path(tempfile.mkdtemp(prefix="tm-bench-history-"))
     try:
         with database(backend, work) as (url, redis_url):
-            settings = Settings(
+            base = Settings(
                 database_url=url,
                 redis_url=redis_url,
                 data_dir=work / "data",
                 model_dir=work / "models",
                 cache_prefix=f"tmbench:{uuid.uuid4().hex[:8]}:",
             )
-            users = prepare(settings, shop_events)
+            users = prepare(base, shop_events)
             rows = []
-            with TestClient(create_app(settings)) as client:
-                budget = client.app.state.registry.current.recommender.config.history_length
-                for cold in (False, True):
-                    for n in LENGTHS:
-                        say(f"{backend}: {n}-event customers, history {'cold' if cold else 'warm'}")
-                        seconds = client.portal.call(_timed, client.app, users[n], requests, cold)
-                        rows.append(
-                            {
-                                "backend": backend,
-                                "history": "cold (store)" if cold else "warm (cache)",
-                                "events": n,
-                                "budget": budget,
-                                "p50_ms": 1000 * statistics.median(seconds),
-                                "p99_ms": 1000 * _quantile(seconds, 0.99),
-                            }
-                        )
+            for budget in budgets:
+                settings = base.model_copy(update={"history_length": budget})
+                train(settings)
+                with TestClient(create_app(settings)) as client:
+                    served = client.app.state.registry.current.recommender.config.history_length
+                    assert served == budget, (served, budget)
+                    for cold in (False, True):
+                        for n in LENGTHS:
+                            kind = "cold (store)" if cold else "warm (cache)"
+                            say(f"{backend}, budget {budget}: {n}-event customers, {kind}")
+                            seconds = client.portal.call(
+                                _timed, client.app, users[n], requests, cold
+                            )
+                            rows.append(
+                                {
+                                    "backend": backend,
+                                    "history": kind,
+                                    "events": n,
+                                    "budget": budget,
+                                    "p50_ms": 1000 * statistics.median(seconds),
+                                    "p99_ms": 1000 * _quantile(seconds, 0.99),
+                                }
+                            )
             return rows
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -198,8 +211,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     pairs: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for row in rows:
-        pairs.setdefault((row["backend"], row["history"]), {})[row["events"]] = row
-    for (backend, kind), by_length in pairs.items():
+        pairs.setdefault((row["backend"], row["history"], row["budget"]), {})[row["events"]] = row
+    for (backend, kind, _), by_length in pairs.items():
         short, long = by_length[LENGTHS[0]], by_length[LENGTHS[-1]]
         lines.append(
             f"| {backend} | {kind} | {short['budget']} "
@@ -217,10 +230,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="timed requests per cell")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--shop-events", type=int, default=60_000)
+    parser.add_argument("--budgets", default="100,200,500,2000", help="history budgets")
     args = parser.parse_args()
+    budgets = [int(b) for b in args.budgets.split(",")]
     rows = []
     for backend in args.backends.split(","):
-        rows += measure(backend.strip(), args.requests, args.shop_events)
+        rows += measure(backend.strip(), args.requests, args.shop_events, budgets)
     print(table(rows))
 
 

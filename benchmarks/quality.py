@@ -2,8 +2,8 @@
 
 Reads ``../shared/data/online-retail/online-retail-all.csv.xz`` through the project's reader,
 trains everything with :func:`app.ml.recommender.train_recommender` and prints the evaluation
-table (models fitted on the training part, scored on the per-user temporal holdout) and the
-fit times.
+tables (models fitted on each customer's events before their time cutoff, the served placements
+scored through the serving path on the explore and next-basket targets) and the fit times.
 
     OPENBLAS_NUM_THREADS=2 python benchmarks/quality.py [--json] [--rows N] [--set key=value]
 """
@@ -64,10 +64,12 @@ def main() -> None:
     metrics = trained.metrics
     names = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage")
     print(f"\nprotocol: {json.dumps(metrics['protocol'])}")
-    width = max(len(m) for m in metrics["models"]) + 2
-    print(f"\n{'model':<{width}}" + "".join(f"{n:>10}" for n in names))
-    for model, values in metrics["models"].items():
-        print(f"{model:<{width}}" + "".join(f"{values[n]:>10.4f}" for n in names))
+    targets = {"models": "explore target (items new to the user)", "next_basket": "next basket"}
+    for target, title in targets.items():
+        width = max(len(m) for m in metrics[target]) + 2
+        print(f"\n{title}\n{'model':<{width}}" + "".join(f"{n:>10}" for n in names))
+        for model, values in metrics[target].items():
+            print(f"{model:<{width}}" + "".join(f"{values[n]:>10.4f}" for n in names))
     print(f"\nblend weights: {json.dumps(metrics['blend']['weights'])}")
     print(f"tuning: {json.dumps(metrics['blend'].get('tuning'))}")
     print("\nfit times (s):")

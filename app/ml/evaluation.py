@@ -5,14 +5,13 @@ distinct items (by first basket; rounded up, at least one) are first met at or a
 Baskets (one user's events linked by a shared timestamp or order id) never straddle the
 cutoff, and training keeps only what a live system had seen before it. Users with fewer than
 ``min_interactions`` distinct items, or whose items all came in their first basket, stay in
-training only. :func:`holdout_split` is the earlier per-pair holdout, kept until its callers
-move to :func:`time_split`.
+training only.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,13 +23,6 @@ from app.ml.interactions import EventLog
 from app.ml.vocabulary import Vocabulary
 
 METRICS = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage")
-
-#: ``recommend(history_items, history_weights, k) -> ranked item indices`` (length <= k),
-#: never containing a history item.
-RankFn = Callable[[NDArray[np.int64], NDArray[np.float32], int], NDArray[np.int64]]
-#: Several named rankers over a batch of histories (csr_matrix of shape (batch, n_items)):
-#: ``(histories, k) -> {name: [ranked item indices of each row]}``.
-BatchRankFn = Callable[[sparse.csr_matrix, int], Mapping[str, Sequence[NDArray[np.int64]]]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,96 +204,6 @@ def _indicator(
     return matrix
 
 
-@dataclass(frozen=True, eq=False)
-class HoldoutSplit:
-    """A temporal per-user holdout of an event log.
-
-    Attributes
-    ----------
-    train_mask : ndarray of shape (n_events,), bool
-        Events whose (user, item) pair stays in training.
-    test : scipy.sparse.csr_matrix of shape (n_users, n_items), float32
-        1 for every held-out (user, item) pair.
-    protocol : dict
-        JSON-able description of the split.
-    """
-
-    train_mask: NDArray[np.bool_]
-    test: sparse.csr_matrix
-    protocol: dict
-
-
-def holdout_split(
-    events: EventLog,
-    users: Vocabulary,
-    items: Vocabulary,
-    *,
-    fraction: float = 0.2,
-    min_interactions: int = 2,
-) -> HoldoutSplit:
-    """Hold out each user's most recent ``fraction`` of distinct items (ceil, at least one).
-
-    Ties in first-event time (items of one order) break by the first event's position in the
-    log (arrival order), so the split is deterministic and unbiased by item ids.
-
-    Parameters
-    ----------
-    events : EventLog
-    users, items : Vocabulary
-        Row and column vocabularies of the returned ``test`` matrix; events outside are ignored.
-    fraction : float in (0, 1)
-    min_interactions : int
-        Users with fewer distinct items are kept for training only.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError("fraction must be in (0, 1)")
-    u = users.indices(events.user_ids.tolist())
-    i = items.indices(events.item_ids.tolist())
-    t = np.asarray(events.occurred_at, dtype=np.float64)
-    valid = np.flatnonzero((u >= 0) & (i >= 0))
-    n_items = max(len(items), 1)
-    key = u[valid] * n_items + i[valid]
-    # First event per pair: sort by (pair, time, log position) and take each run's head.
-    order = valid[np.lexsort((valid, t[valid], key))]
-    key_sorted = u[order] * n_items + i[order]
-    head = np.ones(len(order), dtype=bool)
-    head[1:] = key_sorted[1:] != key_sorted[:-1]
-    pair_key = key_sorted[head]
-    pair_user, pair_time, pair_pos = u[order][head], t[order][head], order[head]
-    pair_item = i[order][head]
-    # Rank pairs within each user by (first time, log position of that first event).
-    by_time = np.lexsort((pair_pos, pair_time, pair_user))
-    counts = np.bincount(pair_user, minlength=len(users))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.arange(len(by_time)) - starts[pair_user[by_time]]
-    n_held = np.where(
-        counts >= min_interactions, np.ceil(counts * fraction - 1e-9).astype(np.int64), 0
-    )
-    n_held = np.where(counts >= min_interactions, np.maximum(n_held, 1), 0)
-    held_sorted = rank >= (counts - n_held)[pair_user[by_time]]
-    held = np.zeros(len(pair_key), dtype=bool)
-    held[by_time] = held_sorted
-    test = sparse.csr_matrix(
-        (np.ones(int(held.sum()), dtype=np.float32), (pair_user[held], pair_item[held])),
-        shape=(len(users), len(items)),
-    )
-    test.sort_indices()
-    held_keys = pair_key[held]
-    all_keys = u * n_items + i
-    train_mask = (u >= 0) & (i >= 0) & ~np.isin(all_keys, held_keys)
-    protocol = {
-        "holdout": "per-user most recent interactions by first event",
-        "fraction": fraction,
-        "min_interactions": min_interactions,
-        "n_users": len(users),
-        "n_items": len(items),
-        "n_interactions": len(pair_key),
-        "n_test_users": int((np.diff(test.indptr) > 0).sum()),
-        "n_test_interactions": int(held.sum()),
-    }
-    return HoldoutSplit(train_mask=train_mask, test=test, protocol=protocol)
-
-
 def precision_at_k(ranked: NDArray[np.int64], relevant: set[int], k: int) -> float:
     """Return the share of the top ``k`` that is relevant (denominator always ``k``)."""
     return sum(1 for item in ranked[:k] if item in relevant) / k
@@ -392,102 +294,3 @@ def sample_users(
     if max_users is not None and len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     return users
-
-
-def evaluate_rankers(
-    rank_rows: BatchRankFn,
-    train: sparse.csr_matrix,
-    test: sparse.csr_matrix,
-    *,
-    k: int = 10,
-    users: NDArray[np.int64] | None = None,
-    history: sparse.csr_matrix | None = None,
-    max_batch_entries: int = 1 << 22,
-) -> dict[str, dict[str, float]]:
-    """Evaluate several rankers at once, name -> metrics.
-
-    Every user with held-out items is ranked with their training row as history; users go
-    to ``rank_rows`` in batches of at most ``max_batch_entries`` (rows x items) cells so that
-    models can score them with matrix products.
-
-    Parameters
-    ----------
-    rank_rows : ``(histories, k) -> {name: [ranked item indices per row]}`` where
-        ``histories`` is a csr_matrix of shape (batch, n_items) and no ranked item may be in
-        its row.
-    train : csr_matrix of shape (n_users, n_items), the training interactions.
-    test : csr_matrix of shape (n_users, n_items), held-out pairs.
-    users : ndarray of int64, optional
-        Restrict to these users (default all users with held-out items).
-    history : csr_matrix of shape (n_users, n_items), optional
-        The history weights (e.g. decayed by recency) with the same sparsity as ``train``;
-        default ``train`` itself.
-    """
-    if users is None:
-        users = np.flatnonzero(np.diff(test.indptr) > 0)
-    histories = _history_source(train, history)
-    batch = max(1, max_batch_entries // max(train.shape[1], 1))
-    rankings: dict[str, dict[int, NDArray[np.int64]]] = {}
-    relevant: dict[int, set[int]] = {}
-    for lo in range(0, len(users), batch):
-        chunk = users[lo : lo + batch]
-        for name, ranked in rank_rows(histories[chunk], k).items():
-            target = rankings.setdefault(name, {})
-            for u, r in zip(chunk.tolist(), ranked, strict=True):
-                target[u] = r
-    for u in users.tolist():
-        relevant[u] = set(test.indices[test.indptr[u] : test.indptr[u + 1]].tolist())
-    return {
-        name: ranking_metrics(ranked, relevant, n_items=train.shape[1], k=k)
-        for name, ranked in rankings.items()
-    }
-
-
-def history_masks(histories: sparse.csr_matrix) -> NDArray[np.bool_]:
-    """Return the candidate masks of a batch of histories: False on each row's own items.
-
-    Returns
-    -------
-    ndarray of shape (n_rows, n_items), bool
-    """
-    masks = np.ones(histories.shape, dtype=bool)
-    rows = np.repeat(np.arange(histories.shape[0]), np.diff(histories.indptr))
-    masks[rows, histories.indices] = False
-    return masks
-
-
-def _history_source(
-    train: sparse.csr_matrix, history: sparse.csr_matrix | None
-) -> sparse.csr_matrix:
-    if history is None:
-        return train
-    if (
-        history.shape != train.shape
-        or not np.array_equal(history.indptr, train.indptr)
-        or not np.array_equal(history.indices, train.indices)
-    ):
-        raise ValueError("history must have the same sparsity pattern as train")
-    return history
-
-
-def evaluate_ranker(
-    rank: RankFn,
-    train: sparse.csr_matrix,
-    test: sparse.csr_matrix,
-    *,
-    k: int = 10,
-    users: NDArray[np.int64] | None = None,
-    history: sparse.csr_matrix | None = None,
-) -> dict[str, float]:
-    """Evaluate one ranker for every user with held-out items (see :func:`evaluate_rankers`)."""
-
-    def rank_rows(histories: sparse.csr_matrix, n: int) -> dict[str, list[NDArray[np.int64]]]:
-        out = []
-        for r in range(histories.shape[0]):
-            lo, hi = histories.indptr[r], histories.indptr[r + 1]
-            items = histories.indices[lo:hi].astype(np.int64)
-            out.append(rank(items, histories.data[lo:hi].astype(np.float32), n))
-        return {"model": out}
-
-    results = evaluate_rankers(rank_rows, train, test, k=k, users=users, history=history)
-    return results.get("model") or ranking_metrics({}, {}, n_items=train.shape[1], k=k)

@@ -16,9 +16,16 @@ from scipy import sparse
 
 from app.ml.evaluation import sample_users
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
-from app.ml.similarity import BaseScorer, top_n, top_n_rows
+from app.ml.similarity import BaseScorer, top_n
 
-REASON_KINDS = ("similar_to", "content_match", "popular_in_segment", "trending", "popular")
+REASON_KINDS = (
+    "similar_to",
+    "content_match",
+    "popular_in_segment",
+    "trending",
+    "popular",
+    "bought_before",
+)
 # The reason an item gets when a model dominates its blended score.
 MODEL_REASONS: Mapping[str, str] = {
     "item_knn": "similar_to",
@@ -187,46 +194,6 @@ class Blender:
             total += part
             parts[name] = part
         return total, parts
-
-    def rank(
-        self,
-        items: NDArray[np.int64],
-        weights: NDArray[np.float32],
-        n: int,
-        mask: NDArray[np.bool_],
-    ) -> NDArray[np.int64]:
-        """Return the top ``n`` item indices for a history, without reasons."""
-        scores, _ = self.blend(items, weights, mask)
-        ranked = top_n(scores, n, mask)
-        if len(ranked) < n:
-            ranked = self._fill(ranked, n, mask)
-        return ranked
-
-    def rank_rows(
-        self,
-        model_scores: Mapping[str, NDArray[np.float32]],
-        n: int,
-        masks: NDArray[np.bool_],
-    ) -> list[NDArray[np.int64]]:
-        """Rank many histories from precomputed raw scores; row ``r`` equals :meth:`rank`.
-
-        Parameters
-        ----------
-        model_scores : name -> ndarray of shape (n_rows, n_items) (``score_rows`` output)
-        n : items per row
-        masks : ndarray of shape (n_rows, n_items), bool; candidates of each row
-
-        Returns
-        -------
-        list of n_rows int64 arrays
-        """
-        total = np.zeros(masks.shape, dtype=np.float32)
-        for name, _, w in self._active:
-            part = normalize_rows(model_scores[name], masks)
-            part *= np.float32(w)
-            total += part
-        ranked = top_n_rows(total, n, masks)
-        return [r if len(r) >= n else self._fill(r, n, masks[i]) for i, r in enumerate(ranked)]
 
     def _fill(
         self, ranked: NDArray[np.int64], n: int, mask: NDArray[np.bool_]
@@ -434,7 +401,6 @@ def tune_weights(
     max_users: int | None = 2500,
     min_coverage: float = 0.0,
     seed: int = 0,
-    history: sparse.csr_matrix | None = None,
 ) -> tuple[dict[str, float], dict]:
     """Choose blend weights by coordinate search maximising NDCG@k on a validation split.
 
@@ -450,7 +416,6 @@ def tune_weights(
     train : csr_matrix of shape (n_users, n_items); rows are the histories
     validation : csr_matrix of shape (n_users, n_items); held-out pairs (relevant items)
     max_users : validation users sampled (seeded) to bound the cost
-    history : csr_matrix like ``train`` (same sparsity) holding the history weights, optional
 
     Returns
     -------
@@ -460,11 +425,7 @@ def tune_weights(
     users = sample_users(validation, max_users, seed)
     if not names or len(users) == 0:
         return dict.fromkeys(names, 1.0), {"users": len(users), "objective": None}
-    if history is None:
-        history = train
-    elif not np.array_equal(history.indptr, train.indptr):
-        raise ValueError("history must have the same sparsity pattern as train")
-    data = _tuning_data(models, history[users], validation[users], k=k, candidates=candidates)
+    data = _tuning_data(models, train[users], validation[users], k=k, candidates=candidates)
     n_items = train.shape[1]
     w = np.ones(len(names), dtype=np.float64)
     best, best_cov = _objective(data, w.astype(np.float32), k, n_items, min_coverage)

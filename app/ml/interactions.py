@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -193,9 +194,9 @@ def event_weights(
     ndarray of shape (n_events,), float64
     """
     table = DEFAULT_EVENT_WEIGHTS if weights is None else weights
-    get = table.get
-    # A dict lookup per event: np.unique on object arrays sorts Python strings (slow).
-    out = np.fromiter((get(t, default_weight) for t in types), dtype=np.float64, count=len(types))
+    # A dict lookup per event (np.unique on object arrays sorts Python strings, slowly), in C.
+    found = map(table.get, types, repeat(default_weight, len(types)))
+    out = np.fromiter(found, dtype=np.float64, count=len(types))
     values = np.asarray(values, dtype=np.float64)  # None becomes NaN
     rated = (np.asarray(types, dtype=object) == RATING_TYPE) & ~np.isnan(values)
     out[rated] *= values[rated]

