@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         description="Event types whose value may be negative (JSON list); others need value >= 0.",
     )
     history_length: int = Field(
-        2000,
+        500,
         ge=1,
         le=10_000,
         description=(

@@ -76,7 +76,7 @@ class RecommenderConfig:
     aggregation: str = "log1p"
     half_life_days: float | None = None
     history_half_life_days: float | None = 60.0
-    history_length: int = 2000
+    history_length: int = 500
     repeat_half_life_days: float | None = 90.0
     home_repeat_share: float | None = None
     models: tuple[str, ...] = ("item_knn", "user_knn", "ease", "rp3beta", "content", "popularity")

@@ -341,6 +341,25 @@ def test_quality_gate_keeps_a_worse_model_inactive(trained, settings):
     wait_for_version(trained, 2)
 
 
+def test_quality_gate_compares_only_reports_of_one_protocol(trained, settings):
+    from app.training import repository
+
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with factory.begin() as session:
+        active = repository.active_version(session)
+        older = dict(active.metrics)
+        older["recommender"] = {
+            **older["recommender"],
+            # A report of the earlier per-pair holdout: its NDCG is not comparable.
+            "protocol": {"holdout": "per-user most recent interactions by first event"},
+            "models": {**older["recommender"]["models"], "served": {"ndcg": 10.0}},
+        }
+        active.metrics = older
+    run = _retrain(trained)
+    assert run["status"] == "succeeded" and run["error"] is None, run
+    assert trained.get("/models").json()[0]["is_active"] is True
+
+
 def test_gdpr_delete_drops_the_user_everywhere(trained):
     user = _buyer()
     assert trained.get(f"/recommend/{user}").json()["source"] == "personalized"
