@@ -71,7 +71,8 @@ def main() -> None:
         for model, values in metrics[target].items():
             print(f"{model:<{width}}" + "".join(f"{values[n]:>10.4f}" for n in names))
     print(f"\nblend weights: {json.dumps(metrics['blend']['weights'])}")
-    print(f"tuning: {json.dumps(metrics['blend'].get('tuning'))}")
+    blend = {key: value for key, value in metrics["blend"].items() if key != "weights"}
+    print(f"tuning: {json.dumps(blend)}")
     print("\nfit times (s):")
     for phase, seconds in trained.timings.items():
         print(f"  {phase:<28}{seconds:8.2f}")

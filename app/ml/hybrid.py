@@ -361,7 +361,7 @@ def _tuning_data(
 
 def _objective(
     data: _TuningData, w: NDArray[np.float32], k: int, n_items: int, min_coverage: float
-) -> tuple[float, float]:
+) -> tuple[float, float, NDArray[np.float64]]:
     blended = np.tensordot(w, data.parts, axes=1)
     blended[~data.valid] = -np.inf
     # The k-th best value per row (np.partition is ~4x faster than argpartition here); only
@@ -375,10 +375,10 @@ def _objective(
     dcg = np.bincount(
         rows[keep], weights=1.0 / np.log2(ranks[keep] + 2.0), minlength=blended.shape[0]
     )
-    ndcg = float(np.mean(np.divide(dcg, data.idcg, out=np.zeros_like(dcg), where=data.idcg > 0)))
+    per_user = np.divide(dcg, data.idcg, out=np.zeros_like(dcg), where=data.idcg > 0)
     coverage = len(np.unique(data.candidates[in_top])) / max(n_items, 1)
     penalty = max(0.0, min_coverage - coverage)
-    return ndcg - penalty, coverage
+    return float(np.mean(per_user)) - penalty, coverage, per_user
 
 
 def _trial_values(w: NDArray[np.float32], j: int) -> list[float]:
@@ -388,6 +388,22 @@ def _trial_values(w: NDArray[np.float32], j: int) -> list[float]:
     values.update(top * g for g in (0.02, 0.05, 0.1, 0.25, 0.5, 1.0))
     values.discard(float(w[j]))
     return sorted(v for v in values if v >= 0)
+
+
+@dataclass(frozen=True, eq=False)
+class TunedWeights:
+    """The result of :func:`tune_weights`.
+
+    Attributes
+    ----------
+    weights : name -> weight (the largest is 1)
+    report : JSON-able search summary
+    per_user : ndarray of shape (n_users,); each validation user's NDCG@k under ``weights``
+    """
+
+    weights: dict[str, float]
+    report: dict
+    per_user: NDArray[np.float64]
 
 
 def tune_weights(
@@ -401,14 +417,16 @@ def tune_weights(
     max_users: int | None = 2500,
     min_coverage: float = 0.0,
     seed: int = 0,
-) -> tuple[dict[str, float], dict]:
+    significance: float = 1.0,
+) -> TunedWeights:
     """Choose blend weights by coordinate search maximising NDCG@k on a validation split.
 
     Each user's candidates are the union of every model's top ``candidates`` items, so a weight
     vector is scored with a few array operations. Each step tries, for one model, zero, a few
     multiples of its weight and a few fractions of the largest weight; a round visits every
-    model; the search stops after a round without improvement. Coverage below
-    ``min_coverage`` is subtracted from the objective.
+    model; the search starts from the best model alone, takes a step only when it beats the
+    current blend by ``significance`` standard errors of the per-user difference, and stops
+    after a round without one. Coverage below ``min_coverage`` is subtracted from the objective.
 
     Parameters
     ----------
@@ -419,17 +437,25 @@ def tune_weights(
 
     Returns
     -------
-    (weights, report) : name -> weight (the largest is 1), and a JSON-able search summary.
+    TunedWeights
     """
     names = list(models)
     users = sample_users(validation, max_users, seed)
     if not names or len(users) == 0:
-        return dict.fromkeys(names, 1.0), {"users": len(users), "objective": None}
+        return TunedWeights(
+            dict.fromkeys(names, 1.0), {"users": len(users), "objective": None}, np.zeros(0)
+        )
     data = _tuning_data(models, train[users], validation[users], k=k, candidates=candidates)
     n_items = train.shape[1]
-    w = np.ones(len(names), dtype=np.float64)
-    best, best_cov = _objective(data, w.astype(np.float32), k, n_items, min_coverage)
-    evaluations = 1
+    # Start from the best model alone; a step must beat the current blend by `significance`
+    # standard errors of the per-user difference, so the search does not follow noise (with
+    # 2,000 users a blend's NDCG@10 moves by about 0.007 from sampling alone).
+    singles = [
+        (_objective(data, e.astype(np.float32), k, n_items, min_coverage), e)
+        for e in np.eye(len(names))
+    ]
+    (best, best_cov, best_users), w = max(singles, key=lambda pair: pair[0][0])
+    evaluations = len(singles)
     for _ in range(rounds):
         improved = False
         for j in range(len(names)):
@@ -438,10 +464,14 @@ def tune_weights(
                 trial[j] = value
                 if not trial.any():
                     continue
-                obj, cov = _objective(data, trial.astype(np.float32), k, n_items, min_coverage)
+                obj, cov, users_obj = _objective(
+                    data, trial.astype(np.float32), k, n_items, min_coverage
+                )
                 evaluations += 1
-                if obj > best + 1e-6:
-                    best, best_cov, w, improved = obj, cov, trial, True
+                gain = users_obj - best_users
+                margin = significance * float(np.std(gain)) / np.sqrt(len(gain))
+                if obj > best + max(margin, 1e-6):
+                    best, best_cov, best_users, w, improved = obj, cov, users_obj, trial, True
             w = w / w.max()
         if not improved:
             break
@@ -451,6 +481,7 @@ def tune_weights(
         "objective": round(best, 6),
         "coverage": round(best_cov, 6),
         "min_coverage": min_coverage,
+        "significance": significance,
         "evaluations": evaluations,
     }
-    return weights, report
+    return TunedWeights(weights, report, best_users)

@@ -17,7 +17,7 @@ from scipy import sparse
 
 from app.ml.evaluation import ranking_metrics
 from app.ml.history import UserHistory
-from app.ml.hybrid import Ranked, tune_weights
+from app.ml.hybrid import Ranked, TunedWeights, tune_weights
 from app.ml.placements import mix
 from app.ml.similarity import BaseScorer, top_n_rows
 
@@ -149,7 +149,7 @@ def tune_blend(
     k: int,
     candidates: int,
     min_coverage: float,
-) -> tuple[dict[str, float], dict]:
+) -> TunedWeights:
     """Blend weights maximising explore NDCG@k on the validation users' served histories.
 
     ``explore`` has one row per history. The candidate pool leaves out the items within

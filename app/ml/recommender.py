@@ -56,6 +56,9 @@ _MODEL_CLASSES: dict[str, type[BaseScorer]] = {
     )
 }
 _COLLABORATIVE_FOR_SIMILAR = ("item_knn", "ease", "rp3beta")
+#: Aggregations tried at tuning when the config leaves it open, and the one used untuned.
+TUNED_AGGREGATIONS = ("binary", "log1p")
+DEFAULT_AGGREGATION = "log1p"
 #: Repeat share of ``home`` answers when training did not tune it.
 DEFAULT_HOME_REPEAT_SHARE = 0.3
 
@@ -73,7 +76,7 @@ class RecommenderConfig:
     """
 
     event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
-    aggregation: str = "log1p"
+    aggregation: str | None = None
     half_life_days: float | None = None
     history_half_life_days: float | None = 60.0
     history_length: int = 500
@@ -118,7 +121,7 @@ class RecommenderConfig:
         unknown = set(self.models) - set(MODEL_NAMES)
         if unknown:
             raise ValueError(f"unknown models {sorted(unknown)}; expected some of {MODEL_NAMES}")
-        if self.aggregation not in AGGREGATIONS:
+        if self.aggregation is not None and self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must be in (0, 1)")
@@ -158,6 +161,7 @@ class RecommenderConfig:
 
 
 _NULLABLE = {
+    "aggregation",
     "half_life_days",
     "history_half_life_days",
     "repeat_half_life_days",
@@ -165,6 +169,7 @@ _NULLABLE = {
     "content_stop_words",
     "blend_weights",
 }
+_NULLABLE_TEXT = {"aggregation", "content_stop_words"}
 _MAPPINGS = {"event_weights", "blend_weights"}
 
 
@@ -191,7 +196,9 @@ def _checked(name: str, value: Any) -> Any:
         ok = isinstance(value, bool)
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float) or name in _NULLABLE - {"content_stop_words"}:
+    elif name in _NULLABLE_TEXT:
+        ok = isinstance(value, str)
+    elif isinstance(default, float) or name in _NULLABLE:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         value = float(value) if ok else value
     else:
@@ -665,6 +672,89 @@ def _reference_models(
     return {"ease_binary": EASE(l2=config.ease_l2, max_items=config.ease_max_items).fit(X)}
 
 
+def _significantly_better(
+    challenger: NDArray[np.float64] | None, incumbent: NDArray[np.float64] | None
+) -> bool:
+    """Whether per-user validation NDCG beats the incumbent's by one standard error."""
+    if challenger is None or incumbent is None or len(challenger) == 0:
+        return False
+    gain = challenger - incumbent
+    return float(gain.mean()) > float(np.std(gain)) / np.sqrt(len(gain))
+
+
+def _tune(
+    config: RecommenderConfig,
+    weights: dict[str, float] | None,
+    train_events: EventLog,
+    users: Vocabulary,
+    items: Vocabulary,
+    content: ContentTfidf | None,
+    segments: NDArray[np.int64] | None,
+    timings: dict[str, float],
+    say: Callable[[str], None],
+    recommender_of: Callable[[_Fitted, Mapping[str, float], RecommenderConfig], Recommender],
+) -> tuple[RecommenderConfig, dict[str, float] | None, dict[str, Any]]:
+    """Tune on a validation cutoff carved from the training part (never the test users).
+
+    Whatever the config leaves open is chosen there, through the serving path: the
+    aggregation (each candidate fitted and its blend tuned; binary, the simplest, stays unless
+    log1p's blend beats it by a standard error of the per-user difference), the blend weights,
+    and the home placement's repeat share.
+
+    Returns
+    -------
+    (config with the choices filled in, blend weights, a JSON-able report)
+    """
+    kw = {"fraction": config.holdout_fraction, "min_interactions": config.min_interactions}
+    inner = time_split(train_events, users, items, **kw)
+    inner_events = train_events.subset(inner.train_mask)
+    tuned = sample_users(inner.explore, config.tune_max_users, config.seed)
+    histories = histories_of(inner_events, users, tuned)
+    k = config.eval_k
+    info: dict[str, Any] = {}
+    best: tuple[Any, RecommenderConfig, _Fitted, dict[str, float] | None] | None = None
+    aggregations = [config.aggregation] if config.aggregation else list(TUNED_AGGREGATIONS)
+    for aggregation in aggregations:
+        candidate = dataclasses.replace(config, aggregation=aggregation)
+        say(f"tuning: fitting on the validation split ({aggregation})")
+        t0 = time.perf_counter()
+        sub = _fit_all(
+            inner_events, users, items, candidate, content, segments, timings, "validation"
+        )
+        timings["validation.fit"] = timings.get("validation.fit", 0.0) + time.perf_counter() - t0
+        found, per_user = weights, None
+        if weights is None:
+            say(f"tuning: searching blend weights ({aggregation})")
+            probe = recommender_of(sub, dict.fromkeys(sub.models, 1.0), candidate)
+            result = tune_blend(
+                probe,
+                sub.models,
+                histories,
+                inner.explore[tuned],
+                k=k,
+                candidates=config.tune_candidates,
+                min_coverage=config.tune_min_coverage,
+            )
+            per_user = result.per_user
+            info.setdefault("aggregations", {})[aggregation] = {
+                **result.report,
+                "tuned_weights": dict(result.weights),
+            }
+            found = _with_content_floor(result.weights, config.min_content_weight)
+        if best is None or _significantly_better(per_user, best[0]):
+            best = (per_user, candidate, sub, found)
+    assert best is not None
+    _, config, sub, weights = best
+    info["aggregation"] = config.aggregation
+    if config.home_repeat_share is None:
+        say("tuning: the home placement's repeat share")
+        probe = recommender_of(sub, weights or dict.fromkeys(sub.models, 1.0), config)
+        share, report = tune_home_share(probe, histories, targets_of(inner.next_basket, tuned), k=k)
+        config = dataclasses.replace(config, home_repeat_share=share)
+        info["home"] = report
+    return config, weights, info
+
+
 def train_recommender(
     events: EventLog,
     catalog: Catalog,
@@ -746,43 +836,29 @@ def _train(
     kw = {"fraction": config.holdout_fraction, "min_interactions": config.min_interactions}
     tune_blend_weights = config.tune and weights is None
     tune_share = config.tune and config.home_repeat_share is None
+    if not tune_blend_weights and config.aggregation is None:
+        config = dataclasses.replace(config, aggregation=DEFAULT_AGGREGATION)
     k = config.eval_k
     if config.evaluate or tune_blend_weights or tune_share:
         split = time_split(events, users, items, **kw)
         train_events = events.subset(split.train_mask)
         if tune_blend_weights or tune_share:
-            say("tuning: fitting on the validation split")
-            inner = time_split(train_events, users, items, **kw)
-            inner_events = train_events.subset(inner.train_mask)
-            sub = _fit_all(
-                inner_events, users, items, config, content, segments, timings, "validation"
-            )
             t0 = time.perf_counter()
-            tuned = sample_users(inner.explore, config.tune_max_users, config.seed)
-            histories = histories_of(inner_events, users, tuned)
-            if tune_blend_weights:
-                say("tuning: searching blend weights")
-                probe = recommender_of(sub, dict.fromkeys(sub.models, 1.0), config)
-                weights, report = tune_blend(
-                    probe,
-                    sub.models,
-                    histories,
-                    inner.explore[tuned],
-                    k=k,
-                    candidates=config.tune_candidates,
-                    min_coverage=config.tune_min_coverage,
-                )
-                blend_info["tuning"] = {**report, "tuned_weights": dict(weights)}
-                weights = _with_content_floor(weights, config.min_content_weight)
-            if tune_share:
-                say("tuning: the home placement's repeat share")
-                probe = recommender_of(sub, weights or dict.fromkeys(sub.models, 1.0), config)
-                share, report = tune_home_share(
-                    probe, histories, targets_of(inner.next_basket, tuned), k=k
-                )
-                config = dataclasses.replace(config, home_repeat_share=share)
-                blend_info["home"] = report
-            timings["validation.tune"] = time.perf_counter() - t0
+            config, weights, blend_info = _tune(
+                config,
+                weights,
+                train_events,
+                users,
+                items,
+                content,
+                segments,
+                timings,
+                say,
+                recommender_of,
+            )
+            timings["validation.tune"] = (
+                time.perf_counter() - t0 - timings.get("validation.fit", 0.0)
+            )
         if config.evaluate:
             say("evaluation: fitting on the training part")
             fitted = _fit_all(

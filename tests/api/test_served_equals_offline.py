@@ -1,27 +1,34 @@
 """What `/recommend` answers over HTTP is what the offline evaluation measured, exactly.
 
-The offline report (what `tastemaker evaluate --json` prints: train_recommender on the store's
-events with the settings' config) splits every user's history at a time cutoff and scores each
-test user through the serving code, in process. Here the training side of that split is loaded
-through the API into a fresh store, the service retrains on it, and every test user is asked
-over HTTP: the metrics of those answers must equal the report's, digit for digit, on both
-targets and for every placement.
+The offline report is what `tastemaker evaluate --json` prints for a store holding the whole
+log: it splits every customer's history at a time cutoff and scores each test customer through
+the serving code, in process. Here the training side of that split is loaded through the API
+into a second store, the service retrains on it, and every test customer is asked over HTTP:
+the metrics of those answers must equal the report's, digit for digit, on both targets and for
+every placement.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from app.cli import cli
+from app.config import get_settings
 from app.datasets.online_retail import read_online_retail, to_event_log
 from app.db import make_engine, make_sessionmaker
+from app.main import create_app
 from app.ml.evaluation import ranking_metrics, time_split
 from app.ml.interactions import EventLog, item_vocabulary, user_vocabulary
-from app.ml.recommender import train_recommender
-from app.training.pipeline import load_training_data, recommender_config
+from app.training.pipeline import load_training_data
 from app.training.runner import train_now
 from tests.conftest import override, require_online_retail, wait_for_version
 
@@ -83,32 +90,52 @@ def _targets(matrix, rows: np.ndarray) -> dict[int, set[int]]:
     }
 
 
-def test_http_answers_score_exactly_what_the_offline_report_says(client, settings, shop):
-    rows, events = shop
-    settings = override(settings, recommender={**PINNED, "evaluate": False})
-    users = user_vocabulary(events)
-    provisional = item_vocabulary(to_event_log(rows)[1], events)
-    split = time_split(events, users, provisional)
-    _load(client, rows, split.train_mask)
+def _evaluate_cli(settings, monkeypatch) -> dict:
+    """`tastemaker evaluate --json` against the store of `settings`."""
+    for name, value in settings.child_environment().items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["evaluate", "--json"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output[result.output.index("{") :])
 
-    # The offline report: the full log, the store's catalogue, the settings' config.
-    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+
+def test_http_answers_score_exactly_what_tastemaker_evaluate_reports(
+    client, settings, shop, tmp_path: Path, sqlite_template: Path, monkeypatch
+):
+    rows, events = shop
+    # The whole log in a store of its own, for `tastemaker evaluate`.
+    shutil.copy(sqlite_template, tmp_path / "whole.db")
+    whole = override(
+        settings,
+        database_url=f"sqlite:///{tmp_path / 'whole.db'}",
+        redis_url=None,
+        model_dir=tmp_path / "whole-models",
+        recommender=PINNED,
+    )
+    with TestClient(create_app(whole)) as whole_client:
+        _load(whole_client, rows, np.ones(len(rows), dtype=bool))
+    report = _evaluate_cli(whole, monkeypatch)
+
+    # The training side of the same split in the served store; the service retrains on it.
+    factory = make_sessionmaker(make_engine(whole.resolved_database_url))
     with factory() as session:
         catalog = load_training_data(session).catalog
-    config = recommender_config(override(settings, recommender=PINNED))
-    report = train_recommender(events, catalog, config).metrics
-    items = item_vocabulary(catalog, events)
+    users, items = user_vocabulary(events), item_vocabulary(catalog, events)
     split = time_split(events, users, items)
     tested = np.flatnonzero(np.diff(split.explore.indptr) > 0)
     assert report["protocol"]["evaluated_users"] == len(tested) > 100
-
-    result = train_now(settings)
+    _load(client, rows, split.train_mask)
+    result = train_now(override(settings, recommender={**PINNED, "evaluate": False}))
     assert result["status"] == "activated", result
     wait_for_version(client, result["version"])
+
     user_ids = users.lookup(tested.tolist())
     explore, basket = _targets(split.explore, tested), _targets(split.next_basket, tested)
     n_items = len(items)
-
     served = _served(client, user_ids, "explore", items)
     assert ranking_metrics(served, explore, n_items=n_items, k=K) == report["models"]["served"]
     for placement in ("explore", "buy_again", "home"):

@@ -133,7 +133,8 @@ def test_tune_weights_prefers_the_informative_model() -> None:
         good[key] = g
         noise[key] = rng.random(n_items).astype(np.float32)
     models = {"good": _Lookup(good, n_items), "noise": _Lookup(noise, n_items)}
-    weights, report = tune_weights(models, train, validation.tocsr(), k=5, candidates=20)
+    tuned = tune_weights(models, train, validation.tocsr(), k=5, candidates=20)
+    weights, report = tuned.weights, tuned.report
     assert weights["good"] > 0
     assert weights["noise"] < weights["good"] / 4
     assert report["users"] == n_users

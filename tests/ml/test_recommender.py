@@ -23,7 +23,9 @@ def trained() -> TrainedRecommender:
     catalog.available[catalog.item_ids.index("c0i7")] = False
     segments = {f"u{u}": u % 3 for u in range(120)}
     messages: list[str] = []
-    config = RecommenderConfig(ease_l2=10.0, item_knn_k=10, rp3_k=10, content_max_df=0.9)
+    config = RecommenderConfig(
+        ease_l2=10.0, item_knn_k=10, rp3_k=10, content_max_df=0.9, aggregation="log1p"
+    )
     result = train_recommender(
         events, catalog, config, user_segments=segments, progress=messages.append
     )
@@ -157,6 +159,17 @@ def test_items_without_events_are_reachable(trained: TrainedRecommender) -> None
     out = fixed.recommend_user(as_history([f"c0i{i}" for i in range(8)]), n=3)
     assert out.items[0] == "new_a"
     assert out.reasons[0].kind == "content_match"
+
+
+def test_an_open_aggregation_is_chosen_on_validation_and_served() -> None:
+    events, catalog = clustered_events(n_users=60, seed=1)
+    trained = train_recommender(events, catalog, RecommenderConfig(content_max_df=0.9))
+    blend = trained.metrics["blend"]
+    assert set(blend["aggregations"]) == {"binary", "log1p"}
+    assert trained.recommender.config.aggregation == blend["aggregation"]
+    assert trained.recommender.config.home_repeat_share == blend["home"]["share"]
+    pinned = train_recommender(events, catalog, RecommenderConfig(aggregation="sum"))
+    assert set(pinned.metrics["blend"]["aggregations"]) == {"sum"}
 
 
 def test_history_times_weigh_recent_items_more(trained: TrainedRecommender) -> None:
