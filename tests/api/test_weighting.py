@@ -16,7 +16,7 @@ from app.ml.interactions import build_interactions
 from app.recommendations.service import SLACK
 from app.training.pipeline import load_training_data
 from app.training.runner import train_now
-from tests.conftest import wait_for_version
+from tests.conftest import override, wait_for_version
 
 A = [f"a{i}" for i in range(6)]
 B = [f"b{i}" for i in range(6)]
@@ -40,7 +40,8 @@ def _shop(client) -> None:
 
 def test_a_five_star_rating_weighs_the_same_at_serving_as_in_training(client, settings):
     _shop(client)
-    train_now(settings)
+    # log1p keeps the weights in the matrix (binary, which training may choose, keeps presence).
+    train_now(override(settings, recommender={"aggregation": "log1p"}))
     wait_for_version(client, 1)
     n = 6
     body = client.get("/recommend/rater", params={"n": n}).json()
