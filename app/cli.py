@@ -230,9 +230,6 @@ def train() -> None:
         raise typer.Exit(1) from exc
 
 
-METRICS = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage")
-
-
 @cli.command()
 def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
@@ -243,6 +240,7 @@ def evaluate(
     answers GET /recommend. Targets: the items new to the user after the cutoff (explore) and
     the user's first basket after it, repeats included (next basket).
     """
+    from app.ml.evaluation import METRICS
     from app.ml.recommender import train_recommender
     from app.training.pipeline import load_training_data, recommender_config
 

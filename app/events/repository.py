@@ -167,16 +167,6 @@ def recent_events(session: Session, user_id: str, limit: int) -> Sequence[Event]
     return session.scalars(stmt).all()
 
 
-def delete_user_events(session: Session, user_id: str) -> int:
-    """Delete every event of a user; return how many."""
-    return session.execute(delete(Event).where(Event.user_id == user_id)).rowcount or 0
-
-
-def count_events(session: Session) -> int:
-    """How many events are stored."""
-    return session.scalar(select(func.count()).select_from(Event)) or 0
-
-
 def stream_events(session: Session, batch_size: int = 50_000) -> Iterator[Sequence[Any]]:
     """All events as (id, user_id, item_id, type, value, order_id, occurred_at) rows, by id."""
     last_id = 0

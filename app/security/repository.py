@@ -11,11 +11,6 @@ from app.db import utcnow
 from app.security.models import ApiKey
 
 
-def active_keys(session: Session) -> Sequence[ApiKey]:
-    """Keys that are not revoked."""
-    return session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None))).all()
-
-
 def all_keys(session: Session) -> Sequence[ApiKey]:
     """Every key, revoked ones included, by name."""
     return session.scalars(select(ApiKey).order_by(ApiKey.name)).all()
