@@ -13,7 +13,6 @@ round trip (SQL → arrays) is not part of it.
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import json
 import math
@@ -53,8 +52,14 @@ def _vm_hwm_bytes() -> int:
     return 0
 
 
-def fit_once(n_events: int, n_users: int, n_items: int, directory: Path) -> dict[str, Any]:
-    """Generate a shop, fit the bundle into `directory`, return timings and sizes (in-process)."""
+def fit_once(
+    n_events: int, n_users: int, n_items: int, directory: Path, variant: str = "pipeline"
+) -> dict[str, Any]:
+    """Generate a shop, fit the bundle into `directory`, return timings and sizes (in-process).
+
+    The "serving" variant pins what tuning and evaluation would do (TASTEMAKER_RECOMMENDER):
+    the same fit with the held-out evaluation and the blend tuning switched off.
+    """
     import numpy as np
 
     from app.config import Settings
@@ -91,7 +96,8 @@ def fit_once(n_events: int, n_users: int, n_items: int, directory: Path) -> dict
     rss_before_fit = _vm_hwm_bytes()
 
     started = time.perf_counter()
-    settings = Settings(_env_file=None)  # defaults: event weights, segment algorithm
+    pinned = {"evaluate": False, "tune": False} if variant == "serving" else {}
+    settings = Settings(_env_file=None, recommender=pinned)  # otherwise the defaults
     metrics, timings = fit_bundle(data, settings, directory, lambda _message: None)
     fit_s = time.perf_counter() - started
     # A manifest as run_training writes it, so the bundle can be served (memory benchmark).
@@ -130,17 +136,11 @@ def _rounded(value: float | None) -> float | None:
 _LAST_RECOMMENDER_TIMINGS: dict[str, float] = {}
 
 
-def _instrument(variant: str) -> None:
-    """Keep train_recommender's per-phase timings; for "serving", skip tuning and evaluation."""
+def _instrument() -> None:
+    """Keep train_recommender's per-phase timings."""
     from app.ml import recommender
     from app.training import pipeline
 
-    if variant == "serving":
-        # fit_bundle builds RecommenderConfig(event_weights=...) itself: the same call with the
-        # held-out evaluation and the blend tuning switched off (equal blend weights).
-        pipeline.RecommenderConfig = functools.partial(
-            recommender.RecommenderConfig, evaluate=False, tune=False
-        )
     original = recommender.train_recommender
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -247,8 +247,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--variant", choices=VARIANTS, default="pipeline")
     args = parser.parse_args()
-    _instrument(args.variant)
-    result = fit_once(args.events, args.users, args.items, args.out)
+    _instrument()
+    result = fit_once(args.events, args.users, args.items, args.out, args.variant)
     print(json.dumps(result))
 
 

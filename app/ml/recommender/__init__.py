@@ -1,0 +1,42 @@
+"""The recommender: its config, the model the service serves, and training.
+
+- :mod:`.config` — :class:`RecommenderConfig`, every hyper-parameter, checked.
+- :mod:`.model` — :class:`Recommender`, the one scoring path of ``GET /recommend``,
+  evaluation and tuning; :func:`load_recommender`.
+- :mod:`.training` — :func:`train_recommender`: tune on a validation cutoff, evaluate through
+  the serving path, refit on all events.
+"""
+
+from app.ml.recommender.config import (
+    DEFAULT_AGGREGATION,
+    MODEL_NAMES,
+    TUNED_AGGREGATIONS,
+    RecommenderConfig,
+)
+from app.ml.recommender.model import (
+    DEFAULT_HOME_REPEAT_SHARE,
+    Recommendations,
+    Recommender,
+    load_recommender,
+)
+from app.ml.recommender.training import (
+    TrainedRecommender,
+    TrainingMatrices,
+    train_recommender,
+    training_matrices,
+)
+
+__all__ = [
+    "DEFAULT_AGGREGATION",
+    "DEFAULT_HOME_REPEAT_SHARE",
+    "MODEL_NAMES",
+    "TUNED_AGGREGATIONS",
+    "Recommendations",
+    "Recommender",
+    "RecommenderConfig",
+    "TrainedRecommender",
+    "TrainingMatrices",
+    "load_recommender",
+    "train_recommender",
+    "training_matrices",
+]
