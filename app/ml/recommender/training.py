@@ -16,8 +16,8 @@ from threadpoolctl import threadpool_limits
 
 from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
-from app.ml.evaluation import sample_users, time_split
-from app.ml.history import histories_of
+from app.ml.evaluation import TimeSplit, sample_users, time_split
+from app.ml.history import UserHistory, histories_of
 from app.ml.hybrid import Blender
 from app.ml.interactions import (
     Catalog,
@@ -68,6 +68,79 @@ class _Fitted:
     popularity: Popularity
     trending: Trending | None
     segment_popularity: SegmentPopularity | None
+
+
+@dataclass(eq=False)
+class _Run:
+    """What every phase of one training run shares."""
+
+    events: EventLog
+    users: Vocabulary
+    items: Vocabulary
+    available: NDArray[np.bool_]
+    content: ContentTfidf | None
+    segments: NDArray[np.int64] | None
+    timings: dict[str, float]
+    say: Callable[[str], None]
+
+    def fit(self, events: EventLog, config: RecommenderConfig, phase: str) -> _Fitted:
+        """Fit every model of ``config`` on ``events`` (timed under ``phase``)."""
+        return _fit_all(
+            events,
+            self.users,
+            self.items,
+            config,
+            self.content,
+            self.segments,
+            self.timings,
+            phase,
+        )
+
+    def recommender(
+        self, fitted: _Fitted, weights: Mapping[str, float], config: RecommenderConfig
+    ) -> Recommender:
+        """The served façade over fitted models: what evaluation and tuning score through."""
+        return Recommender(
+            item_vocab=self.items,
+            user_vocab=self.users,
+            blender=_blender(fitted, weights),
+            available=self.available,
+            config=config,
+        )
+
+
+def _prepare(
+    events: EventLog,
+    catalog: Catalog,
+    config: RecommenderConfig,
+    user_segments: Mapping[str, int] | None,
+    say: Callable[[str], None],
+) -> _Run:
+    """Vocabularies, availability, segments and the content model (fitted once per run)."""
+    timings: dict[str, float] = {}
+    items = item_vocabulary(catalog, events)
+    users = user_vocabulary(events)
+    segments = None
+    if user_segments is not None:
+        segments = np.array([user_segments.get(u, -1) for u in users], dtype=np.int64)
+    content = None
+    if "content" in config.models:
+        say("content: fitting TF-IDF similarity")
+        t0 = time.perf_counter()
+        content = ContentTfidf(
+            k=config.content_k,
+            max_df=config.content_max_df,
+            min_df=config.content_min_df,
+            stop_words=config.content_stop_words,
+            ngram_range=(1, config.content_ngram_max),
+            max_postings=config.content_max_postings,
+            max_block_entries=config.max_block_entries,
+        ).fit(_item_texts(catalog, items))
+        timings["content"] = time.perf_counter() - t0
+    available = np.ones(len(items), dtype=bool)
+    for item_id, ok in zip(catalog.item_ids, catalog.available.tolist(), strict=True):
+        available[items.index(item_id)] = bool(ok)
+    return _Run(events, users, items, available, content, segments, timings, say)
 
 
 def _item_texts(catalog: Catalog, items: Vocabulary) -> list[str]:
@@ -214,16 +287,10 @@ def _significantly_better(
 
 
 def _tune(
+    run: _Run,
     config: RecommenderConfig,
     weights: dict[str, float] | None,
     train_events: EventLog,
-    users: Vocabulary,
-    items: Vocabulary,
-    content: ContentTfidf | None,
-    segments: NDArray[np.int64] | None,
-    timings: dict[str, float],
-    say: Callable[[str], None],
-    recommender_of: Callable[[_Fitted, Mapping[str, float], RecommenderConfig], Recommender],
 ) -> tuple[RecommenderConfig, dict[str, float] | None, dict[str, Any]]:
     """Tune on a validation cutoff carved from the training part (never the test users).
 
@@ -237,53 +304,130 @@ def _tune(
     (config with the choices filled in, blend weights, a JSON-able report)
     """
     kw = {"fraction": config.holdout_fraction, "min_interactions": config.min_interactions}
-    inner = time_split(train_events, users, items, **kw)
+    inner = time_split(train_events, run.users, run.items, **kw)
     inner_events = train_events.subset(inner.train_mask)
     tuned = sample_users(inner.explore, config.tune_max_users, config.seed)
-    histories = histories_of(inner_events, users, tuned)
-    k = config.eval_k
+    validation = _Validation(
+        events=inner_events,
+        histories=histories_of(inner_events, run.users, tuned),
+        explore=inner.explore[tuned],
+        next_basket=targets_of(inner.next_basket, tuned),
+    )
     info: dict[str, Any] = {}
-    best: tuple[Any, RecommenderConfig, _Fitted, dict[str, float] | None] | None = None
-    aggregations = [config.aggregation] if config.aggregation else list(TUNED_AGGREGATIONS)
-    for aggregation in aggregations:
-        candidate = dataclasses.replace(config, aggregation=aggregation)
-        say(f"tuning: fitting on the validation split ({aggregation})")
-        t0 = time.perf_counter()
-        sub = _fit_all(
-            inner_events, users, items, candidate, content, segments, timings, "validation"
+    best: _Candidate | None = None
+    for aggregation in [config.aggregation] if config.aggregation else TUNED_AGGREGATIONS:
+        candidate = _tune_blend(
+            run, dataclasses.replace(config, aggregation=aggregation), weights, validation
         )
-        timings["validation.fit"] = timings.get("validation.fit", 0.0) + time.perf_counter() - t0
-        found, per_user = weights, None
-        if weights is None:
-            say(f"tuning: searching blend weights ({aggregation})")
-            probe = recommender_of(sub, dict.fromkeys(sub.models, 1.0), candidate)
-            result = tune_blend(
-                probe,
-                sub.models,
-                histories,
-                inner.explore[tuned],
-                k=k,
-                candidates=config.tune_candidates,
-                min_coverage=config.tune_min_coverage,
-            )
-            per_user = result.per_user
-            info.setdefault("aggregations", {})[aggregation] = {
-                **result.report,
-                "tuned_weights": dict(result.weights),
-            }
-            found = _with_content_floor(result.weights, config.min_content_weight)
-        if best is None or _significantly_better(per_user, best[0]):
-            best = (per_user, candidate, sub, found)
+        if candidate.report is not None:
+            info.setdefault("aggregations", {})[aggregation] = candidate.report
+        if best is None or _significantly_better(candidate.per_user, best.per_user):
+            best = candidate
     assert best is not None
-    _, config, sub, weights = best
+    config, weights = best.config, best.weights
     info["aggregation"] = config.aggregation
     if config.home_repeat_share is None:
-        say("tuning: the home placement's repeat share")
-        probe = recommender_of(sub, weights or dict.fromkeys(sub.models, 1.0), config)
-        share, report = tune_home_share(probe, histories, targets_of(inner.next_basket, tuned), k=k)
+        run.say("tuning: the home placement's repeat share")
+        probe = run.recommender(
+            best.fitted, weights or dict.fromkeys(best.fitted.models, 1.0), config
+        )
+        share, report = tune_home_share(
+            probe, validation.histories, validation.next_basket, k=config.eval_k
+        )
         config = dataclasses.replace(config, home_repeat_share=share)
         info["home"] = report
     return config, weights, info
+
+
+@dataclass(frozen=True, eq=False)
+class _Validation:
+    """The validation cutoff's training events and its (sampled) users' histories and targets."""
+
+    events: EventLog
+    histories: list[UserHistory]
+    explore: sparse.csr_matrix
+    next_basket: dict[int, set[int]]
+
+
+@dataclass(frozen=True, eq=False)
+class _Candidate:
+    """One aggregation's models and blend on the validation cutoff."""
+
+    config: RecommenderConfig
+    fitted: _Fitted
+    weights: dict[str, float] | None
+    per_user: NDArray[np.float64] | None
+    report: dict[str, Any] | None
+
+
+def _tune_blend(
+    run: _Run,
+    config: RecommenderConfig,
+    weights: dict[str, float] | None,
+    validation: _Validation,
+) -> _Candidate:
+    """Fit with ``config`` on the validation cutoff and tune its blend (unless pinned)."""
+    aggregation = config.aggregation
+    run.say(f"tuning: fitting on the validation split ({aggregation})")
+    t0 = time.perf_counter()
+    fitted = run.fit(validation.events, config, "validation")
+    run.timings["validation.fit"] = (
+        run.timings.get("validation.fit", 0.0) + time.perf_counter() - t0
+    )
+    if weights is not None:
+        return _Candidate(config, fitted, weights, None, None)
+    run.say(f"tuning: searching blend weights ({aggregation})")
+    result = tune_blend(
+        run.recommender(fitted, dict.fromkeys(fitted.models, 1.0), config),
+        fitted.models,
+        validation.histories,
+        validation.explore,
+        k=config.eval_k,
+        candidates=config.tune_candidates,
+        min_coverage=config.tune_min_coverage,
+    )
+    found = _with_content_floor(result.weights, config.min_content_weight)
+    report = {**result.report, "tuned_weights": dict(result.weights)}
+    return _Candidate(config, fitted, found, result.per_user, report)
+
+
+def _evaluate(
+    run: _Run,
+    config: RecommenderConfig,
+    weights: dict[str, float] | None,
+    split: TimeSplit,
+    train_events: EventLog,
+) -> dict[str, Any]:
+    """Fit on the training part; score the test users through the serving path."""
+    run.say("evaluation: fitting on the training part")
+    fitted = run.fit(train_events, config, "evaluation")
+    references = _reference_models(config, train_events, run.users, run.items)
+    t0 = time.perf_counter()
+    run.say("evaluation: scoring the test users through the serving path")
+    served_weights = weights if weights is not None else dict.fromkeys(fitted.models, 1.0)
+    evaluated = sample_users(split.explore, config.eval_max_users, config.seed)
+    metrics = evaluate_served(
+        run.recommender(fitted, served_weights, config),
+        {**fitted.models, "popularity": fitted.popularity},
+        histories_of(train_events, run.users, evaluated),
+        targets_of(split.explore, evaluated),
+        targets_of(split.next_basket, evaluated),
+        k=config.eval_k,
+        references=references,
+    )
+    run.timings["evaluation.score"] = time.perf_counter() - t0
+    protocol = {**split.protocol, "k": config.eval_k, "evaluated_users": len(evaluated)}
+    return {"protocol": protocol, **metrics}
+
+
+def _serve(run: _Run, config: RecommenderConfig, weights: dict[str, float]) -> _Fitted:
+    """Refit on all events the models the blend uses (and those similar_items needs)."""
+    run.say("serving: fitting on all events")
+    needed = {name for name, w in weights.items() if w > 0} | {"item_knn", "content", "popularity"}
+    serving_config = dataclasses.replace(
+        config, models=tuple(m for m in config.models if m in needed), blend_weights=None
+    )
+    return run.fit(run.events, serving_config, "serving")
 
 
 def train_recommender(
@@ -324,116 +468,33 @@ def _train(
     user_segments: Mapping[str, int] | None,
     progress: Callable[[str], None] | None,
 ) -> TrainedRecommender:
-    say = progress or (lambda _msg: None)
-    timings: dict[str, float] = {}
     start = time.perf_counter()
-    items = item_vocabulary(catalog, events)
-    users = user_vocabulary(events)
-    segments = None
-    if user_segments is not None:
-        segments = np.array([user_segments.get(u, -1) for u in users], dtype=np.int64)
-
-    content = None
-    if "content" in config.models:
-        say("content: fitting TF-IDF similarity")
-        t0 = time.perf_counter()
-        content = ContentTfidf(
-            k=config.content_k,
-            max_df=config.content_max_df,
-            min_df=config.content_min_df,
-            stop_words=config.content_stop_words,
-            ngram_range=(1, config.content_ngram_max),
-            max_postings=config.content_max_postings,
-            max_block_entries=config.max_block_entries,
-        ).fit(_item_texts(catalog, items))
-        timings["content"] = time.perf_counter() - t0
-
-    available = np.ones(len(items), dtype=bool)
-    for item_id, ok in zip(catalog.item_ids, catalog.available.tolist(), strict=True):
-        available[items.index(item_id)] = bool(ok)
-
-    def recommender_of(fitted: _Fitted, weights: Mapping[str, float], cfg: RecommenderConfig):
-        return Recommender(
-            item_vocab=items,
-            user_vocab=users,
-            blender=_blender(fitted, weights),
-            available=available,
-            config=cfg,
-        )
-
+    run = _prepare(events, catalog, config, user_segments, progress or (lambda _msg: None))
     weights = dict(config.blend_weights) if config.blend_weights is not None else None
     metrics: dict[str, Any] = {}
     blend_info: dict[str, Any] = {}
-    kw = {"fraction": config.holdout_fraction, "min_interactions": config.min_interactions}
-    tune_blend_weights = config.tune and weights is None
-    tune_share = config.tune and config.home_repeat_share is None
-    if not tune_blend_weights and config.aggregation is None:
+    tune = config.tune and (weights is None or config.home_repeat_share is None)
+    if config.aggregation is None and not (config.tune and weights is None):
         config = dataclasses.replace(config, aggregation=DEFAULT_AGGREGATION)
-    k = config.eval_k
-    if config.evaluate or tune_blend_weights or tune_share:
-        split = time_split(events, users, items, **kw)
+    if config.evaluate or tune:
+        kw = {"fraction": config.holdout_fraction, "min_interactions": config.min_interactions}
+        split = time_split(events, run.users, run.items, **kw)
         train_events = events.subset(split.train_mask)
-        if tune_blend_weights or tune_share:
+        if tune:
             t0 = time.perf_counter()
-            config, weights, blend_info = _tune(
-                config,
-                weights,
-                train_events,
-                users,
-                items,
-                content,
-                segments,
-                timings,
-                say,
-                recommender_of,
-            )
-            timings["validation.tune"] = (
-                time.perf_counter() - t0 - timings.get("validation.fit", 0.0)
-            )
+            config, weights, blend_info = _tune(run, config, weights, train_events)
+            spent = time.perf_counter() - t0
+            run.timings["validation.tune"] = spent - run.timings.get("validation.fit", 0.0)
         if config.evaluate:
-            say("evaluation: fitting on the training part")
-            fitted = _fit_all(
-                train_events, users, items, config, content, segments, timings, "evaluation"
-            )
-            references = _reference_models(config, train_events, users, items)
-            t0 = time.perf_counter()
-            say("evaluation: scoring the test users through the serving path")
-            served_weights = weights if weights is not None else dict.fromkeys(fitted.models, 1.0)
-            evaluated = sample_users(split.explore, config.eval_max_users, config.seed)
-            models = {**fitted.models, "popularity": fitted.popularity}
-            metrics = evaluate_served(
-                recommender_of(fitted, served_weights, config),
-                models,
-                histories_of(train_events, users, evaluated),
-                targets_of(split.explore, evaluated),
-                targets_of(split.next_basket, evaluated),
-                k=k,
-                references=references,
-            )
-            timings["evaluation.score"] = time.perf_counter() - t0
-            protocol = {**split.protocol, "k": k, "evaluated_users": len(evaluated)}
-            metrics = {"protocol": protocol, **metrics}
+            metrics = _evaluate(run, config, weights, split, train_events)
     if weights is None:
         weights = dict.fromkeys(config.models, 1.0)
     blend_info["weights"] = weights
-
-    say("serving: fitting on all events")
-    # Models the blend does not use are not refitted, except those similar_items needs.
-    needed = {name for name, w in weights.items() if w > 0} | {"item_knn", "content", "popularity"}
-    serving_config = dataclasses.replace(
-        config, models=tuple(m for m in config.models if m in needed), blend_weights=None
-    )
-    full = _fit_all(events, users, items, serving_config, content, segments, timings, "serving")
+    full = _serve(run, config, weights)
     if metrics:
         metrics["blend"] = blend_info
-    timings["total"] = time.perf_counter() - start
-    recommender = Recommender(
-        item_vocab=items,
-        user_vocab=users,
-        blender=_blender(full, weights),
-        available=available,
-        config=config,
-        metrics=metrics,
-    )
-    say(f"done in {timings['total']:.1f}s")
-    return TrainedRecommender(recommender=recommender, metrics=metrics, timings=timings)
+    run.timings["total"] = time.perf_counter() - start
+    recommender = run.recommender(full, weights, config)
+    recommender.metrics = metrics
+    run.say(f"done in {run.timings['total']:.1f}s")
+    return TrainedRecommender(recommender=recommender, metrics=metrics, timings=run.timings)
