@@ -17,9 +17,10 @@ from scipy import sparse
 
 from app.ml.evaluation import ranking_metrics
 from app.ml.history import UserHistory
-from app.ml.hybrid import Ranked, TunedWeights, tune_weights
+from app.ml.hybrid import Ranked
 from app.ml.placements import mix
 from app.ml.similarity import BaseScorer, top_n_rows
+from app.ml.tuning import TunedWeights, tune_weights
 
 if TYPE_CHECKING:
     from app.ml.recommender import Recommender

@@ -6,9 +6,10 @@ from scipy import sparse
 
 from app.ml.collaborative import ItemKNN
 from app.ml.content import ContentTfidf
-from app.ml.hybrid import Blender, candidate_mask, normalize_scores, tune_weights
+from app.ml.hybrid import Blender, candidate_mask, normalize_scores
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
 from app.ml.similarity import BaseScorer
+from app.ml.tuning import tune_weights
 
 DAY = 86_400.0
 
