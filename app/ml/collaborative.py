@@ -11,18 +11,17 @@ from numpy.typing import NDArray
 from scipy import linalg, sparse
 from threadpoolctl import threadpool_limits
 
+from app.ml.base import BaseScorer
+from app.ml.ranking import row_top_n, top_n
 from app.ml.similarity import (
     DEFAULT_MAX_BLOCK_ENTRIES,
     SIMILARITIES,
-    BaseScorer,
     ItemItemScorer,
     blocked_top_k_product,
     center_nonzeros,
     gather_rows_score,
     item_similarity,
     row_norms,
-    row_top_n,
-    top_n,
 )
 
 NEIGHBOURHOODS = ("source", "target")

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from app.ml.base import BaseScorer
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
-from app.ml.similarity import BaseScorer, top_n
+from app.ml.ranking import top_n
 
 REASON_KINDS = (
     "similar_to",

@@ -15,11 +15,12 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from app.ml.base import BaseScorer
 from app.ml.evaluation import ranking_metrics
 from app.ml.history import UserHistory
 from app.ml.hybrid import Ranked
 from app.ml.placements import mix
-from app.ml.similarity import BaseScorer, top_n_rows
+from app.ml.ranking import top_n_rows
 from app.ml.tuning import TunedWeights, tune_weights
 
 if TYPE_CHECKING:

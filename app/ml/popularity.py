@@ -11,8 +11,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from app.ml.base import BaseScorer
 from app.ml.interactions import SECONDS_PER_DAY
-from app.ml.similarity import BaseScorer, top_n
+from app.ml.ranking import top_n
 
 
 def capped_counts(

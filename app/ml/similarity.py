@@ -1,4 +1,4 @@
-"""Sparse similarity with top-k pruning, computed in row blocks to bound memory.
+"""Sparse similarity kernels with top-k pruning (row blocks bound memory), and the item-item scorer.
 
 Nothing here builds a dense n x n matrix: products are formed ``block`` rows at a time (at
 most ``max_block_entries`` cells each), pruned to the top ``k`` per row, and only the pruned
@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
+
+from app.ml.base import BaseScorer
+from app.ml.ranking import row_top_n
 
 SIMILARITIES = ("cosine", "pearson", "adjusted_cosine")
 DEFAULT_MAX_BLOCK_ENTRIES = 1 << 24
@@ -322,159 +325,6 @@ def row_contributions(
     slot = slot_of[cols]
     hit = slot >= 0
     out[slot[hit], owner[hit]] = data[positions[hit]] * np.asarray(weights)[owner[hit]]
-    return out
-
-
-def row_top_n(
-    matrix: sparse.csr_matrix, row: int, n: int
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """The ``n`` largest entries of one CSR row: (column indices, values), ties by index.
-
-    Parameters
-    ----------
-    matrix : csr_matrix of shape (n_rows, n_cols)
-    row : the row to read
-    n : how many entries at most
-    """
-    lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
-    idx = np.asarray(matrix.indices[lo:hi], dtype=np.int64)
-    vals = np.asarray(matrix.data[lo:hi])
-    order = np.lexsort((idx, -vals))[:n]
-    return idx[order], vals[order].astype(np.float32)
-
-
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a model is used before ``fit`` (same bases as scikit-learn's)."""
-
-
-class BaseScorer:
-    """Shared plumbing of every model: parameters, the fitted check and the state format.
-
-    Subclasses take keyword-only hyper-parameters in ``__init__`` (stored as attributes of the
-    same name), set attributes ending in ``_`` in ``fit`` and implement ``score``.
-    """
-
-    _param_names: tuple[str, ...] = ()
-    _fitted_attr = "n_items_"
-
-    def get_params(self) -> dict:
-        """Return the hyper-parameters as a JSON-able dict."""
-        return {name: getattr(self, name) for name in self._param_names}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, self._fitted_attr):
-            raise NotFittedError(
-                f"{type(self).__name__} is not fitted yet; call fit() before using it"
-            )
-
-    def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Score every item for a history of item indices with weights, shape (n_items,)."""
-        raise NotImplementedError
-
-    def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
-        """Score many histories at once (evaluation, tuning); row ``r`` equals ``score(row r)``.
-
-        Parameters
-        ----------
-        histories : csr_matrix of shape (n_histories, n_items), sorted indices
-
-        Returns
-        -------
-        ndarray of shape (n_histories, n_items), float32
-        """
-        histories = sparse.csr_matrix(histories)
-        out = np.zeros((histories.shape[0], histories.shape[1]), dtype=np.float32)
-        for r in range(histories.shape[0]):
-            lo, hi = histories.indptr[r], histories.indptr[r + 1]
-            out[r] = self.score(
-                histories.indices[lo:hi].astype(np.int64),
-                histories.data[lo:hi].astype(np.float32),
-            )
-        return out
-
-    def explain(
-        self,
-        items: NDArray[np.int64],
-        weights: NDArray[np.float32],
-        targets: NDArray[np.int64],
-    ) -> NDArray[np.int64] | None:
-        """Return, per target, the position in ``items`` contributing most (-1: none)."""
-        return None
-
-    def _state_meta(self) -> dict:
-        return {"model": type(self).__name__, "params": self.get_params()}
-
-    @classmethod
-    def _from_meta(cls, meta: dict) -> BaseScorer:
-        if meta.get("model") != cls.__name__:
-            raise ValueError(f"state is for {meta.get('model')!r}, not {cls.__name__}")
-        params = meta["params"]
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-
-
-def top_n(
-    scores: NDArray[np.floating], n: int, mask: NDArray[np.bool_] | None = None
-) -> NDArray[np.int64]:
-    """Return the indices of the ``n`` highest positive scores, best first.
-
-    Parameters
-    ----------
-    scores : ndarray of shape (n_items,)
-    mask : ndarray of shape (n_items,), bool, optional; False entries are never returned.
-    """
-    if mask is not None:
-        scores = np.where(mask, scores, 0.0)
-    if n <= 0:
-        return np.zeros(0, dtype=np.int64)
-    # Partition only the positive scores: neighbourhood models leave most items at zero, and
-    # argpartition over many tied zeros is slow.
-    part = np.flatnonzero(scores > 0)
-    if len(part) > n:
-        part = part[np.argpartition(-scores[part], n - 1)[:n]]
-    order = np.lexsort((part, -scores[part]))
-    return part[order].astype(np.int64)
-
-
-def top_n_rows(
-    scores: NDArray[np.floating], n: int, mask: NDArray[np.bool_] | None = None
-) -> list[NDArray[np.int64]]:
-    """Apply :func:`top_n` to every row of a score matrix (same order and tie-breaking).
-
-    Parameters
-    ----------
-    scores : ndarray of shape (n_rows, n_items)
-    mask : ndarray of shape (n_rows, n_items), bool, optional
-
-    Returns
-    -------
-    list of n_rows int64 arrays, each at most ``n`` long
-    """
-    if mask is not None:
-        scores = np.where(mask, scores, 0.0)
-    n_rows, n_items = scores.shape
-    n = min(n, n_items)
-    if n <= 0 or n_rows == 0:
-        return [np.zeros(0, dtype=np.int64) for _ in range(n_rows)]
-    # Fast path: partition every row at once; rows where ties at the cut could be resolved
-    # differently from top_n (a tied positive score just outside) are redone one by one.
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < n_items else None
-    if part is None:
-        part = np.broadcast_to(np.arange(n_items), (n_rows, n_items))
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    part = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
-    out = []
-    for r in range(n_rows):
-        keep = vals[r] > 0
-        if n < n_items and keep.all() and np.count_nonzero(scores[r] == vals[r, -1]) > 1:
-            out.append(top_n(scores[r], n))
-        else:
-            out.append(part[r][keep].astype(np.int64))
     return out
 
 

@@ -14,9 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from app.ml.base import BaseScorer
 from app.ml.evaluation import sample_users
 from app.ml.hybrid import normalize_rows
-from app.ml.similarity import BaseScorer
 
 
 @dataclass(frozen=True, eq=False)

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+from app.ml.base import BaseScorer
 from app.ml.collaborative import ItemKNN
 from app.ml.content import ContentTfidf
 from app.ml.hybrid import Blender, candidate_mask, normalize_scores
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
-from app.ml.similarity import BaseScorer
 from app.ml.tuning import tune_weights
 
 DAY = 86_400.0
@@ -142,7 +142,7 @@ def test_tune_weights_prefers_the_informative_model() -> None:
 
 
 def test_top_n_rows_equals_top_n_with_ties() -> None:
-    from app.ml.similarity import top_n, top_n_rows
+    from app.ml.ranking import top_n, top_n_rows
 
     rng = np.random.default_rng(1)
     scores = rng.integers(0, 4, size=(30, 12)).astype(np.float32)  # many ties

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.ml.base import BaseScorer, NotFittedError
 from app.ml.bundle import read_component, write_component
 from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
 from app.ml.hybrid import Blender, candidate_mask
 from app.ml.interactions import build_interactions, item_vocabulary
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
-from app.ml.similarity import BaseScorer, NotFittedError
 from tests.ml.conftest import clustered_events
 
 

@@ -6,13 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import sparse
 
+from app.ml.ranking import top_n
 from app.ml.similarity import (
     blocked_top_k_product,
     gather_rows_score,
     item_similarity,
     row_contributions,
     top_k_per_row,
-    top_n,
     user_similarity,
 )
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from app.ml.base import BaseScorer
 from app.ml.bundle import BundleError, read_component, write_component
 from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
@@ -24,7 +25,6 @@ from app.ml.popularity import Popularity, SegmentPopularity, Trending
 from app.ml.recommender.config import (
     RecommenderConfig,
 )
-from app.ml.similarity import BaseScorer
 from app.ml.vocabulary import Vocabulary
 
 RECOMMENDER_DIR = "recommender"

@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
+from app.ml.base import BaseScorer
 from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
 from app.ml.evaluation import TimeSplit, sample_users, time_split
@@ -36,7 +37,6 @@ from app.ml.recommender.config import (
     RecommenderConfig,
 )
 from app.ml.recommender.model import Recommender
-from app.ml.similarity import BaseScorer
 from app.ml.vocabulary import Vocabulary
 
 

@@ -1,0 +1,80 @@
+"""The model interface every scorer implements: parameters, the fitted check, scoring, state."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a model is used before ``fit`` (same bases as scikit-learn's)."""
+
+
+class BaseScorer:
+    """Shared plumbing of every model: parameters, the fitted check and the state format.
+
+    Subclasses take keyword-only hyper-parameters in ``__init__`` (stored as attributes of the
+    same name), set attributes ending in ``_`` in ``fit`` and implement ``score``.
+    """
+
+    _param_names: tuple[str, ...] = ()
+    _fitted_attr = "n_items_"
+
+    def get_params(self) -> dict:
+        """Return the hyper-parameters as a JSON-able dict."""
+        return {name: getattr(self, name) for name in self._param_names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, self._fitted_attr):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet; call fit() before using it"
+            )
+
+    def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Score every item for a history of item indices with weights, shape (n_items,)."""
+        raise NotImplementedError
+
+    def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
+        """Score many histories at once (evaluation, tuning); row ``r`` equals ``score(row r)``.
+
+        Parameters
+        ----------
+        histories : csr_matrix of shape (n_histories, n_items), sorted indices
+
+        Returns
+        -------
+        ndarray of shape (n_histories, n_items), float32
+        """
+        histories = sparse.csr_matrix(histories)
+        out = np.zeros((histories.shape[0], histories.shape[1]), dtype=np.float32)
+        for r in range(histories.shape[0]):
+            lo, hi = histories.indptr[r], histories.indptr[r + 1]
+            out[r] = self.score(
+                histories.indices[lo:hi].astype(np.int64),
+                histories.data[lo:hi].astype(np.float32),
+            )
+        return out
+
+    def explain(
+        self,
+        items: NDArray[np.int64],
+        weights: NDArray[np.float32],
+        targets: NDArray[np.int64],
+    ) -> NDArray[np.int64] | None:
+        """Return, per target, the position in ``items`` contributing most (-1: none)."""
+        return None
+
+    def _state_meta(self) -> dict:
+        return {"model": type(self).__name__, "params": self.get_params()}
+
+    @classmethod
+    def _from_meta(cls, meta: dict) -> BaseScorer:
+        if meta.get("model") != cls.__name__:
+            raise ValueError(f"state is for {meta.get('model')!r}, not {cls.__name__}")
+        params = meta["params"]
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
