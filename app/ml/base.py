@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
@@ -69,11 +71,26 @@ class BaseScorer:
         """Return, per target, the position in ``items`` contributing most (-1: none)."""
         return None
 
+    def similar_items(
+        self, item: int, n: int = 10
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The ``n`` items most related to ``item`` and their weights (item-item models only)."""
+        raise NotImplementedError(f"{type(self).__name__} has no item neighbours")
+
+    def to_state(self) -> tuple[dict[str, Any], dict]:
+        """Return the fitted state as arrays and JSON-able meta (a bundle component)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_state(cls, arrays: dict, meta: dict) -> Self:
+        """Rebuild a fitted model from :meth:`to_state` output."""
+        raise NotImplementedError
+
     def _state_meta(self) -> dict:
         return {"model": type(self).__name__, "params": self.get_params()}
 
     @classmethod
-    def _from_meta(cls, meta: dict) -> BaseScorer:
+    def _from_meta(cls, meta: dict) -> Self:
         if meta.get("model") != cls.__name__:
             raise ValueError(f"state is for {meta.get('model')!r}, not {cls.__name__}")
         params = meta["params"]

@@ -6,6 +6,8 @@ weights), not a training row: the service scores in real time from the recent ev
 
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import linalg, sparse
@@ -113,7 +115,7 @@ class ItemKNN(ItemItemScorer):
         return {"neighbours": self.neighbours_}, self._state_meta()
 
     @classmethod
-    def from_state(cls, arrays: dict, meta: dict) -> ItemKNN:
+    def from_state(cls, arrays: dict, meta: dict) -> Self:
         """Rebuild a fitted model from :meth:`to_state` output."""
         model = cls._from_meta(meta)
         model._set_neighbours(arrays["neighbours"])
@@ -279,7 +281,7 @@ class EASE(BaseScorer):
         return {"weights": self.weights_}, self._state_meta()
 
     @classmethod
-    def from_state(cls, arrays: dict, meta: dict) -> EASE:
+    def from_state(cls, arrays: dict, meta: dict) -> Self:
         """Rebuild a fitted model from :meth:`to_state` output."""
         model = cls._from_meta(meta)
         model._set_weights(arrays["weights"])
@@ -381,7 +383,7 @@ class UserKNN(BaseScorer):
         return arrays, self._state_meta()
 
     @classmethod
-    def from_state(cls, arrays: dict, meta: dict) -> UserKNN:
+    def from_state(cls, arrays: dict, meta: dict) -> Self:
         """Rebuild a fitted model from :meth:`to_state` output."""
         model = cls._from_meta(meta)
         model._set_state(arrays["interactions"], arrays["by_item"], arrays["user_norms"])

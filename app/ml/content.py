@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -205,7 +206,7 @@ class ContentTfidf(ItemItemScorer):
         return arrays, meta
 
     @classmethod
-    def from_state(cls, arrays: dict, meta: dict) -> ContentTfidf:
+    def from_state(cls, arrays: dict, meta: dict) -> Self:
         """Rebuild a fitted model from :meth:`to_state` output."""
         model = super().from_state(arrays, meta)
         model.vocabulary_ = list(meta.get("vocabulary", []))

@@ -40,11 +40,11 @@ class EventLog:
     types: NDArray[np.object_]
     values: NDArray[np.float64]
     occurred_at: NDArray[np.float64]
-    order_ids: NDArray[np.object_] = field(default=None)  # type: ignore[assignment]
+    order_ids: NDArray[np.object_] = field(default_factory=lambda: np.empty(0, dtype=object))
 
     def __post_init__(self) -> None:
         n = len(self.user_ids)
-        if self.order_ids is None:
+        if len(self.order_ids) == 0 and n:  # no orders given: "" (no order) for every event
             object.__setattr__(self, "order_ids", _object_array([""] * n))
         for name in ("item_ids", "types", "values", "occurred_at", "order_ids"):
             if len(getattr(self, name)) != n:
@@ -80,7 +80,7 @@ class EventLog:
                 if occurred_at is None
                 else np.asarray(occurred_at, dtype=np.float64)
             ),
-            order_ids=None if order_ids is None else _object_array([o or "" for o in order_ids]),
+            order_ids=_object_array([o or "" for o in order_ids or [""] * n]),
         )
 
     def subset(self, mask: NDArray[np.bool_] | NDArray[np.int64]) -> EventLog:
@@ -392,7 +392,7 @@ def aggregate_history(
     if len(items) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     uniq, inverse = np.unique(items, return_inverse=True)
-    summed = np.bincount(inverse.ravel(), weights=weights, minlength=len(uniq))
+    summed = np.bincount(inverse.ravel(), weights=weights, minlength=len(uniq)).astype(np.float64)
     values = aggregate(summed, aggregation)
     nonzero = values != 0
     return uniq[nonzero], values[nonzero]

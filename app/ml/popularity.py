@@ -7,6 +7,8 @@ customer viewing it once does.
 
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
@@ -50,7 +52,7 @@ def capped_counts(
     last = np.ones(len(order), dtype=bool)
     last[:-1] = sorted_pairs[1:] != sorted_pairs[:-1]
     best = order[last]
-    return np.bincount(items[best], weights=credits[best], minlength=n_items)
+    return np.bincount(items[best], weights=credits[best], minlength=n_items).astype(np.float64)
 
 
 class Popularity(BaseScorer):
@@ -102,7 +104,7 @@ class Popularity(BaseScorer):
         return {"counts": self.counts_}, self._state_meta()
 
     @classmethod
-    def from_state(cls, arrays: dict, meta: dict) -> Popularity:
+    def from_state(cls, arrays: dict, meta: dict) -> Self:
         """Rebuild a fitted model from :meth:`to_state` output."""
         model = cls._from_meta(meta)
         model._set_counts(arrays["counts"])
@@ -175,7 +177,7 @@ class Trending(Popularity):
         return arrays, meta
 
     @classmethod
-    def from_state(cls, arrays: dict, meta: dict) -> Trending:
+    def from_state(cls, arrays: dict, meta: dict) -> Self:
         """Rebuild a fitted model from :meth:`to_state` output."""
         model = super().from_state(arrays, meta)
         model.now_ = float(meta.get("now", 0.0))
@@ -250,7 +252,7 @@ class SegmentPopularity(BaseScorer):
         return {"segments": self.segments_, "scores": self.scores_}, self._state_meta()
 
     @classmethod
-    def from_state(cls, arrays: dict, meta: dict) -> SegmentPopularity:
+    def from_state(cls, arrays: dict, meta: dict) -> Self:
         """Rebuild a fitted model from :meth:`to_state` output."""
         model = cls._from_meta(meta)
         model._set_state(arrays["segments"], arrays["scores"])

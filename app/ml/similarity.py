@@ -7,6 +7,8 @@ rows are kept.
 
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
@@ -386,7 +388,7 @@ class ItemItemScorer(BaseScorer):
         return {"similarity": self.similarity_}, self._state_meta()
 
     @classmethod
-    def from_state(cls, arrays: dict, meta: dict) -> ItemItemScorer:
+    def from_state(cls, arrays: dict, meta: dict) -> Self:
         """Rebuild a fitted model from :meth:`to_state` output."""
         model = cls._from_meta(meta)
         model._set_similarity(arrays["similarity"])

@@ -96,7 +96,7 @@ def _objective(
     return float(np.mean(per_user)) - penalty, coverage, per_user
 
 
-def _trial_values(w: NDArray[np.float32], j: int) -> list[float]:
+def _trial_values(w: NDArray[np.floating], j: int) -> list[float]:
     top = float(w.max())
     values = {0.0}
     values.update(float(w[j]) * f for f in (0.25, 0.5, 0.75, 1.33, 2.0, 4.0))

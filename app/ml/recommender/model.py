@@ -23,6 +23,7 @@ from app.ml.interactions import (
 from app.ml.placements import PLACEMENTS, mix, repeat_ranking
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
 from app.ml.recommender.config import (
+    DEFAULT_AGGREGATION,
     RecommenderConfig,
 )
 from app.ml.vocabulary import Vocabulary
@@ -224,7 +225,7 @@ class Recommender:
         return aggregate_history(
             raw,
             weights,
-            self.config.aggregation,
+            self.config.aggregation or DEFAULT_AGGREGATION,
             occurred_at=times,
             half_life_days=self.config.history_half_life_days,
         )
@@ -298,6 +299,18 @@ class Recommender:
         write_component(root / _CORE, {"available": self.available}, core_meta)
 
 
+def _component(
+    components: Mapping[str, BaseScorer], name: str, kind: type[Any], *, optional: bool = False
+) -> Any:
+    """The component ``name`` of a bundle, checked to be a ``kind`` (None if optional and absent)."""
+    found = components.get(name)
+    if found is None and optional:
+        return None
+    if not isinstance(found, kind):
+        raise ValueError(f"component {name!r} is {type(found).__name__}, not {kind.__name__}")
+    return found
+
+
 def load_recommender(directory: str | Path) -> Recommender:
     """Load a recommender saved by :meth:`TrainedRecommender.save` (mmap, no pickle).
 
@@ -323,9 +336,11 @@ def load_recommender(directory: str | Path) -> Recommender:
         blender = Blender(
             models,
             core["weights"],
-            popularity=components["popularity"],
-            trending=components.get("trending"),
-            segment_popularity=components.get("segment_popularity"),
+            popularity=_component(components, "popularity", Popularity),
+            trending=_component(components, "trending", Trending, optional=True),
+            segment_popularity=_component(
+                components, "segment_popularity", SegmentPopularity, optional=True
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"inconsistent recommender bundle in {root}: {exc!r}") from None

@@ -201,7 +201,9 @@ def training_matrices(
     """Weigh events by :func:`app.ml.interactions.event_weights` and build the matrix."""
     encoded = encode_events(events, users=users, items=items, weights=config.event_weights)
     X = interaction_matrix(
-        encoded, aggregation=config.aggregation, half_life_days=config.half_life_days
+        encoded,
+        aggregation=config.aggregation or DEFAULT_AGGREGATION,
+        half_life_days=config.half_life_days,
     ).matrix
     return TrainingMatrices(encoded, X)
 
@@ -303,8 +305,13 @@ def _tune(
     -------
     (config with the choices filled in, blend weights, a JSON-able report)
     """
-    kw = {"fraction": config.holdout_fraction, "min_interactions": config.min_interactions}
-    inner = time_split(train_events, run.users, run.items, **kw)
+    inner = time_split(
+        train_events,
+        run.users,
+        run.items,
+        fraction=config.holdout_fraction,
+        min_interactions=config.min_interactions,
+    )
     inner_events = train_events.subset(inner.train_mask)
     tuned = sample_users(inner.explore, config.tune_max_users, config.seed)
     validation = _Validation(
@@ -477,8 +484,13 @@ def _train(
     if config.aggregation is None and not (config.tune and weights is None):
         config = dataclasses.replace(config, aggregation=DEFAULT_AGGREGATION)
     if config.evaluate or tune:
-        kw = {"fraction": config.holdout_fraction, "min_interactions": config.min_interactions}
-        split = time_split(events, run.users, run.items, **kw)
+        split = time_split(
+            events,
+            run.users,
+            run.items,
+            fraction=config.holdout_fraction,
+            min_interactions=config.min_interactions,
+        )
         train_events = events.subset(split.train_mask)
         if tune:
             t0 = time.perf_counter()
