@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import health
+from app.body_size import BodySizeLimit
 from app.cache import LocalCache, make_cache
 from app.catalog.router import router as catalog_router
 from app.config import Settings, get_settings
@@ -23,7 +24,6 @@ from app.errors import ERROR_RESPONSES, install_database_error_handlers, install
 from app.events import service as events_service
 from app.events.router import router as events_router
 from app.events.webhooks import router as webhooks_router
-from app.limits import BodySizeLimit
 from app.migrate import is_up_to_date
 from app.recommendations.router import router as recommendations_router
 from app.security.keys import KeyRing

@@ -35,8 +35,8 @@ from sqlalchemy import create_engine, text
 from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.demo import import_shop
-from app.events import history
 from app.events import repository as events_repository
+from app.events import user_record
 from app.events.models import Event
 from app.main import create_app
 from app.migrate import upgrade
@@ -139,7 +139,7 @@ async def _timed(app: Any, users: list[str], requests: int, cold: bool) -> list[
     for k in range(-len(users), requests):  # one pass over the users first, untimed
         user_id = users[k % len(users)]
         if cold:
-            await history.bump_versions(state.cache, [user_id], 0)
+            await user_record.bump_versions(state.cache, [user_id], 0)
         q = RecommendQuery(exclude=[f"x{k + len(users)}"])
         started = time.perf_counter()
         await service.recommend(

@@ -13,8 +13,8 @@ from app.customers.models import User
 from app.customers.schemas import UserExport, UserIn, UserOut
 from app.db import after_commit, utcnow
 from app.errors import NotFound, ServiceUnavailable
-from app.events import history
 from app.events import service as events_service
+from app.events import user_record
 from app.events.schemas import EventOut
 from app.training.registry import ModelRegistry
 
@@ -42,7 +42,7 @@ def put(session: Session, cache: Cache, user_id: str, data: UserIn, settings: Se
     session.flush()
 
     async def _invalidate() -> None:
-        await history.bump_versions(cache, [user_id], settings.cache_ttl_seconds)
+        await user_record.bump_versions(cache, [user_id], settings.cache_ttl_seconds)
 
     after_commit(session, _invalidate)
     return user
@@ -68,7 +68,7 @@ def delete(
 
     async def _purge() -> None:
         registry.forget_user(user_id)
-        await history.bump_versions(cache, [user_id], settings.cache_ttl_seconds)
+        await user_record.bump_versions(cache, [user_id], settings.cache_ttl_seconds)
         if cache.degraded:
             log.error(
                 "an erasure could not reach the cache: the user's entries expire within %ss",

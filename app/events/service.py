@@ -18,7 +18,7 @@ from app.cache import Cache
 from app.config import Settings
 from app.db import after_commit, utcnow
 from app.errors import InvalidInput, PayloadTooLarge
-from app.events import history, repository
+from app.events import repository, user_record
 from app.events.models import Event
 from app.events.schemas import EventBatchIn, EventIn, IngestResult
 
@@ -255,7 +255,7 @@ def ingest_events(
     session.flush()
 
     async def _invalidate() -> None:
-        await history.bump_versions(cache, user_ids, settings.cache_ttl_seconds)
+        await user_record.bump_versions(cache, user_ids, settings.cache_ttl_seconds)
 
     if user_ids:
         after_commit(session, _invalidate)
@@ -289,6 +289,6 @@ def change_listener(
         return None
 
     async def invalidate(user_ids: list[str]) -> None:
-        await history.bump_versions(cache, user_ids, settings.cache_ttl_seconds)
+        await user_record.bump_versions(cache, user_ids, settings.cache_ttl_seconds)
 
     return invalidate

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.cache import Cache
 from app.config import Settings
 from app.errors import ModelNotReady, NotFound
-from app.events import history
+from app.events import user_record
 from app.ml.history import UserHistory
 from app.recommendations import repository
 from app.recommendations.repository import UserContext
@@ -190,8 +190,8 @@ async def recommend(
     """The JSON answer of GET /recommend/{user_id}, serialised once."""
     bundle = registry.current  # this request's bundle, whatever a swap does meanwhile
     model_tag = bundle.version if bundle else "fallback"
-    field = history.answer_field(model_tag, _options_key(q))
-    cached = await history.cached(cache, user_id, field)
+    field = user_record.answer_field(model_tag, _options_key(q))
+    cached = await user_record.cached(cache, user_id, field)
     # Read per request: the breaker may close again before the answer is built.
     degraded = cache.degraded
     store_ok = True
@@ -201,8 +201,8 @@ async def recommend(
         # Claimed before the store is read: what is computed here is cached only if no event
         # or erasure dropped the user's record meanwhile.
         limit = history_limit(bundle, settings)
-        history_field = history.history_field(limit)
-        version, raw_history = await history.claim(
+        history_field = user_record.history_field(limit)
+        version, raw_history = await user_record.claim(
             cache, user_id, history_field, settings.cache_ttl_seconds
         )
         user, fresh_history, store_ok = await _user(user_id, raw_history, limit, factory)
@@ -211,7 +211,7 @@ async def recommend(
             values = {field: orjson.dumps(payload)}
             if fresh_history is not None:
                 values[history_field] = fresh_history
-            await history.store(cache, user_id, version, values)
+            await user_record.store(cache, user_id, version, values)
     unavailable = registry.unavailable
     items = [it for it in payload["items"] if it["item_id"] not in unavailable]
     items = items[q.offset : q.offset + q.n]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.cache import Cache
 from app.config import Settings
 from app.errors import ModelNotReady, NotFound, ServiceUnavailable
-from app.events import history
+from app.events import user_record
 from app.ml.segmentation import aggregate_events
 from app.segments import repository
 from app.segments.schemas import MembersOut, MembersQuery, SegmentsOut
@@ -80,12 +80,12 @@ async def segment(
 ) -> bytes:
     """The JSON answer of GET /segment/{user_id}, from the user's live behaviour."""
     bundle = _bundle(registry)
-    field = history.segment_field(bundle.version, settings.segment_algorithm)
-    cached = await history.cached(cache, user_id, field)
+    field = user_record.segment_field(bundle.version, settings.segment_algorithm)
+    cached = await user_record.cached(cache, user_id, field)
     if cached is not None:
         return cached
     # Claimed before the store is read, so an answer from events dropped meanwhile is not cached.
-    version, _ = await history.claim(cache, user_id, None, settings.cache_ttl_seconds)
+    version, _ = await user_record.claim(cache, user_id, None, settings.cache_ttl_seconds)
 
     def read() -> list[Any] | None:
         with factory() as session:
@@ -100,7 +100,7 @@ async def segment(
     if rows is None:
         raise NotFound(f"user {user_id!r} does not exist")
     body = orjson.dumps(_assign(bundle, user_id, rows, settings.segment_algorithm))
-    await history.store(cache, user_id, version, {field: body})
+    await user_record.store(cache, user_id, version, {field: body})
     return body
 
 

@@ -30,8 +30,8 @@ from app.catalog.models import Item
 from app.config import Settings
 from app.customers import repository as customers_repository
 from app.db import utcnow
-from app.events import history
 from app.events import repository as events_repository
+from app.events import user_record
 from app.events.models import Event
 from app.ml.bundle import BundleError, read_component, read_manifest
 from app.ml.recommender import Recommender, load_recommender
@@ -443,7 +443,7 @@ class ModelRegistry:
             # The worker that erased dropped them from the shared cache; this one's in-process
             # tier may still hold their entries (in the embedded shape, its only tier). Before
             # polling starts this worker has cached nothing yet.
-            await history.bump_versions(self.cache, user_ids, self.settings.cache_ttl_seconds)
+            await user_record.bump_versions(self.cache, user_ids, self.settings.cache_ttl_seconds)
 
     def _read_erasures(self) -> list[tuple[int, str]]:
         # Re-reading the last minute's erasures catches one whose transaction committed after

@@ -18,7 +18,7 @@ from sqlalchemy import delete
 
 from app.db import make_engine, make_sessionmaker
 from app.demo import import_shop
-from app.events import history
+from app.events import user_record
 from app.events.models import Event
 from app.main import create_app
 from app.ml.synthetic import generate_shop
@@ -86,7 +86,7 @@ def _items(client: TestClient, user_id: str, **params) -> list[str]:
 
 def _cached_history(client: TestClient, user_id: str, limit: int) -> dict | None:
     raw = client.portal.call(
-        history.cached, client.app.state.cache, user_id, history.history_field(limit)
+        user_record.cached, client.app.state.cache, user_id, user_record.history_field(limit)
     )
     return None if raw is None else orjson.loads(raw)
 
