@@ -1,6 +1,6 @@
 """Recommendations: cache → active bundle → fallbacks, serialised once.
 
-The answer is cached in the user's record (app/events/history.py) per model version and
+The answer is cached in the user's record (app/events/user_record.py) per model version and
 options; a new event drops the record and a retrain changes the model version, so neither is
 ever answered from a stale entry. Retired items are filtered after the cache, so they never
 reappear.
