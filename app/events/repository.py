@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, any_, bindparam, delete, func, select, tex
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.catalog import repository as catalog_repository
 from app.catalog.models import Item
 from app.customers.models import User
 from app.db import utcnow
@@ -181,3 +182,26 @@ def stream_events(session: Session, batch_size: int = 50_000) -> Iterator[Sequen
             return
         last_id = rows[-1][0]
         yield rows
+
+
+def popular_items(session: Session, limit: int) -> list[tuple[str, float, list[str]]]:
+    """The `limit` recommendable items most customers had, as (item id, customers, categories).
+
+    The models' counting rule (app.ml.popularity.capped_counts): distinct users per item, so
+    one client's burst of events does not make an item the most popular.
+    """
+    users = func.count(Event.user_id.distinct())
+    counts = (
+        select(Event.item_id, users.label("n"))
+        .group_by(Event.item_id)
+        .order_by(users.desc(), Event.item_id)
+        .limit(limit)
+        .subquery()
+    )
+    rows = session.execute(
+        select(counts.c.item_id, counts.c.n, Item.categories)
+        .join(Item, Item.id == counts.c.item_id)
+        .where(catalog_repository.recommendable())
+        .order_by(counts.c.n.desc(), counts.c.item_id)
+    ).all()
+    return [(item_id, float(n), list(categories or [])) for item_id, n, categories in rows]

@@ -20,19 +20,16 @@ from typing import Any
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
 from numpy.typing import NDArray
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.cache import Cache
 from app.catalog import repository as catalog_repository
-from app.catalog.models import Item
 from app.config import Settings
 from app.customers import repository as customers_repository
 from app.db import utcnow
 from app.events import repository as events_repository
 from app.events import user_record
-from app.events.models import Event
 from app.ml.bundle import BundleError, read_component, read_manifest
 from app.ml.recommender import Recommender, load_recommender
 from app.ml.segmentation import CustomerSegmentation
@@ -386,27 +383,11 @@ class ModelRegistry:
         self.available_mask = mask
 
     def _store_popularity(self) -> list[tuple[str, float, list[str]]]:
-        # The models' counting rule (app.ml.popularity.capped_counts): distinct users per
-        # item, so one client's burst of events does not make an item the most popular.
-        users = func.count(Event.user_id.distinct())
         try:
             with self.factory() as session:
-                counts = (
-                    select(Event.item_id, users.label("n"))
-                    .group_by(Event.item_id)
-                    .order_by(users.desc(), Event.item_id)
-                    .limit(FALLBACK_SIZE)
-                    .subquery()
-                )
-                rows = session.execute(
-                    select(counts.c.item_id, counts.c.n, Item.categories)
-                    .join(Item, Item.id == counts.c.item_id)
-                    .where(catalog_repository.recommendable())
-                    .order_by(counts.c.n.desc(), counts.c.item_id)
-                ).all()
+                return events_repository.popular_items(session, FALLBACK_SIZE)
         except SQLAlchemyError:
             return self.fallback_items
-        return [(item_id, float(n), list(categories or [])) for item_id, n, categories in rows]
 
     # ---------------------------------------------------------------- facts for requests
 
