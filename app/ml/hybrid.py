@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,14 +18,12 @@ from app.ml.base import BaseScorer
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
 from app.ml.ranking import top_n
 
-REASON_KINDS = (
-    "similar_to",
-    "content_match",
-    "popular_in_segment",
-    "trending",
-    "popular",
-    "bought_before",
-)
+ReasonKind = Literal[
+    "similar_to", "content_match", "popular_in_segment", "trending", "popular", "bought_before"
+]
+REASON_KINDS: tuple[ReasonKind, ...] = get_args(ReasonKind)
+#: Where an answer comes from: the user's history, or the rules for users without one.
+Source = Literal["personalized", "cold_start"]
 # The reason an item gets when a model dominates its blended score.
 MODEL_REASONS: Mapping[str, str] = {
     "item_knn": "similar_to",
@@ -36,8 +35,8 @@ MODEL_REASONS: Mapping[str, str] = {
     "trending": "trending",
 }
 _ITEM_KINDS = ("similar_to", "content_match")
-SOURCE_PERSONALIZED = "personalized"
-SOURCE_COLD_START = "cold_start"
+SOURCE_PERSONALIZED: Source = "personalized"
+SOURCE_COLD_START: Source = "cold_start"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,7 +20,8 @@ from numpy.typing import NDArray
 from app.ml.hybrid import SOURCE_COLD_START, SOURCE_PERSONALIZED, Ranked
 from app.ml.interactions import aggregate_history
 
-PLACEMENTS = ("explore", "buy_again", "home")
+Placement = Literal["explore", "buy_again", "home"]
+PLACEMENTS: tuple[Placement, ...] = get_args(Placement)
 REPEAT_REASON = "bought_before"
 
 

@@ -8,9 +8,13 @@ from fastapi import Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import query_model
+from app.ml.hybrid import ReasonKind, Source
+from app.ml.placements import Placement
 from app.schemas import ID_MAX_LENGTH, ID_PATTERN
 
 MAX_N = 100
+#: A recommendation's source: the model's, or the store's popularity before any model.
+AnswerSource = Literal["personalized", "cold_start", "fallback"]
 MAX_OFFSET = 200
 
 
@@ -30,7 +34,7 @@ class RecommendQuery(BaseModel):
     exclude_seen: bool = Field(
         True, description="Leave out every item the user ever had (their whole history)"
     )
-    placement: Literal["explore", "buy_again", "home"] = Field(
+    placement: Placement = Field(
         "explore",
         description=(
             "What the answer is for: `explore` new items, `buy_again` items the user had "
@@ -46,7 +50,7 @@ RecommendParams = Annotated[RecommendQuery, Depends(query_model(RecommendQuery))
 class ReasonOut(BaseModel):
     """Why an item is recommended."""
 
-    type: str = Field(
+    type: ReasonKind = Field(
         description=(
             "similar_to, content_match, popular_in_segment, trending, popular or bought_before"
         )
@@ -68,7 +72,7 @@ class RecommendationOut(BaseModel):
     user_id: str
     recommendation_id: str = Field(description="Quote it when reporting clicks (attribution)")
     model_version: int | None
-    source: str = Field(description="personalized, cold_start or fallback")
+    source: AnswerSource = Field(description="personalized, cold_start or fallback")
     degraded: bool = Field(description="True when a dependency was down while answering")
     items: list[RecommendedItem]
 
@@ -89,5 +93,5 @@ class SimilarOut(BaseModel):
 
     item_id: str
     model_version: int | None
-    source: str
+    source: Source
     items: list[RecommendedItem]
