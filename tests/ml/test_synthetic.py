@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from app.ml.synthetic import EVENT_TYPES, GROUPS, SyntheticShop, generate_shop
+from app.datasets.synthetic import EVENT_TYPES, GROUPS, SyntheticShop, generate_shop
 
 VIEW, CLICK, CART, PURCHASE = range(4)
 
