@@ -1,14 +1,13 @@
 """A realistic synthetic shop for the demo, the scaling benchmarks and ground-truth tests."""
 
-from app.datasets.synthetic.shop import (
+from app.datasets.synthetic.results import (
     EVENT_TYPES,
-    GROUPS,
     EventColumns,
     SyntheticItem,
     SyntheticShop,
     SyntheticUser,
-    generate_shop,
 )
+from app.datasets.synthetic.shop import GROUPS, generate_shop
 
 __all__ = [
     "EVENT_TYPES",

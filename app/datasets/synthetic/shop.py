@@ -29,29 +29,29 @@ The output depends only on the arguments (``start`` defaults to a fixed date, no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from app.datasets.synthetic.results import (
+    CART,
+    CLICK,
+    EVENT_KEYS,
+    PURCHASE,
+    VIEW,
+    EventColumns,
+    SyntheticItem,
+    SyntheticShop,
+    SyntheticUser,
+    format_ids,
+)
 from app.datasets.synthetic.vocabulary import BRANDS, CATEGORIES, TIER_PRICE, TIERS, Category
 
-__all__ = [
-    "EVENT_TYPES",
-    "GROUPS",
-    "EventColumns",
-    "SyntheticItem",
-    "SyntheticShop",
-    "SyntheticUser",
-    "generate_shop",
-]
+__all__ = ["GROUPS", "generate_shop"]
 
-EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
-_VIEW, _CLICK, _CART, _PURCHASE = range(4)
 
 _DAY = 86_400.0
 _DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -149,177 +149,6 @@ GROUPS: tuple[_Group, ...] = (
 
 
 # ---------------------------------------------------------------------------------------------
-# Output containers
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SyntheticUser:
-    """One customer: external id, behavioural group and profile attributes."""
-
-    user_id: str
-    group: str
-    attributes: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class SyntheticItem:
-    """One catalog item with text, categories (primary first) and price."""
-
-    item_id: str
-    title: str
-    description: str
-    categories: list[str]
-    price: float
-    attributes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, eq=False)
-class EventColumns:
-    """All events as parallel arrays, sorted by time.
-
-    The compact columns (indices and codes) are stored; the string columns ``event_id``,
-    ``user_id``, ``item_id``, ``type`` and ``order_id`` are built on first access and cached,
-    so a consumer that only needs indices never pays for millions of strings.
-
-    Attributes
-    ----------
-    user_index, item_index : ndarray of shape (n_events,), int32
-        Positions in ``SyntheticShop.users`` / ``SyntheticShop.items``.
-    type_code : ndarray of shape (n_events,), int8
-        Index into ``EVENT_TYPES``.
-    quantity : ndarray of shape (n_events,), int32
-        Units bought for purchases, 0 otherwise.
-    value : ndarray of shape (n_events,), float64
-        ``price * quantity`` for purchases, NaN otherwise.
-    occurred_at : ndarray of shape (n_events,), float64
-        Unix epoch seconds, non-decreasing.
-    order_index : ndarray of shape (n_events,), int64
-        Order number for purchases (lines of one order share it), -1 otherwise.
-    """
-
-    user_index: NDArray[np.int32]
-    item_index: NDArray[np.int32]
-    type_code: NDArray[np.int8]
-    quantity: NDArray[np.int32]
-    value: NDArray[np.float64]
-    occurred_at: NDArray[np.float64]
-    order_index: NDArray[np.int64]
-    user_id_table: NDArray[np.str_] = field(repr=False)
-    item_id_table: NDArray[np.str_] = field(repr=False)
-    seed: int = 0
-
-    def __len__(self) -> int:
-        return int(self.type_code.shape[0])
-
-    @cached_property
-    def event_id(self) -> NDArray[np.str_]:
-        """Unique, deterministic client event ids ``e<seed>-<nnnnnnnnn>``, shape (n_events,)."""
-        width = max(9, len(str(len(self))))
-        return _format_ids(f"e{self.seed}-", np.arange(len(self)), width)
-
-    @cached_property
-    def user_id(self) -> NDArray[np.str_]:
-        """External user id of every event, shape (n_events,)."""
-        return self.user_id_table[self.user_index]
-
-    @cached_property
-    def item_id(self) -> NDArray[np.str_]:
-        """External item id of every event, shape (n_events,)."""
-        return self.item_id_table[self.item_index]
-
-    @cached_property
-    def type(self) -> NDArray[np.str_]:
-        """Event type name of every event, shape (n_events,)."""
-        return np.asarray(EVENT_TYPES)[self.type_code]
-
-    @cached_property
-    def order_id(self) -> NDArray[np.str_]:
-        """Order id ``o<seed>-<nnnnnnn>`` for purchases, ``""`` otherwise, shape (n_events,)."""
-        is_order = self.order_index >= 0
-        n_orders = int(self.order_index.max()) + 1 if is_order.any() else 0
-        width = max(7, len(str(n_orders)))
-        formatted = _format_ids(f"o{self.seed}-", self.order_index[is_order], width)
-        out = np.full(len(self), "", dtype=formatted.dtype if formatted.size else "U1")
-        out[is_order] = formatted
-        return out
-
-    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
-        """Yield events ``start:stop`` as JSON-able dicts in the ``POST /events`` shape."""
-        stop = len(self) if stop is None else min(stop, len(self))
-        cols = (
-            self.event_id,
-            self.user_id,
-            self.item_id,
-            self.type,
-            self.value,
-            self.occurred_at,
-            self.order_id,
-            self.quantity,
-        )
-        for i in range(start, stop):
-            value = float(cols[4][i])
-            row: dict[str, Any] = {
-                "event_id": str(cols[0][i]),
-                "user_id": str(cols[1][i]),
-                "item_id": str(cols[2][i]),
-                "type": str(cols[3][i]),
-                "value": None if np.isnan(value) else value,
-                "occurred_at": float(cols[5][i]),
-            }
-            if cols[6][i]:
-                row["order_id"] = str(cols[6][i])
-                row["quantity"] = int(cols[7][i])
-            yield row
-
-
-@dataclass(frozen=True, eq=False)
-class SyntheticShop:
-    """A generated shop: users, items, events and the ground-truth behavioural groups.
-
-    Attributes
-    ----------
-    users : list of SyntheticUser, length n_users
-    items : list of SyntheticItem, length n_items
-    events : EventColumns with n_events rows, sorted by time
-    groups : ndarray of shape (n_users,), int8
-        Index into ``group_names`` of every user's behavioural group.
-    group_names : tuple of str
-    categories : tuple of str
-        The category names in use (primary category order).
-    item_category : ndarray of shape (n_items,), int16
-        Index into ``categories`` of every item's primary category.
-    start, end : datetime
-        The simulated window; ``end`` is the natural "now" for recency.
-    """
-
-    users: list[SyntheticUser]
-    items: list[SyntheticItem]
-    events: EventColumns
-    groups: NDArray[np.int8]
-    group_names: tuple[str, ...]
-    categories: tuple[str, ...]
-    item_category: NDArray[np.int16]
-    start: datetime
-    end: datetime
-
-    @property
-    def now(self) -> float:
-        """End of the simulated window as epoch seconds."""
-        return self.end.timestamp()
-
-    @property
-    def user_ids(self) -> NDArray[np.str_]:
-        """External user ids in ``users`` order, shape (n_users,)."""
-        return self.events.user_id_table
-
-    @property
-    def item_ids(self) -> NDArray[np.str_]:
-        """External item ids in ``items`` order, shape (n_items,)."""
-        return self.events.item_id_table
-
-
-# ---------------------------------------------------------------------------------------------
 # Generator
 # ---------------------------------------------------------------------------------------------
 
@@ -368,14 +197,14 @@ def generate_shop(
     n_browse = n_events - purchases["n_events"]
     browse = _make_browsing(rng, users, catalog, n_browse, span, t0)
 
-    cols = {k: np.concatenate([purchases.pop(k), browse.pop(k)]) for k in _EVENT_KEYS}
+    cols = {k: np.concatenate([purchases.pop(k), browse.pop(k)]) for k in EVENT_KEYS}
     # Stable order: by time, then by funnel stage so a clipped view never follows its purchase
     # (two stable argsorts are several times faster than lexsort here).
     by_stage = np.argsort(cols["type_code"], kind="stable")
     order = by_stage[np.argsort(cols["occurred_at"][by_stage], kind="stable")]
     del by_stage
-    user_table = _format_ids("u", np.arange(1, n_users + 1), max(5, len(str(n_users))))
-    item_table = _format_ids("i", np.arange(1, n_items + 1), max(5, len(str(n_items))))
+    user_table = format_ids("u", np.arange(1, n_users + 1), max(5, len(str(n_users))))
+    item_table = format_ids("i", np.arange(1, n_items + 1), max(5, len(str(n_items))))
     events = EventColumns(
         user_index=cols.pop("user_index")[order],
         item_index=cols.pop("item_index")[order],
@@ -426,17 +255,6 @@ def generate_shop(
         start=start,
         end=datetime.fromtimestamp(t0 + span, tz=UTC),
     )
-
-
-_EVENT_KEYS = (
-    "user_index",
-    "item_index",
-    "type_code",
-    "quantity",
-    "value",
-    "occurred_at",
-    "order_index",
-)
 
 
 def _make_catalog(
@@ -701,12 +519,12 @@ def _make_purchases(
     order_idx = rank[order_idx]
 
     stages = [
-        (_VIEW, t_view, None),
-        (_CLICK, t_click, clicked),
-        (_CART, t_cart, None),
-        (_PURCHASE, t_buy, None),
+        (VIEW, t_view, None),
+        (CLICK, t_click, clicked),
+        (CART, t_cart, None),
+        (PURCHASE, t_buy, None),
     ]
-    parts: dict[str, list[NDArray[Any]]] = {k: [] for k in _EVENT_KEYS}
+    parts: dict[str, list[NDArray[Any]]] = {k: [] for k in EVENT_KEYS}
     price = catalog["price"]
     for code, t, mask in stages:
         sel = slice(None) if mask is None else mask
@@ -714,7 +532,7 @@ def _make_purchases(
         parts["user_index"].append(line_user[sel].astype(np.int32))
         parts["item_index"].append(item[sel].astype(np.int32))
         parts["type_code"].append(np.full(m, code, np.int8))
-        is_buy = code == _PURCHASE
+        is_buy = code == PURCHASE
         parts["quantity"].append(qty.astype(np.int32) if is_buy else np.zeros(m, np.int32))
         parts["value"].append(price[item] * qty if is_buy else np.full(m, np.nan))
         parts["occurred_at"].append(np.clip(t[sel], 0.0, span - 1.0))
@@ -764,8 +582,8 @@ def _make_browsing(
     t_click = t_view + rng.uniform(5, 300, n_chains)
     t_cart = t_click + rng.uniform(30, 900, n_chains)
 
-    parts: dict[str, list[NDArray[Any]]] = {k: [] for k in _EVENT_KEYS}
-    for code, t, min_len in ((_VIEW, t_view, 1), (_CLICK, t_click, 2), (_CART, t_cart, 3)):
+    parts: dict[str, list[NDArray[Any]]] = {k: [] for k in EVENT_KEYS}
+    for code, t, min_len in ((VIEW, t_view, 1), (CLICK, t_click, 2), (CART, t_cart, 3)):
         sel = length >= min_len
         m = int(sel.sum())
         parts["user_index"].append(chain_user[sel].astype(np.int32))
@@ -776,17 +594,3 @@ def _make_browsing(
         parts["occurred_at"].append(np.clip(t[sel], 0.0, span - 1.0))
         parts["order_index"].append(np.full(m, -1, np.int64))
     return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-def _format_ids(prefix: str, numbers: NDArray[np.int64], width: int) -> NDArray[np.str_]:
-    """Zero-padded ids ``prefix + number`` without a Python loop, shape (n,)."""
-    numbers = np.asarray(numbers, dtype=np.int64)
-    pre = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
-    n, p = numbers.shape[0], pre.shape[0]
-    buf = np.empty((n, p + width), dtype=np.uint8)
-    buf[:, :p] = pre
-    rest = numbers.copy()
-    for j in range(width - 1, -1, -1):
-        buf[:, p + j] = rest % 10 + 48
-        rest //= 10
-    return buf.view(f"S{p + width}").ravel().astype(f"U{p + width}")
