@@ -1,5 +1,6 @@
 """A realistic synthetic shop for the demo, the scaling benchmarks and ground-truth tests."""
 
+from app.datasets.synthetic.customers import GROUPS
 from app.datasets.synthetic.results import (
     EVENT_TYPES,
     EventColumns,
@@ -7,7 +8,7 @@ from app.datasets.synthetic.results import (
     SyntheticShop,
     SyntheticUser,
 )
-from app.datasets.synthetic.shop import GROUPS, generate_shop
+from app.datasets.synthetic.shop import generate_shop
 
 __all__ = [
     "EVENT_TYPES",

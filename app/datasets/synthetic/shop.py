@@ -29,13 +29,13 @@ The output depends only on the arguments (``start`` defaults to a fixed date, no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from app.datasets.synthetic.customers import GROUPS, group_param, make_users
 from app.datasets.synthetic.results import (
     CART,
     CLICK,
@@ -50,29 +50,13 @@ from app.datasets.synthetic.results import (
 )
 from app.datasets.synthetic.vocabulary import BRANDS, CATEGORIES, TIER_PRICE, TIERS, Category
 
-__all__ = ["GROUPS", "generate_shop"]
+__all__ = ["generate_shop"]
 
 
 _DAY = 86_400.0
 _DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 _MAX_PURCHASE_SHARE = 0.4
 
-
-_COUNTRIES: tuple[str, ...] = (
-    "United Kingdom",
-    "Germany",
-    "France",
-    "Netherlands",
-    "Spain",
-    "Ireland",
-    "Italy",
-    "Belgium",
-    "Sweden",
-    "Poland",
-)
-_COUNTRY_P = np.array([0.46, 0.12, 0.1, 0.06, 0.06, 0.05, 0.05, 0.04, 0.03, 0.03])
-_CHANNELS: tuple[str, ...] = ("organic", "paid_search", "social", "email", "referral")
-_DEVICES: tuple[str, ...] = ("mobile", "desktop", "app")
 
 # Monday .. Sunday and hour-of-day activity (evenings and weekends are busiest).
 _WEEKDAY_W = np.array([0.92, 0.95, 0.97, 1.0, 1.04, 1.12, 1.2])
@@ -104,48 +88,6 @@ _HOUR_W = np.array(
         0.45,
     ]
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# Behavioural groups
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Group:
-    name: str
-    share: float
-    first_seen: tuple[float, float]  # fraction of the window
-    active_until: tuple[float, float]  # fraction of the window; >1 clips to the end
-    min_orders: int
-    extra_orders: float  # Poisson mean on top of min_orders (scaled down on small budgets)
-    lines: float  # mean distinct lines per order
-    quantity: float  # mean units per line
-    price_level: int  # 0 budget, 1 standard, 2 premium tastes
-    browse: float  # relative browsing intensity
-    taste: tuple[str, ...]  # categories this group over-indexes on
-    order_span_days: float | None = None  # orders happen within this many days of first seen
-
-
-# fmt: off
-GROUPS: tuple[_Group, ...] = (
-    _Group("loyal_big_spenders", 0.10, (0.0, 0.2), (1.0, 1.0), 10, 10.0, 3.0, 1.3, 2, 3.0,
-           ("Electronics", "Jewellery & Watches", "Women's Fashion", "Men's Fashion",
-            "Bags & Travel")),
-    _Group("bargain_hunters", 0.17, (0.1, 0.5), (1.0, 1.0), 4, 3.0, 4.0, 1.5, 0, 2.0,
-           ("Party & Seasonal", "Stationery & Office", "Kitchen & Dining", "Pet Supplies",
-            "Beauty & Personal Care")),
-    _Group("one_time_buyers", 0.20, (0.05, 0.6), (0.0, 0.0), 1, 0.0, 1.6, 1.2, 1, 0.5,
-           ("Books", "Toys & Games", "Home Decor", "Party & Seasonal"), order_span_days=3.0),
-    _Group("lapsed_customers", 0.13, (0.0, 0.15), (0.3, 0.45), 4, 2.0, 2.5, 1.3, 1, 1.0,
-           ("Home Decor", "Garden & Outdoor", "Lighting", "Kitchen & Dining")),
-    _Group("new_customers", 0.13, (0.9, 0.99), (1.0, 1.0), 1, 0.4, 2.0, 1.2, 1, 1.5,
-           ("Beauty & Personal Care", "Sports & Fitness", "Women's Fashion", "Books")),
-    _Group("window_shoppers", 0.27, (0.0, 0.9), (1.0, 1.0), 0, 0.0, 0.0, 0.0, 1, 2.5,
-           ("Electronics", "Home Decor", "Lighting", "Bags & Travel")),
-)
-"""The behavioural groups, in label-index order (``SyntheticShop.groups`` indexes them)."""
-# fmt: on
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +133,7 @@ def generate_shop(
     cats = CATEGORIES[: min(len(CATEGORIES), n_items)]
     cat_names = tuple(c.name for c in cats)
     catalog = _make_catalog(rng, n_items, cats)
-    users = _make_users(rng, n_users, cat_names)
+    users = make_users(rng, n_users, cat_names)
 
     purchases = _make_purchases(rng, users, catalog, n_events, span, t0)
     n_browse = n_events - purchases["n_events"]
@@ -366,48 +308,6 @@ class _ItemSampler:
         return self.items[np.minimum(pos, self.keys.shape[0] - 1)]
 
 
-def _make_users(
-    rng: np.random.Generator, n_users: int, cat_names: tuple[str, ...]
-) -> dict[str, Any]:
-    shares = np.array([g.share for g in GROUPS])
-    group = rng.choice(len(GROUPS), n_users, p=shares / shares.sum())
-    n_cat = len(cat_names)
-    # Category taste: a global base plus a strong boost on the group's categories.
-    base = np.linspace(1.5, 0.7, n_cat)
-    taste = np.tile(base, (len(GROUPS), 1))
-    for gi, g in enumerate(GROUPS):
-        for name in g.taste:
-            if name in cat_names:
-                taste[gi, cat_names.index(name)] *= 5.0
-    logp = np.log(taste / taste.sum(axis=1, keepdims=True))[group]
-    n_fav = min(3, n_cat)
-    # Gumbel top-k: three distinct favourite categories per user, in one vectorised draw.
-    favs = np.argsort(-(logp + rng.gumbel(size=logp.shape)), axis=1)[:, :n_fav]
-
-    def span(attr: str) -> NDArray[np.float64]:
-        lo = np.array([getattr(g, attr)[0] for g in GROUPS])[group]
-        hi = np.array([getattr(g, attr)[1] for g in GROUPS])[group]
-        return lo + (hi - lo) * rng.random(n_users)
-
-    first = span("first_seen")
-    until = np.maximum(span("active_until"), first)
-    country = rng.choice(len(_COUNTRIES), n_users, p=_COUNTRY_P / _COUNTRY_P.sum())
-    channel = rng.integers(0, len(_CHANNELS), n_users)
-    device = rng.integers(0, len(_DEVICES), n_users)
-    attributes = [
-        {"country": _COUNTRIES[c], "signup_channel": _CHANNELS[ch], "device": _DEVICES[d]}
-        for c, ch, d in zip(country.tolist(), channel.tolist(), device.tolist(), strict=True)
-    ]
-    return {
-        "group": group,
-        "favs": favs,
-        "first": first,
-        "until": until,
-        "attributes": attributes,
-        "global_p": base / base.sum(),
-    }
-
-
 def _pick_categories(
     rng: np.random.Generator, users: dict[str, Any], user: NDArray[np.int64]
 ) -> NDArray[np.int64]:
@@ -449,16 +349,12 @@ def _sample_times(
     return np.clip(t, lo, hi)
 
 
-def _group_param(users: dict[str, Any], attr: str) -> NDArray[np.float64]:
-    return np.array([float(getattr(g, attr)) for g in GROUPS])[users["group"]]
-
-
 def _purchase_scale(users: dict[str, Any], budget: float) -> float:
     """Largest factor in [0, 1] for extra orders and extra lines keeping purchases in budget."""
     per_line = 3.6  # view, cart, purchase, and a click 60% of the time
-    min_o = _group_param(users, "min_orders")
-    extra_o = _group_param(users, "extra_orders")
-    lines = np.maximum(_group_param(users, "lines") - 1.0, 0.0)
+    min_o = group_param(users, "min_orders")
+    extra_o = group_param(users, "extra_orders")
+    lines = np.maximum(group_param(users, "lines") - 1.0, 0.0)
 
     def expected(s: float) -> float:
         return float(np.sum((min_o + s * extra_o) * (1.0 + s * lines) * (min_o > 0))) * per_line
@@ -482,8 +378,8 @@ def _make_purchases(
 ) -> dict[str, Any]:
     n_users = users["group"].shape[0]
     s = _purchase_scale(users, _MAX_PURCHASE_SHARE * n_events)
-    min_o = _group_param(users, "min_orders").astype(np.int64)
-    n_orders = min_o + rng.poisson(s * _group_param(users, "extra_orders"))
+    min_o = group_param(users, "min_orders").astype(np.int64)
+    n_orders = min_o + rng.poisson(s * group_param(users, "extra_orders"))
     n_orders[min_o == 0] = 0
     order_user = np.repeat(np.arange(n_users), n_orders)
     first = users["first"][order_user] * span
@@ -493,7 +389,7 @@ def _make_purchases(
     until = np.where(np.isnan(within), until, first + np.nan_to_num(within) * _DAY)
     order_t = _sample_times(rng, first, until, t0, span)
 
-    lines_mean = _group_param(users, "lines")[order_user]
+    lines_mean = group_param(users, "lines")[order_user]
     n_lines = 1 + rng.poisson(s * np.maximum(lines_mean - 1.0, 0.0))
     line_order = np.repeat(np.arange(order_user.shape[0]), n_lines)
     line_user = order_user[line_order]
@@ -504,9 +400,9 @@ def _make_purchases(
         line_order, line_user = line_order[keep], line_user[keep]
     n = line_order.shape[0]
 
-    level = _group_param(users, "price_level").astype(np.int64)[line_user]
+    level = group_param(users, "price_level").astype(np.int64)[line_user]
     item = catalog["sampler"].sample(rng, _pick_categories(rng, users, line_user), level)
-    qty = 1 + rng.poisson(np.maximum(_group_param(users, "quantity")[line_user] - 1.0, 0.0))
+    qty = 1 + rng.poisson(np.maximum(group_param(users, "quantity")[line_user] - 1.0, 0.0))
     t_buy = order_t[line_order] + np.arange(n) % 7  # lines of one order a few seconds apart
     t_cart = t_buy - rng.uniform(60, 1800, n)
     t_view = t_cart - rng.uniform(30, 1800, n)
@@ -565,7 +461,7 @@ def _make_browsing(
         length[-1] -= int(cum[n_chains - 1] - n_events)  # truncate the last funnel
 
     # Every user gets one chain when the budget allows; the rest by browsing intensity.
-    weight = _group_param(users, "browse") * rng.lognormal(0.0, 0.6, n_users)
+    weight = group_param(users, "browse") * rng.lognormal(0.0, 0.6, n_users)
     weight *= np.sqrt(np.maximum(users["until"] - users["first"], 0.02))
     if n_chains >= n_users:
         per_user = 1 + rng.multinomial(n_chains - n_users, weight / weight.sum())
@@ -573,7 +469,7 @@ def _make_browsing(
         per_user = rng.multinomial(n_chains, weight / weight.sum())
     chain_user = rng.permutation(np.repeat(np.arange(n_users), per_user))
 
-    level = _group_param(users, "price_level").astype(np.int64)[chain_user]
+    level = group_param(users, "price_level").astype(np.int64)[chain_user]
     item = catalog["sampler"].sample(rng, _pick_categories(rng, users, chain_user), level)
     # Browsing lasts a little past the last order (one-time buyers look around for a month).
     first = users["first"][chain_user] * span
