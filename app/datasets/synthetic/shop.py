@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from app.datasets.synthetic.clock import DAY, sample_times
 from app.datasets.synthetic.customers import GROUPS, group_param, make_users
 from app.datasets.synthetic.results import (
     CART,
@@ -53,41 +54,8 @@ from app.datasets.synthetic.vocabulary import BRANDS, CATEGORIES, TIER_PRICE, TI
 __all__ = ["generate_shop"]
 
 
-_DAY = 86_400.0
 _DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 _MAX_PURCHASE_SHARE = 0.4
-
-
-# Monday .. Sunday and hour-of-day activity (evenings and weekends are busiest).
-_WEEKDAY_W = np.array([0.92, 0.95, 0.97, 1.0, 1.04, 1.12, 1.2])
-_HOUR_W = np.array(
-    [
-        0.2,
-        0.12,
-        0.08,
-        0.06,
-        0.06,
-        0.1,
-        0.25,
-        0.5,
-        0.8,
-        0.95,
-        1.0,
-        1.05,
-        1.15,
-        1.1,
-        1.0,
-        0.95,
-        0.95,
-        1.05,
-        1.25,
-        1.45,
-        1.5,
-        1.3,
-        0.9,
-        0.45,
-    ]
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +96,7 @@ def generate_shop(
         start = start.replace(tzinfo=UTC)
     rng = np.random.default_rng(seed)
     t0 = start.timestamp()
-    span = days * _DAY
+    span = days * DAY
 
     cats = CATEGORIES[: min(len(CATEGORIES), n_items)]
     cat_names = tuple(c.name for c in cats)
@@ -322,33 +290,6 @@ def _pick_categories(
     return cat
 
 
-def _sample_times(
-    rng: np.random.Generator,
-    lo: NDArray[np.float64],
-    hi: NDArray[np.float64],
-    t0: float,
-    span: float,
-) -> NDArray[np.float64]:
-    """Times in ``[lo, hi]`` (seconds from start) following the weekly and daily cycle."""
-    lo = np.clip(lo, 0.0, span - 1.0)
-    hi = np.clip(np.maximum(hi, lo), 0.0, span - 1.0)
-    day_lo = np.floor(lo / _DAY)
-    n_days = np.floor(hi / _DAY) - day_lo + 1
-    weekday0 = datetime.fromtimestamp(t0, tz=UTC).weekday()
-    day = np.empty_like(lo)
-    todo = np.arange(lo.shape[0])
-    accept_p = _WEEKDAY_W / _WEEKDAY_W.max()
-    while todo.size:
-        d = day_lo[todo] + np.floor(rng.random(todo.size) * n_days[todo])
-        ok = rng.random(todo.size) < accept_p[(weekday0 + d.astype(np.int64)) % 7]
-        day[todo[ok]] = d[ok]
-        todo = todo[~ok]
-    hour_cdf = np.cumsum(_HOUR_W) / _HOUR_W.sum()
-    hour = np.minimum(np.searchsorted(hour_cdf, rng.random(lo.shape[0]), side="right"), 23)
-    t = day * _DAY + (hour + rng.random(lo.shape[0])) * 3600.0
-    return np.clip(t, lo, hi)
-
-
 def _purchase_scale(users: dict[str, Any], budget: float) -> float:
     """Largest factor in [0, 1] for extra orders and extra lines keeping purchases in budget."""
     per_line = 3.6  # view, cart, purchase, and a click 60% of the time
@@ -386,8 +327,8 @@ def _make_purchases(
     until = users["until"][order_user] * span
     span_days = np.array([g.order_span_days or np.nan for g in GROUPS])[users["group"]]
     within = span_days[order_user]
-    until = np.where(np.isnan(within), until, first + np.nan_to_num(within) * _DAY)
-    order_t = _sample_times(rng, first, until, t0, span)
+    until = np.where(np.isnan(within), until, first + np.nan_to_num(within) * DAY)
+    order_t = sample_times(rng, first, until, t0, span)
 
     lines_mean = group_param(users, "lines")[order_user]
     n_lines = 1 + rng.poisson(s * np.maximum(lines_mean - 1.0, 0.0))
@@ -473,8 +414,8 @@ def _make_browsing(
     item = catalog["sampler"].sample(rng, _pick_categories(rng, users, chain_user), level)
     # Browsing lasts a little past the last order (one-time buyers look around for a month).
     first = users["first"][chain_user] * span
-    until = np.maximum(users["until"][chain_user] * span, first + 30 * _DAY)
-    t_view = _sample_times(rng, first, until, t0, span)
+    until = np.maximum(users["until"][chain_user] * span, first + 30 * DAY)
+    t_view = sample_times(rng, first, until, t0, span)
     t_click = t_view + rng.uniform(5, 300, n_chains)
     t_cart = t_click + rng.uniform(30, 900, n_chains)
 
