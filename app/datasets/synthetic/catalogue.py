@@ -18,6 +18,23 @@ from app.datasets.synthetic.vocabulary import BRANDS, TIER_PRICE, TIERS, Categor
 def make_catalog(
     rng: np.random.Generator, n_items: int, cats: tuple[Category, ...]
 ) -> dict[str, Any]:
+    """Draw every item's category, tier, price, popularity and text, and a sampler over them."""
+    category, tier, price, popularity = _draw_items(rng, n_items, cats)
+    text = _describe_items(rng, category, tier, cats)
+    return {
+        "category": category,
+        "tier": tier,
+        "price": price,
+        "popularity": popularity,
+        **text,
+        "sampler": ItemSampler(category, tier, popularity, len(cats)),
+    }
+
+
+def _draw_items(
+    rng: np.random.Generator, n_items: int, cats: tuple[Category, ...]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    """Each item's primary category, price tier, price and popularity weight, shape (n_items,)."""
     n_cat = len(cats)
     # Uneven category sizes, but every category gets at least one item.
     cat_w = rng.dirichlet(np.full(n_cat, 4.0))
@@ -30,7 +47,17 @@ def make_catalog(
     # Zipf-like popularity over a random global ranking.
     rank = rng.permutation(n_items)
     popularity = 1.0 / (rank + 1.0)
+    return category, tier, price, popularity
 
+
+def _describe_items(
+    rng: np.random.Generator,
+    category: NDArray[np.int64],
+    tier: NDArray[np.int64],
+    cats: tuple[Category, ...],
+) -> dict[str, list[Any]]:
+    """Titles, descriptions, category lists (primary first) and attributes of the items."""
+    n_items, n_cat = category.shape[0], len(cats)
     picks = rng.integers(0, 1 << 30, size=(n_items, 8))
     secondary = rng.random(n_items) < 0.15
     second_cat = (category + 1 + rng.integers(0, max(n_cat - 1, 1), n_items)) % n_cat
@@ -41,25 +68,9 @@ def make_catalog(
     attributes: list[dict[str, Any]] = []
     for i, (c, p) in enumerate(zip(category.tolist(), picks.tolist(), strict=True)):
         cat = cats[c]
-        noun = cat.nouns[p[0] % len(cat.nouns)]
-        adj = cat.adjectives[p[1] % len(cat.adjectives)]
-        adj2 = cat.adjectives[(p[1] + 1 + p[6] % (len(cat.adjectives) - 1)) % len(cat.adjectives)]
-        material = cat.materials[p[2] % len(cat.materials)]
-        if material.split()[-1] in noun:  # no "linen linen trousers"
-            material = cat.materials[(p[2] + 1) % len(cat.materials)]
-        feature = cat.features[p[3] % len(cat.features)]
-        use = cat.uses[p[4] % len(cat.uses)]
         b = BRANDS[brand[i]]
-        titles.append(f"{b} {adj.capitalize()} {material.title()} {noun.title()}")
-        template = p[5] % 3
-        if template == 0:
-            desc = f"A {adj} {noun} in {material}, {feature}. Ideal {use}."
-        elif template == 1:
-            desc = f"This {adj2} {material} {noun} is {adj} and {feature}, made {use}."
-        else:
-            desc = (
-                f"{adj.capitalize()} {noun} crafted from {material} {feature}; a {adj2} pick {use}."
-            )
+        title, desc = _item_text(cat, p, b)
+        titles.append(title)
         descriptions.append(desc)
         cl = [cat.name]
         if secondary[i] and n_cat > 1:
@@ -67,16 +78,32 @@ def make_catalog(
         categories.append(cl)
         attributes.append({"brand": b, "price_tier": TIERS[tier[i]]})
     return {
-        "category": category,
-        "tier": tier,
-        "price": price,
-        "popularity": popularity,
         "title": titles,
         "description": descriptions,
         "categories": categories,
         "attributes": attributes,
-        "sampler": ItemSampler(category, tier, popularity, n_cat),
     }
+
+
+def _item_text(cat: Category, p: list[int], brand: str) -> tuple[str, str]:
+    """An item's title and description from its category's words, chosen by the draws ``p``."""
+    noun = cat.nouns[p[0] % len(cat.nouns)]
+    adj = cat.adjectives[p[1] % len(cat.adjectives)]
+    adj2 = cat.adjectives[(p[1] + 1 + p[6] % (len(cat.adjectives) - 1)) % len(cat.adjectives)]
+    material = cat.materials[p[2] % len(cat.materials)]
+    if material.split()[-1] in noun:  # no "linen linen trousers"
+        material = cat.materials[(p[2] + 1) % len(cat.materials)]
+    feature = cat.features[p[3] % len(cat.features)]
+    use = cat.uses[p[4] % len(cat.uses)]
+    title = f"{brand} {adj.capitalize()} {material.title()} {noun.title()}"
+    template = p[5] % 3
+    if template == 0:
+        desc = f"A {adj} {noun} in {material}, {feature}. Ideal {use}."
+    elif template == 1:
+        desc = f"This {adj2} {material} {noun} is {adj} and {feature}, made {use}."
+    else:
+        desc = f"{adj.capitalize()} {noun} crafted from {material} {feature}; a {adj2} pick {use}."
+    return title, desc
 
 
 class ItemSampler:
