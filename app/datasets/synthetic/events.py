@@ -63,28 +63,9 @@ def make_purchases(
     t0: float,
 ) -> dict[str, Any]:
     """Order lines and their funnels as event columns (unsorted) plus ``n_events``."""
-    n_users = users["group"].shape[0]
     s = _purchase_scale(users, _MAX_PURCHASE_SHARE * n_events)
-    min_o = group_param(users, "min_orders").astype(np.int64)
-    n_orders = min_o + rng.poisson(s * group_param(users, "extra_orders"))
-    n_orders[min_o == 0] = 0
-    order_user = np.repeat(np.arange(n_users), n_orders)
-    first = users["first"][order_user] * span
-    until = users["until"][order_user] * span
-    span_days = np.array([g.order_span_days or np.nan for g in GROUPS])[users["group"]]
-    within = span_days[order_user]
-    until = np.where(np.isnan(within), until, first + np.nan_to_num(within) * DAY)
-    order_t = sample_times(rng, first, until, t0, span)
-
-    lines_mean = group_param(users, "lines")[order_user]
-    n_lines = 1 + rng.poisson(s * np.maximum(lines_mean - 1.0, 0.0))
-    line_order = np.repeat(np.arange(order_user.shape[0]), n_lines)
-    line_user = order_user[line_order]
-    # Hard cap for tiny budgets, where min_orders alone overflow: drop lines at random.
-    max_lines = n_events // 4
-    if line_order.shape[0] > max_lines:
-        keep = np.sort(rng.choice(line_order.shape[0], max_lines, replace=False))
-        line_order, line_user = line_order[keep], line_user[keep]
+    order_user, order_t = _draw_orders(rng, users, s, span, t0)
+    line_order, line_user = _draw_lines(rng, users, order_user, s, n_events)
     n = line_order.shape[0]
 
     level = group_param(users, "price_level").astype(np.int64)[line_user]
@@ -95,11 +76,7 @@ def make_purchases(
     t_view = t_cart - rng.uniform(30, 1800, n)
     clicked = rng.random(n) < 0.6
     t_click = t_view + (t_cart - t_view) * rng.random(n)
-    # Renumber orders densely in time order so order ids read naturally.
-    kept_orders, order_idx = np.unique(line_order, return_inverse=True)
-    rank = np.empty(kept_orders.shape[0], dtype=np.int64)
-    rank[np.argsort(order_t[kept_orders], kind="stable")] = np.arange(kept_orders.shape[0])
-    order_idx = rank[order_idx]
+    order_idx = _dense_order_index(line_order, order_t)
 
     stages = [
         (VIEW, t_view, None),
@@ -107,8 +84,70 @@ def make_purchases(
         (CART, t_cart, None),
         (PURCHASE, t_buy, None),
     ]
+    out = _funnel_columns(stages, line_user, item, qty, order_idx, catalog["price"], span)
+    out["n_events"] = out["type_code"].shape[0]
+    return out
+
+
+def _draw_orders(
+    rng: np.random.Generator, users: dict[str, Any], s: float, span: float, t0: float
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Every order's customer and time (seconds from start), shape (n_orders,)."""
+    n_users = users["group"].shape[0]
+    min_o = group_param(users, "min_orders").astype(np.int64)
+    n_orders = min_o + rng.poisson(s * group_param(users, "extra_orders"))
+    n_orders[min_o == 0] = 0
+    order_user = np.repeat(np.arange(n_users), n_orders)
+    first = users["first"][order_user] * span
+    until = users["until"][order_user] * span
+    span_days = np.array([g.order_span_days or np.nan for g in GROUPS])[users["group"]]
+    within = span_days[order_user]
+    until = np.where(np.isnan(within), until, first + np.nan_to_num(within) * DAY)
+    return order_user, sample_times(rng, first, until, t0, span)
+
+
+def _draw_lines(
+    rng: np.random.Generator,
+    users: dict[str, Any],
+    order_user: NDArray[np.int64],
+    s: float,
+    n_events: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Every order line's order and customer, shape (n_lines,), at most ``n_events // 4``."""
+    lines_mean = group_param(users, "lines")[order_user]
+    n_lines = 1 + rng.poisson(s * np.maximum(lines_mean - 1.0, 0.0))
+    line_order = np.repeat(np.arange(order_user.shape[0]), n_lines)
+    line_user = order_user[line_order]
+    # Hard cap for tiny budgets, where min_orders alone overflow: drop lines at random.
+    max_lines = n_events // 4
+    if line_order.shape[0] > max_lines:
+        keep = np.sort(rng.choice(line_order.shape[0], max_lines, replace=False))
+        line_order, line_user = line_order[keep], line_user[keep]
+    return line_order, line_user
+
+
+def _dense_order_index(
+    line_order: NDArray[np.int64], order_t: NDArray[np.float64]
+) -> NDArray[np.int64]:
+    """Renumber the kept orders densely in time order so order ids read naturally."""
+    kept_orders, order_idx = np.unique(line_order, return_inverse=True)
+    rank = np.empty(kept_orders.shape[0], dtype=np.int64)
+    rank[np.argsort(order_t[kept_orders], kind="stable")] = np.arange(kept_orders.shape[0])
+    return rank[order_idx]
+
+
+def _funnel_columns(
+    stages: list[tuple[int, NDArray[np.float64], NDArray[np.bool_] | None]],
+    line_user: NDArray[np.int64],
+    item: NDArray[np.int64],
+    qty: NDArray[np.int64],
+    order_idx: NDArray[np.int64],
+    price: NDArray[np.float64],
+    span: float,
+) -> dict[str, Any]:
+    """Event columns of the purchase funnels: one block per stage, lines kept by its mask."""
+    n = line_user.shape[0]
     parts: dict[str, list[NDArray[Any]]] = {k: [] for k in EVENT_KEYS}
-    price = catalog["price"]
     for code, t, mask in stages:
         sel = slice(None) if mask is None else mask
         m = n if mask is None else int(mask.sum())
@@ -120,9 +159,7 @@ def make_purchases(
         parts["value"].append(price[item] * qty if is_buy else np.full(m, np.nan))
         parts["occurred_at"].append(np.clip(t[sel], 0.0, span - 1.0))
         parts["order_index"].append(order_idx if is_buy else np.full(m, -1, np.int64))
-    out: dict[str, Any] = {k: np.concatenate(v) for k, v in parts.items()}
-    out["n_events"] = out["type_code"].shape[0]
-    return out
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def make_browsing(
