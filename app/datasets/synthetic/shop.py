@@ -30,8 +30,10 @@ The output depends only on the arguments (``start`` defaults to a fixed date, no
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from app.datasets.synthetic.catalogue import make_catalog
 from app.datasets.synthetic.clock import DAY
@@ -102,15 +104,43 @@ def generate_shop(
     n_browse = n_events - purchases["n_events"]
     browse = make_browsing(rng, users, catalog, n_browse, span, t0)
 
+    user_table = format_ids("u", np.arange(1, n_users + 1), max(5, len(str(n_users))))
+    item_table = format_ids("i", np.arange(1, n_items + 1), max(5, len(str(n_items))))
+    events = _sorted_events(purchases, browse, user_table, item_table, t0, seed)
+    group_names = tuple(g.name for g in GROUPS)
+    return SyntheticShop(
+        users=_user_records(user_table, users, group_names),
+        items=_item_records(item_table, catalog),
+        events=events,
+        groups=users["group"].astype(np.int8),
+        group_names=group_names,
+        categories=cat_names,
+        item_category=catalog["category"].astype(np.int16),
+        start=start,
+        end=datetime.fromtimestamp(t0 + span, tz=UTC),
+    )
+
+
+def _sorted_events(
+    purchases: dict[str, Any],
+    browse: dict[str, Any],
+    user_table: NDArray[np.str_],
+    item_table: NDArray[np.str_],
+    t0: float,
+    seed: int,
+) -> EventColumns:
+    """Purchase and browsing events in one time order, times in epoch seconds.
+
+    The columns are popped from ``purchases`` and ``browse`` so that each unsorted copy can be
+    freed as soon as its sorted one exists (millions of events on the large shops).
+    """
     cols = {k: np.concatenate([purchases.pop(k), browse.pop(k)]) for k in EVENT_KEYS}
     # Stable order: by time, then by funnel stage so a clipped view never follows its purchase
     # (two stable argsorts are several times faster than lexsort here).
     by_stage = np.argsort(cols["type_code"], kind="stable")
     order = by_stage[np.argsort(cols["occurred_at"][by_stage], kind="stable")]
     del by_stage
-    user_table = format_ids("u", np.arange(1, n_users + 1), max(5, len(str(n_users))))
-    item_table = format_ids("i", np.arange(1, n_items + 1), max(5, len(str(n_items))))
-    events = EventColumns(
+    return EventColumns(
         user_index=cols.pop("user_index")[order],
         item_index=cols.pop("item_index")[order],
         type_code=cols.pop("type_code")[order],
@@ -123,14 +153,22 @@ def generate_shop(
         seed=seed,
     )
 
-    group_names = tuple(g.name for g in GROUPS)
-    user_objs = [
+
+def _user_records(
+    user_table: NDArray[np.str_], users: dict[str, Any], group_names: tuple[str, ...]
+) -> list[SyntheticUser]:
+    """One ``SyntheticUser`` per customer, in index order."""
+    return [
         SyntheticUser(user_id=str(uid), group=group_names[g], attributes=attrs)
         for uid, g, attrs in zip(
             user_table, users["group"].tolist(), users["attributes"], strict=True
         )
     ]
-    item_objs = [
+
+
+def _item_records(item_table: NDArray[np.str_], catalog: dict[str, Any]) -> list[SyntheticItem]:
+    """One ``SyntheticItem`` per catalogue item, in index order."""
+    return [
         SyntheticItem(
             item_id=str(iid),
             title=title,
@@ -149,14 +187,3 @@ def generate_shop(
             strict=True,
         )
     ]
-    return SyntheticShop(
-        users=user_objs,
-        items=item_objs,
-        events=events,
-        groups=users["group"].astype(np.int8),
-        group_names=group_names,
-        categories=cat_names,
-        item_category=catalog["category"].astype(np.int16),
-        start=start,
-        end=datetime.fromtimestamp(t0 + span, tz=UTC),
-    )
