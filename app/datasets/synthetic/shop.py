@@ -1,31 +1,4 @@
-"""A realistic synthetic shop: users in behavioural groups, a catalog with text, event funnels.
-
-The generator feeds ``tastemaker demo``, the scaling benchmarks and the tests that need a
-ground truth (segmentation must recover the behavioural groups, collaborative filtering must
-find the category tastes, content similarity must find the category vocabularies).
-
-What it models
---------------
-* **Catalog.** 16 categories (fewer when ``n_items < 16``), each with a vocabulary of nouns,
-  adjectives, materials, features and uses; titles and descriptions are built from it, so
-  TF-IDF similarity is high inside a category and low across. Prices are log-normal around
-  the category's base price, in three tiers (budget, standard, premium). Popularity is Zipf-like
-  (weight ``1 / rank``) over a random ranking of all items.
-* **Customers.** Six behavioural groups (see ``GROUPS``): loyal big spenders, bargain hunters,
-  one-time buyers, lapsed customers, new customers and window shoppers. They differ in when
-  they are active (first seen, last active), how often they order, basket size, quantity per
-  line, price tier and category taste. Window shoppers never purchase. Each customer has three
-  favourite categories (drawn from the group's taste), which gives collaborative filtering
-  signal.
-* **Events.** Every purchased line is a funnel ``view -> [click] -> add_to_cart -> purchase``
-  shortly before the order time; the rest of the budget is browsing funnels
-  ``view -> [click -> [add_to_cart]]`` (abandoned carts). Timestamps follow a weekly and a daily
-  cycle. ``n_events`` is met exactly: purchases take at most ``_MAX_PURCHASE_SHARE`` of it (order
-  counts and basket sizes shrink when the budget per user is small), browsing the rest.
-
-Everything is vectorised numpy: 4M events, 100k items and 200k users take a few seconds.
-The output depends only on the arguments (``start`` defaults to a fixed date, not today).
-"""
+"""The entry point: ``generate_shop`` draws the catalogue, customers and events into a shop."""
 
 from __future__ import annotations
 
@@ -55,11 +28,6 @@ __all__ = ["generate_shop"]
 _DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-# ---------------------------------------------------------------------------------------------
-# Generator
-# ---------------------------------------------------------------------------------------------
-
-
 def generate_shop(
     *,
     n_users: int = 2000,
@@ -69,7 +37,7 @@ def generate_shop(
     start: datetime | None = None,
     days: int = 365,
 ) -> SyntheticShop:
-    """Generate a deterministic synthetic shop (see the module docstring for the model).
+    """Generate a deterministic synthetic shop (see the package docstring for the model).
 
     Parameters
     ----------
