@@ -9,11 +9,11 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings, get_settings
+from app.datasets.synthetic import SyntheticShop, generate_shop
 from app.db import utcnow
 from app.events import repository
 from app.events.service import Rules
 from app.importers import BATCH_SIZE, EventWriter, ImportSummary, to_event
-from app.ml.synthetic import SyntheticShop, generate_shop
 
 
 def load_demo(

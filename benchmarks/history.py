@@ -33,6 +33,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from app.config import Settings
+from app.datasets.synthetic import generate_shop
 from app.db import make_engine, make_sessionmaker
 from app.demo import import_shop
 from app.events import repository as events_repository
@@ -40,7 +41,6 @@ from app.events import user_record
 from app.events.models import Event
 from app.main import create_app
 from app.migrate import upgrade
-from app.ml.synthetic import generate_shop
 from app.recommendations import service
 from app.recommendations.schemas import RecommendQuery
 from app.training.pipeline import build_bundle, register

@@ -29,7 +29,7 @@ import orjson
 import redis
 from sqlalchemy import create_engine, insert, text
 
-from app.ml.synthetic import EVENT_TYPES
+from app.datasets.synthetic import EVENT_TYPES
 from benchmarks import procs, report, store
 from benchmarks.wrk import Workload, run_wrk
 

@@ -2,7 +2,7 @@
 
 Each fit runs in its own subprocess (``python -m benchmarks.training --events N ...``) so that
 its peak RSS (``VmHWM`` / ``ru_maxrss``) is its own. The subprocess generates the shop with
-:func:`app.ml.synthetic.generate_shop`, builds the same :class:`TrainingData` that
+:func:`app.datasets.synthetic.generate_shop`, builds the same :class:`TrainingData` that
 ``app.training.pipeline.load_training_data`` builds from the store (object arrays of ids with
 one shared ``str`` per distinct id), and calls :func:`app.training.pipeline.fit_bundle`, which
 is what ``tastemaker train`` runs after loading: segmentation, then the recommender (validation
@@ -63,9 +63,9 @@ def fit_once(
     import numpy as np
 
     from app.config import Settings
+    from app.datasets.synthetic import EVENT_TYPES, generate_shop
     from app.ml.bundle import write_manifest
     from app.ml.interactions import Catalog
-    from app.ml.synthetic import EVENT_TYPES, generate_shop
     from app.training.pipeline import TrainingData, fit_bundle, served_ndcg
 
     started = time.perf_counter()

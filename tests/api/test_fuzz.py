@@ -31,10 +31,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from app.config import DEFAULT_EVENT_WEIGHTS, Settings
+from app.datasets.synthetic import generate_shop
 from app.db import make_engine, make_sessionmaker
 from app.demo import import_shop
 from app.main import create_app
-from app.ml.synthetic import generate_shop
 from app.training.runner import train_now
 
 MAX_EXAMPLES = 25

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from app.datasets.synthetic import generate_shop
 from app.db import make_engine, make_sessionmaker
 from app.demo import import_shop
-from app.ml.synthetic import generate_shop
 from tests.conftest import wait_for_version
 
 SHOP = generate_shop(n_users=300, n_items=120, n_events=12_000, seed=3)

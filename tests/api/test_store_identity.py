@@ -24,12 +24,12 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.config import Settings, get_settings
+from app.datasets.synthetic import generate_shop
 from app.db import make_engine, make_sessionmaker
 from app.demo import import_shop
 from app.main import create_app
 from app.migrate import upgrade
 from app.ml.bundle import read_manifest, write_manifest
-from app.ml.synthetic import generate_shop
 from app.training import repository
 from app.training.models import ModelVersion
 from app.training.pipeline import BundleDirectoryTaken

@@ -16,12 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
+from app.datasets.synthetic import generate_shop
 from app.db import make_engine, make_sessionmaker
 from app.demo import import_shop
 from app.events import user_record
 from app.events.models import Event
 from app.main import create_app
-from app.ml.synthetic import generate_shop
 from tests.conftest import override, wait_for_version
 
 SHOP = generate_shop(n_users=300, n_items=120, n_events=12_000, seed=3)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Settings
+from app.datasets.synthetic import SyntheticShop, generate_shop
 from app.db import make_engine, make_sessionmaker
 from app.demo import import_shop
-from app.ml.synthetic import SyntheticShop, generate_shop
 from app.training.runner import train_now
 
 SHOP = generate_shop(n_users=300, n_items=120, n_events=12_000, seed=3)

@@ -12,6 +12,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
+from app.datasets.synthetic import SyntheticShop, generate_shop
 from app.ml.segmentation import (
     NO_PURCHASE_GROUP,
     NO_PURCHASE_LABEL,
@@ -28,7 +29,6 @@ from app.ml.segmentation import (
     rfm_group_index,
     rfm_scores,
 )
-from app.ml.synthetic import SyntheticShop, generate_shop
 
 DAY = 86_400.0
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "online-retail"
