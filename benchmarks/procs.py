@@ -1,4 +1,4 @@
-"""Process helpers read from /proc: CPU time of a process tree, memory maps, free ports."""
+"""Process helpers (psutil): CPU time of a process tree, memory maps, free ports."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+import psutil
 
 
 def free_port() -> int:
@@ -22,49 +22,54 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name, or None when the process is gone."""
+def _process(pid: int) -> psutil.Process | None:
+    """The process `pid`, or None when it is gone."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
         return None
-    return raw[raw.rindex(")") + 2 :].split()
 
 
 def parent_of(pid: int) -> int | None:
     """The parent process id (None when the process is gone)."""
-    fields = _stat_fields(pid)
-    return int(fields[1]) if fields else None
-
-
-def all_pids() -> list[int]:
-    """Every process id visible in /proc."""
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    process = _process(pid)
+    if process is None:
+        return None
+    try:
+        return process.ppid()
+    except psutil.NoSuchProcess:
+        return None
 
 
 def descendants(root: int) -> list[int]:
-    """`root` and every process below it."""
-    parents: dict[int, list[int]] = {}
-    for pid in all_pids():
-        fields = _stat_fields(pid)
-        if fields is not None:
-            parents.setdefault(int(fields[1]), []).append(pid)
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(parents.get(pid, []))
-    return found
+    """`root` and every process below it (only `root` when it has none; [] when it is gone)."""
+    process = _process(root)
+    if process is None:
+        return []
+    try:
+        children = process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return [root]
+    return [root, *(child.pid for child in children)]
+
+
+def _own_cpu_seconds(pid: int, *, reaped: bool) -> float | None:
+    """User + system CPU seconds of `pid` (plus its reaped children's when `reaped`);
+    None when the process is gone."""
+    process = _process(pid)
+    if process is None:
+        return None
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return None
+    own = times.user + times.system
+    return own + times.children_user + times.children_system if reaped else own
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
     """User + system CPU seconds of these processes and of their children already reaped."""
-    total = 0
-    for pid in pids:
-        fields = _stat_fields(pid)
-        if fields is not None:
-            total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-    return total / CLOCK_TICKS
+    return sum(filter(None, (_own_cpu_seconds(pid, reaped=True) for pid in pids)), 0.0)
 
 
 def tree_cpu_seconds(roots: Iterable[int]) -> float:
@@ -73,10 +78,10 @@ def tree_cpu_seconds(roots: Iterable[int]) -> float:
 
 
 def machine_cpu_seconds() -> float:
-    """CPU seconds the whole machine spent busy (all cores), from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values[:8]) - idle) / CLOCK_TICKS
+    """CPU seconds the whole machine spent busy (all cores): everything but idle and iowait."""
+    times = psutil.cpu_times()
+    busy = times.user + times.nice + times.system
+    return busy + sum(getattr(times, name, 0.0) for name in ("irq", "softirq", "steal"))
 
 
 def load_average() -> float:
@@ -84,29 +89,32 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
-def _cmdline(pid: int) -> bytes:
-    """The raw command line of a process (b'' when gone)."""
+def cmdline(pid: int) -> str:
+    """The command line of a process, arguments joined by spaces ('' when gone)."""
+    process = _process(pid)
+    if process is None:
+        return ""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return ""
 
 
-def store_process_cpu(roots: list[int], marker: bytes) -> dict[int, float]:
+def store_process_cpu(roots: list[int], marker: str) -> dict[int, float]:
     """CPU seconds of our store processes: `roots[1:]` whole, and under `roots[0]` (the
     PostgreSQL postmaster; 0 when it was not found) only backends whose title contains
     `marker`, our database's name, so backends of other databases are not counted."""
-    out = {}
     postmaster, others = roots[0], roots[1:]
     backends = (
-        [p for p in descendants(postmaster) if p != postmaster and marker in _cmdline(p)]
+        [p for p in descendants(postmaster) if p != postmaster and marker in cmdline(p)]
         if postmaster
         else []
     )
+    out = {}
     for pid in [*backends, *others]:
-        fields = _stat_fields(pid)
-        if fields is not None:
-            out[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        seconds = _own_cpu_seconds(pid, reaped=False)
+        if seconds is not None:
+            out[pid] = seconds
     return out
 
 
@@ -124,7 +132,7 @@ class CpuSample:
         return sum(cpu - self.stores.get(pid, 0.0) for pid, cpu in later.stores.items())
 
 
-def sample_cpu(server_root: int, store_roots: list[int], marker: bytes) -> CpuSample:
+def sample_cpu(server_root: int, store_roots: list[int], marker: str) -> CpuSample:
     """Read every CPU counter the serving figures need."""
     return CpuSample(
         tree_cpu_seconds([server_root]),
@@ -134,19 +142,27 @@ def sample_cpu(server_root: int, store_roots: list[int], marker: bytes) -> CpuSa
     )
 
 
+SMAPS_FIELDS = {
+    "Rss": "rss",
+    "Pss": "pss",
+    "Shared_Clean": "shared_clean",
+    "Shared_Dirty": "shared_dirty",
+    "Private_Clean": "private_clean",
+    "Private_Dirty": "private_dirty",
+}
+
+
 def smaps_rollup(pid: int) -> dict[str, int]:
-    """Memory of a process from /proc/<pid>/smaps_rollup, in bytes (Rss, Pss, Shared_*, ...)."""
-    out: dict[str, int] = {}
+    """Memory of a process summed over its mappings, in bytes, under the smaps names
+    (Rss, Pss, Shared_Clean, Shared_Dirty, Private_Clean, Private_Dirty); {} when gone."""
+    process = _process(pid)
+    if process is None:
+        return {}
     try:
-        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-    except OSError:
-        return out
-    for line in lines[1:]:
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if len(parts) == 2 and parts[1] == "kB":
-            out[key.strip()] = int(parts[0]) * 1024
-    return out
+        maps = process.memory_maps(grouped=True)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return {}
+    return {name: sum(getattr(m, field) for m in maps) for name, field in SMAPS_FIELDS.items()}
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:

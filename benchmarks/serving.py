@@ -4,7 +4,7 @@ For each worker count the real service is started with ``tastemaker serve --work
 subprocess (its own database clone, model directory and Redis key prefix), driven by wrk over
 loopback with a Lua script cycling through real user and item ids, and measured:
 requests/s, p50/p90/p99 latency, and CPU per request of the server processes (utime + stime
-from /proc before and after, summed over the process tree), of PostgreSQL + Redis, and of the
+from psutil before and after, summed over the process tree), of PostgreSQL + Redis, and of the
 whole machine (so that load from other processes shows).
 """
 
@@ -34,7 +34,7 @@ from benchmarks import procs, report, store
 from benchmarks.wrk import Workload, run_wrk
 
 Say = Callable[[str], None]
-STORE_MARKER = f" {store.BENCH_DB} ".encode()  # in the process title of our backends
+STORE_MARKER = f" {store.BENCH_DB} "  # in the process title of our backends
 EVENTS_PER_BATCH = 500
 RATE_LIMITS = '{"read": "10000000/second", "write": "10000000/second", "admin": "10000000/second"}'
 PRIMED = ("recommend_cached", "segment")  # measured as cache hits: every id is requested first
@@ -87,15 +87,7 @@ class Server:
         """The processes that answer requests."""
         if self.workers == 1:
             return [self.process.pid]
-        found = []
-        for pid in self.pids():
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"spawn_main" in cmdline:
-                found.append(pid)
-        return found
+        return [pid for pid in self.pids() if "spawn_main" in procs.cmdline(pid)]
 
     def stop(self) -> None:
         """Stop the whole process group."""
