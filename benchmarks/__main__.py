@@ -5,11 +5,16 @@
 ``run`` writes ``benchmarks/results/<timestamp>.json`` and prints the markdown tables;
 ``readme`` rewrites the README section between ``<!-- benchmarks:start -->`` and
 ``<!-- benchmarks:end -->`` from the newest result file (``run --readme`` does both).
+
+``quality``, ``segments-report`` and ``history`` print the Online Retail recommendation
+quality, its customer segments and the cost of a long history; ``fit-one`` and
+``baseline-server`` are what ``run`` starts as subprocesses (through their modules,
+``python -m benchmarks.training`` and ``python -m benchmarks.baseline_app``, so that those
+processes import nothing else).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import fcntl
@@ -24,9 +29,12 @@ import traceback
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from benchmarks import procs, report, store, training
+import typer
+
+from benchmarks import procs, quality, report, segments_report, store, training
+from benchmarks.baseline_app import serve_baseline
 from benchmarks.serving import Plan, run_serving, serve_bundle_memory
 from benchmarks.wrk import ensure_wrk
 
@@ -56,7 +64,8 @@ FULL_PIPELINE_SIZES = (
     (1_000_000, 50_000, 25_000),
 )
 SECTIONS = ("serving", "training", "memory")
-PROFILED = ("recommend_cached", "recommend_uncached", "segment", "similar", "events")
+Profiled = Literal["recommend_cached", "recommend_uncached", "segment", "similar", "events"]
+PROFILED = get_args(Profiled)
 
 
 def say(message: str) -> None:
@@ -193,56 +202,111 @@ def run(
     return path
 
 
-def main() -> None:
-    """Command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.splitlines()[0]
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    run_cmd = commands.add_parser("run", help="measure and write benchmarks/results/<time>.json")
-    run_cmd.add_argument("--quick", action="store_true", help="short pass (under 5 minutes)")
-    run_cmd.add_argument(
-        "--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}"
-    )
-    run_cmd.add_argument("--readme", action="store_true", help="also rewrite the README section")
-    run_cmd.add_argument(
-        "--large-bundle",
-        type=Path,
-        help="serve this bundle for the memory figures (made with `python -m benchmarks.training"
-        " --variant serving --events 4000000 --users 200000 --items 100000 --out DIR`)",
-    )
-    readme_cmd = commands.add_parser("readme", help="rewrite README's section from a result file")
-    readme_cmd.add_argument("file", nargs="?", type=Path, help="result file (default: newest)")
-    profile_cmd = commands.add_parser(
-        "profile", help="py-spy one endpoint of the service under load"
-    )
-    profile_cmd.add_argument("endpoint", choices=PROFILED)
-    profile_cmd.add_argument("--workers", type=int, default=1)
-    profile_cmd.add_argument("--seconds", type=float, default=10)
-    profile_cmd.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
-    profile_cmd.add_argument("--connections", type=int, default=64)
-    args = parser.parse_args()
-    if args.command == "profile":
-        from benchmarks.profile import run_profile
+app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True, add_completion=False)
 
-        with single_run(), tempfile.TemporaryDirectory(prefix="tm-bench-profile-") as tmp:
-            ensure_wrk()
-            summary = run_profile(
-                args.endpoint, args.workers, args.seconds, args.backend, Path(tmp)
-            )
-        print(json.dumps(summary, indent=2))
-        return
-    if args.command == "readme":
-        path = report.update_readme(args.file)
-        say(f"README.md benchmarks section written from {path}")
-        return
-    sections = tuple(s.strip() for s in args.only.split(",") if s.strip())
+
+@app.command("run")
+def run_command(
+    quick: Annotated[bool, typer.Option("--quick", help="short pass (under 5 minutes)")] = False,
+    only: Annotated[str, typer.Option(help=f"comma-separated subset of {SECTIONS}")] = ",".join(
+        SECTIONS
+    ),
+    readme: Annotated[
+        bool, typer.Option("--readme", help="also rewrite the README section")
+    ] = False,
+    large_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="serve this bundle for the memory figures (made with `python -m benchmarks"
+            " fit-one --variant serving --events 4000000 --users 200000 --items 100000"
+            " --out DIR`)"
+        ),
+    ] = None,
+) -> None:
+    """Measure and write benchmarks/results/<time>.json."""
+    sections = tuple(s.strip() for s in only.split(",") if s.strip())
     unknown = set(sections) - set(SECTIONS)
     if unknown:
-        parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+        raise typer.BadParameter(
+            f"unknown sections {sorted(unknown)}; choose from {SECTIONS}", param_hint="--only"
+        )
     with single_run():
-        run(args.quick, sections, args.readme, args.large_bundle)
+        run(quick, sections, readme, large_bundle)
 
+
+@app.command("readme")
+def readme_command(
+    file: Annotated[Path | None, typer.Argument(help="result file (default: newest)")] = None,
+) -> None:
+    """Rewrite README's section from a result file."""
+    path = report.update_readme(file)
+    say(f"README.md benchmarks section written from {path}")
+
+
+@app.command("profile")
+def profile_command(
+    endpoint: Profiled,
+    workers: int = 1,
+    seconds: float = 10,
+    backend: Literal["postgres", "sqlite"] = "postgres",
+    connections: int = 64,
+) -> None:
+    """Py-spy one endpoint of the service under load."""
+    from benchmarks.profile import run_profile
+
+    with single_run(), tempfile.TemporaryDirectory(prefix="tm-bench-profile-") as tmp:
+        ensure_wrk()
+        summary = run_profile(endpoint, workers, seconds, backend, Path(tmp), connections)
+    print(json.dumps(summary, indent=2))
+
+
+@app.command("quality")
+def quality_command(
+    data: Path = quality.DATA,
+    rows: Annotated[int | None, typer.Option(help="only the first N clean rows")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the metrics JSON too")] = False,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="config override key=value")
+    ] = None,
+) -> None:
+    """Recommendation quality and training time on UCI Online Retail."""
+    quality.run_quality(data, rows, as_json, overrides or [])
+
+
+@app.command("segments-report")
+def segments_report_command(
+    data: Path = segments_report.DATA,
+    k: Annotated[int | None, typer.Option(help="fix k instead of the silhouette")] = None,
+    min_samples: Annotated[int, typer.Option(help="DBSCAN min_samples")] = 10,
+    seed: int = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="also print quality as JSON")] = False,
+) -> None:
+    """Customer segments of UCI Online Retail: chosen k, profiles, quality and stability."""
+    segments_report.run_segments_report(data, k, min_samples, seed, as_json)
+
+
+@app.command("history")
+def history_command(
+    requests: Annotated[int, typer.Option(help="timed requests per cell")] = 300,
+    backends: str = "sqlite,postgresql",
+    shop_events: int = 60_000,
+    budgets: Annotated[str, typer.Option(help="history budgets")] = "100,200,500,2000",
+) -> None:
+    """What a whole history costs an uncached /recommend (50 against 2,000 events)."""
+    from benchmarks import history  # imports fastapi's TestClient, which warns
+
+    print(
+        history.run_history(
+            requests,
+            [backend.strip() for backend in backends.split(",")],
+            shop_events,
+            [int(budget) for budget in budgets.split(",")],
+        )
+    )
+
+
+app.command("fit-one")(training.fit_one)
+app.command("baseline-server")(serve_baseline)
 
 if __name__ == "__main__":
-    main()
+    app(prog_name="python -m benchmarks")

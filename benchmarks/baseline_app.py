@@ -6,14 +6,17 @@ httptools, no access log, one ``SO_REUSEPORT`` socket per worker process started
 ``/recommend`` answer (``TASTEMAKER_BENCH_PAYLOAD_BYTES``).
 
     python -m benchmarks.baseline_app --port 8100 --workers 2 --payload-bytes 1100
+
+(``python -m benchmarks baseline-server`` takes the same options.)
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+from typing import Annotated
 
 import orjson
+import typer
 from fastapi import FastAPI, Response
 
 from app.server import run_workers
@@ -45,22 +48,21 @@ def create_app() -> FastAPI:
     return app
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, workers: int, payload_bytes: int) -> None:
     """Serve the baseline exactly as the service is served (app.server.run_workers)."""
+    os.environ[PAYLOAD_ENV] = str(payload_bytes)  # read by spawned workers too
     run_workers("benchmarks.baseline_app:create_app", host, port, workers)
 
 
-def main() -> None:
-    """Command line: --host, --port, --workers, --payload-bytes."""
-    parser = argparse.ArgumentParser(description="Serve the baseline app.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--payload-bytes", type=int, default=1024)
-    args = parser.parse_args()
-    os.environ[PAYLOAD_ENV] = str(args.payload_bytes)  # read by spawned workers too
-    serve(args.host, args.port, args.workers)
+def serve_baseline(
+    port: Annotated[int, typer.Option(help="port to listen on")],
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    payload_bytes: Annotated[int, typer.Option(help="size of each answer")] = 1024,
+) -> None:
+    """Serve the bare FastAPI baseline (start_baseline's subprocess)."""
+    serve(host, port, workers, payload_bytes)
 
 
 if __name__ == "__main__":
-    main()
+    typer.run(serve_baseline)

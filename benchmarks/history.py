@@ -1,6 +1,6 @@
 """What a whole history costs an uncached `/recommend`: 50-event against 2,000-event customers.
 
-``python -m benchmarks.history [--requests 300] [--backends sqlite,postgresql] [--budgets …]``
+``python -m benchmarks history [--requests 300] [--backends sqlite,postgresql] [--budgets …]``
 
 A synthetic shop is imported into a fresh store (a SQLite file with the in-process cache, or a
 PostgreSQL database with Redis), customers with exactly 50 and 2,000 events (items drawn as often
@@ -15,7 +15,6 @@ request and the ratio of the 2,000-event customers to the 50-event ones.
 
 from __future__ import annotations
 
-import argparse
 import random
 import shutil
 import statistics
@@ -224,20 +223,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    """Command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=300, help="timed requests per cell")
-    parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--shop-events", type=int, default=60_000)
-    parser.add_argument("--budgets", default="100,200,500,2000", help="history budgets")
-    args = parser.parse_args()
-    budgets = [int(b) for b in args.budgets.split(",")]
+def run_history(requests: int, backends: list[str], shop_events: int, budgets: list[int]) -> str:
+    """Measure every backend with every budget; return the markdown table."""
     rows = []
-    for backend in args.backends.split(","):
-        rows += measure(backend.strip(), args.requests, args.shop_events, budgets)
-    print(table(rows))
-
-
-if __name__ == "__main__":
-    main()
+    for backend in backends:
+        rows += measure(backend, requests, shop_events, budgets)
+    return table(rows)

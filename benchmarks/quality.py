@@ -5,23 +5,20 @@ trains everything with :func:`app.ml.recommender.train_recommender` and prints t
 tables (models fitted on each customer's events before their time cutoff, the served placements
 scored through the serving path on the explore and next-basket targets) and the fit times.
 
-    OPENBLAS_NUM_THREADS=2 python benchmarks/quality.py [--json] [--rows N] [--set key=value]
+    OPENBLAS_NUM_THREADS=2 python -m benchmarks quality [--json] [--rows N] [--set key=value]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
+from app.datasets.online_retail import read_online_retail, to_event_log
+from app.ml.recommender import RecommenderConfig, train_recommender
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from app.datasets.online_retail import read_online_retail, to_event_log  # noqa: E402
-from app.ml.recommender import RecommenderConfig, train_recommender  # noqa: E402
-
 DATA = ROOT.parent / "shared" / "data" / "online-retail" / "online-retail-all.csv.xz"
 
 
@@ -32,31 +29,29 @@ def _parse_value(raw: str) -> object:
         return raw
 
 
-def main() -> None:
-    """Run the benchmark and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--rows", type=int, default=None, help="only the first N clean rows")
-    parser.add_argument("--json", action="store_true", help="print the metrics JSON too")
-    parser.add_argument("--set", action="append", default=[], help="config override key=value")
-    args = parser.parse_args()
-    if not args.data.exists():
-        sys.exit(f"Online Retail file not found at {args.data} (see ../shared/data/README.md)")
+def run_quality(data: Path, rows: int | None, as_json: bool, overrides: list[str]) -> None:
+    """Train on the first `rows` clean rows of `data` (all when None) and print the tables.
+
+    `overrides` are ``key=value`` recommender settings (values parsed as JSON when they can be);
+    `as_json` also prints the metrics as JSON.
+    """
+    if not data.exists():
+        sys.exit(f"Online Retail file not found at {data} (see ../shared/data/README.md)")
 
     t0 = time.perf_counter()
-    reader = read_online_retail(args.data)
-    rows = []
+    reader = read_online_retail(data)
+    kept = []
     for row in reader:
-        rows.append(row)
-        if args.rows is not None and len(rows) >= args.rows:
+        kept.append(row)
+        if rows is not None and len(kept) >= rows:
             break
-    events, catalog = to_event_log(rows)
+    events, catalog = to_event_log(kept)
     read_s = time.perf_counter() - t0
     print(f"read {reader.kept} rows in {read_s:.1f}s; dropped {dict(reader.dropped)}")
     print(f"{len(events)} events, {len(set(events.user_ids))} users, {len(catalog)} items")
 
-    overrides = dict(item.split("=", 1) for item in args.set)
-    config = RecommenderConfig.from_dict({k: _parse_value(v) for k, v in overrides.items()})
+    settings = dict(item.split("=", 1) for item in overrides)
+    config = RecommenderConfig.from_dict({k: _parse_value(v) for k, v in settings.items()})
     t0 = time.perf_counter()
     trained = train_recommender(events, catalog, config, progress=lambda m: print(f"  .. {m}"))
     train_s = time.perf_counter() - t0
@@ -77,9 +72,5 @@ def main() -> None:
     for phase, seconds in trained.timings.items():
         print(f"  {phase:<28}{seconds:8.2f}")
     print(f"train_recommender total: {train_s:.1f}s")
-    if args.json:
+    if as_json:
         print(json.dumps(metrics, indent=1))
-
-
-if __name__ == "__main__":
-    main()

@@ -11,12 +11,11 @@ and the latency of a live single-customer assignment.
 The file has no categories, so each item gets one from its description by keyword: the first
 bucket of ``CATEGORY_KEYWORDS`` that shares a word with the description, else "Other".
 
-    OPENBLAS_NUM_THREADS=2 python benchmarks/segments_report.py [--k K] [--json]
+    OPENBLAS_NUM_THREADS=2 python -m benchmarks segments-report [--k K] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -26,17 +25,15 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from app.datasets.online_retail import read_online_retail  # noqa: E402
-from app.ml.segmentation import (  # noqa: E402
+from app.datasets.online_retail import read_online_retail
+from app.ml.segmentation import (
     CustomerAggregates,
     CustomerSegmentation,
     ItemCounts,
     aggregate_events,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "online-retail" / "online-retail-all.csv.xz"
 
 # First match wins, so the specific buckets (seasonal, lighting) come before the generic ones.
@@ -147,20 +144,20 @@ def profile_table(profiles: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    """Run the report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--k", type=int, default=None, help="fix k instead of the silhouette")
-    parser.add_argument("--min-samples", type=int, default=10, help="DBSCAN min_samples")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="also print quality as JSON")
-    args = parser.parse_args()
-    if not args.data.exists():
-        sys.exit(f"Online Retail file not found at {args.data} (see ../shared/data/README.md)")
+def run_segments_report(
+    data: Path, k: int | None, min_samples: int, seed: int, as_json: bool
+) -> None:
+    """Segment the customers of `data` and print profiles, quality, stability and latency.
+
+    `k` fixes the number of K-means clusters (None: chosen by silhouette), `min_samples` is
+    DBSCAN's, `seed` the K-means seed (stability compares it with `seed + 1`); `as_json` also
+    prints the quality figures as JSON.
+    """
+    if not data.exists():
+        sys.exit(f"Online Retail file not found at {data} (see ../shared/data/README.md)")
 
     t0 = time.perf_counter()
-    agg, item_counts, summary = load(args.data)
+    agg, item_counts, summary = load(data)
     load_s = time.perf_counter() - t0
     print(
         f"read {summary['rows']} clean purchase lines in {load_s:.1f}s; "
@@ -174,9 +171,7 @@ def main() -> None:
         "categories (items): " + ", ".join(f"{k} {v}" for k, v in summary["category_sizes"].items())
     )
 
-    model = CustomerSegmentation(
-        k=args.k, dbscan_min_samples=args.min_samples, random_state=args.seed
-    )
+    model = CustomerSegmentation(k=k, dbscan_min_samples=min_samples, random_state=seed)
     t0 = time.perf_counter()
     model.fit(agg, top_items=item_counts)
     fit_s = time.perf_counter() - t0
@@ -196,7 +191,7 @@ def main() -> None:
         f"\nK-means quality: silhouette {_num(km['silhouette'], '.3f')}, "
         f"Davies-Bouldin {_num(km['davies_bouldin'], '.3f')}, "
         f"Calinski-Harabasz {_num(km['calinski_harabasz'], '.0f')}, "
-        f"stability ARI (seed {args.seed} vs {args.seed + 1}) {km['stability_ari']:.3f}"
+        f"stability ARI (seed {seed} vs {seed + 1}) {km['stability_ari']:.3f}"
     )
     print(
         f"\nDBSCAN profiles (eps {db['eps']:.3f} from the k-distance knee, "
@@ -226,9 +221,5 @@ def main() -> None:
     model.assign(agg)
     bulk_s = time.perf_counter() - t0
     print(f"live assign of one customer: {live_us:.0f} us; all {len(agg)}: {bulk_s * 1e3:.0f} ms")
-    if args.json:
+    if as_json:
         print(json.dumps(q, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,7 @@
 """Training scaling: fit the whole bundle on synthetic shops of doubling size.
 
-Each fit runs in its own subprocess (``python -m benchmarks.training --events N ...``) so that
+Each fit runs in its own subprocess (``python -m benchmarks.training --events N ...``, the same
+command as ``python -m benchmarks fit-one``) so that
 its peak RSS (``VmHWM`` / ``ru_maxrss``) is its own. The subprocess generates the shop with
 :func:`app.datasets.synthetic.generate_shop`, builds the same :class:`TrainingData` that
 ``app.training.pipeline.load_training_data`` builds from the store (object arrays of ids with
@@ -12,7 +13,6 @@ round trip (SQL → arrays) is not part of it.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -24,7 +24,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+import typer
 
 from benchmarks import procs
 
@@ -35,7 +37,8 @@ FULL_SIZES = (
     (4_000_000, 200_000, 100_000),
 )
 QUICK_SIZES = ((100_000, 5_000, 2_500), (200_000, 10_000, 5_000), (400_000, 20_000, 10_000))
-VARIANTS = ("pipeline", "serving")
+Variant = Literal["pipeline", "serving"]
+VARIANTS = get_args(Variant)
 TIME_GROWTH_TARGET = 2.2  # per doubling of events
 PEAK_RSS_TARGET_BYTES = 4 * 1024**3
 
@@ -234,19 +237,17 @@ def run_scaling(
     }
 
 
-def main() -> None:
-    """Subprocess entry point: fit one size and print its figures as one JSON line."""
-    parser = argparse.ArgumentParser(description="Fit one synthetic bundle and report.")
-    parser.add_argument("--events", type=int, required=True)
-    parser.add_argument("--users", type=int, required=True)
-    parser.add_argument("--items", type=int, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--variant", choices=VARIANTS, default="pipeline")
-    args = parser.parse_args()
+def fit_one(
+    events: Annotated[int, typer.Option(help="events of the synthetic shop")],
+    users: Annotated[int, typer.Option(help="its customers")],
+    items: Annotated[int, typer.Option(help="its items")],
+    out: Annotated[Path, typer.Option(help="directory the bundle is written to")],
+    variant: Variant = "pipeline",
+) -> None:
+    """Fit one synthetic bundle and print its figures as one JSON line (run_scaling's subprocess)."""
     _instrument()
-    result = fit_once(args.events, args.users, args.items, args.out, args.variant)
-    print(json.dumps(result))
+    print(json.dumps(fit_once(events, users, items, out, variant)))
 
 
 if __name__ == "__main__":
-    main()
+    typer.run(fit_one)
