@@ -1,0 +1,40 @@
+"""Customer segmentation: RFM scores and groups, behaviour features, K-means and DBSCAN.
+
+The package exports what the rest of Tastemaker uses; the modules hold the parts:
+
+- :mod:`~app.ml.segmentation.model`: the estimator :class:`CustomerSegmentation`.
+"""
+
+from app.ml.segmentation.model import (
+    NO_PURCHASE_GROUP,
+    NO_PURCHASE_LABEL,
+    NO_PURCHASE_SEGMENT,
+    OUTLIER_SEGMENT,
+    RFM_GROUPS,
+    CustomerAggregates,
+    CustomerSegmentation,
+    ItemCounts,
+    NotEnoughData,
+    aggregate_events,
+    rfm_edges,
+    rfm_group,
+    rfm_group_index,
+    rfm_scores,
+)
+
+__all__ = [
+    "NO_PURCHASE_GROUP",
+    "NO_PURCHASE_LABEL",
+    "NO_PURCHASE_SEGMENT",
+    "OUTLIER_SEGMENT",
+    "RFM_GROUPS",
+    "CustomerAggregates",
+    "CustomerSegmentation",
+    "ItemCounts",
+    "NotEnoughData",
+    "aggregate_events",
+    "rfm_edges",
+    "rfm_group",
+    "rfm_group_index",
+    "rfm_scores",
+]
