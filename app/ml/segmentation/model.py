@@ -70,6 +70,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
+from app.ml.interactions import SECONDS_PER_DAY
 from app.ml.segmentation.rfm import (
     RFM_GROUPS,
     rfm_edges,
@@ -99,7 +100,6 @@ OUTLIER_SEGMENT = -2
 NO_PURCHASE_LABEL = "No purchase yet"
 OUTLIER_LABEL = "Outliers (unusual behaviour)"
 
-_DAY = 86_400.0
 _FEATURES: tuple[str, ...] = (
     "recency_days",
     "frequency",
@@ -375,7 +375,7 @@ def aggregate_events(
     np.maximum.at(last_buy, u[is_buy], t[is_buy])
 
     ub, tb = u[is_buy], t[is_buy]
-    day = np.floor(tb / _DAY).astype(np.int64)
+    day = np.floor(tb / SECONDS_PER_DAY).astype(np.int64)
     if oid is not None:
         ob = oid[is_buy]
         order_names, order_code = np.unique(ob, return_inverse=True)
@@ -743,8 +743,8 @@ class CustomerSegmentation:
         self._check_fitted()
         if self.reference_time_ is None or self.fitted_at_ is None:
             return float(wall_time)
-        days = max(math.floor((float(wall_time) - self.fitted_at_) / _DAY), 0)
-        return self.reference_time_ + days * _DAY
+        days = max(math.floor((float(wall_time) - self.fitted_at_) / SECONDS_PER_DAY), 0)
+        return self.reference_time_ + days * SECONDS_PER_DAY
 
     def assign(
         self, agg: CustomerAggregates, *, algorithm: Algorithm | None = None
@@ -975,12 +975,14 @@ def _base_features(agg: CustomerAggregates) -> dict[str, NDArray[Any]]:
     first = np.asarray(agg.first_seen_at, dtype=np.float64)
     return {
         "bought": bought,
-        "recency_days": np.where(bought, np.maximum(agg.now - last_buy, 0.0) / _DAY, np.nan),
+        "recency_days": np.where(
+            bought, np.maximum(agg.now - last_buy, 0.0) / SECONDS_PER_DAY, np.nan
+        ),
         "frequency": np.where(bought, orders, 0.0),
         "monetary": monetary,
         "avg_order_value": np.where(bought, monetary / safe_orders, 0.0),
         "tenure_days": np.maximum(agg.now - np.where(np.isfinite(first), first, agg.now), 0.0)
-        / _DAY,
+        / SECONDS_PER_DAY,
         "distinct_items": np.asarray(agg.distinct_items, dtype=np.float64),
         "lines_per_order": np.where(bought, purchases / safe_orders, 0.0),
         "line_value": np.where(bought, monetary / np.maximum(purchases, 1.0), 0.0),
