@@ -7,18 +7,8 @@ reserved segment ``NO_PURCHASE_SEGMENT`` (-1, "No purchase yet", the "new custom
 of the design). DBSCAN's noise is the reserved segment ``OUTLIER_SEGMENT`` (-2).
 
 Features: see :mod:`app.ml.segmentation.features`; RFM scores and groups: see
-:mod:`app.ml.segmentation.rfm`.
-
-Clustering
-----------
-K-means (k-means++, ``n_init`` restarts, fixed seed) with ``k`` chosen by the silhouette over
-``k_range`` on a sample of ``sample_size`` customers unless ``k`` is given; clusters are numbered
-by decreasing median spend. DBSCAN runs on a sample, with ``eps`` at the knee of the sorted
-``min_samples``-distance curve unless given; every customer (the sample included) then takes the
-cluster of its nearest core sample when that is within ``eps``, else is an outlier. Both are
-always fitted; ``algorithm`` picks which one :meth:`CustomerSegmentation.assign` uses by default.
-Assignment needs only stored arrays (scaler, SVD components, quintile edges, centroids, DBSCAN
-core samples and eps) and is pure numpy.
+:mod:`app.ml.segmentation.rfm`; how K-means and DBSCAN are fitted: see
+:mod:`app.ml.segmentation.clustering`.
 
 The data's clock
 ----------------
@@ -50,6 +40,16 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from app.ml.interactions import SECONDS_PER_DAY
+from app.ml.segmentation.clustering import (
+    NO_PURCHASE_SEGMENT,
+    OUTLIER_SEGMENT,
+    cluster_quality,
+    knee_eps,
+    nearest_core,
+    row_normalise,
+    sample_rows,
+    silhouette,
+)
 from app.ml.segmentation.features import (
     FEATURES,
     CustomerAggregates,
@@ -68,9 +68,7 @@ from app.ml.segmentation.rfm import (
 
 __all__ = [
     "NO_PURCHASE_LABEL",
-    "NO_PURCHASE_SEGMENT",
     "OUTLIER_LABEL",
-    "OUTLIER_SEGMENT",
     "CustomerSegmentation",
     "NotEnoughData",
     "SegmentAssignment",
@@ -79,8 +77,6 @@ __all__ = [
 Algorithm = Literal["kmeans", "dbscan"]
 ALGORITHMS: tuple[str, ...] = ("kmeans", "dbscan")
 
-NO_PURCHASE_SEGMENT = -1
-OUTLIER_SEGMENT = -2
 NO_PURCHASE_LABEL = "No purchase yet"
 OUTLIER_LABEL = "Outliers (unusual behaviour)"
 
@@ -292,7 +288,7 @@ class CustomerSegmentation:
             base["recency_days"][buyers], base["frequency"][buyers], base["monetary"][buyers]
         )
 
-        shares = _row_normalise(sp.csr_matrix(agg.category_counts, dtype=np.float64)[buyers])
+        shares = row_normalise(sp.csr_matrix(agg.category_counts, dtype=np.float64)[buyers])
         n_comp = min(self.n_category_components, len(self.categories_) - 1)
         if n_comp >= 1:
             svd = TruncatedSVD(n_components=n_comp, random_state=self.random_state)
@@ -314,8 +310,8 @@ class CustomerSegmentation:
         X = (raw - self.scaler_mean_) / self.scaler_scale_ * self.feature_weights_
 
         # K-means: choose k on a sample, fit on everyone, measure seed stability.
-        sample = _sample_rows(rng, X.shape[0], self.sample_size)
-        sil_rows = _sample_rows(rng, sample.shape[0], self.silhouette_sample_size)
+        sample = sample_rows(rng, X.shape[0], self.sample_size)
+        sil_rows = sample_rows(rng, sample.shape[0], self.silhouette_sample_size)
         k_scores: dict[int, float] = {}
         if self.k is None:
             for k in range(k_lo, k_hi + 1):
@@ -325,7 +321,7 @@ class CustomerSegmentation:
                     n_init=self.n_init,
                     random_state=self.random_state,
                 ).fit(X[sample])
-                k_scores[k] = _silhouette(X[sample][sil_rows], km.labels_[sil_rows])
+                k_scores[k] = silhouette(X[sample][sil_rows], km.labels_[sil_rows])
             self.k_ = max(k_scores, key=lambda k: (np.nan_to_num(k_scores[k], nan=-np.inf), -k))
         else:
             self.k_ = int(self.k)
@@ -353,7 +349,7 @@ class CustomerSegmentation:
         self.dbscan_eps_ = (
             float(self.dbscan_eps)
             if self.dbscan_eps is not None
-            else _knee_eps(Xd, self.dbscan_min_samples)
+            else knee_eps(Xd, self.dbscan_min_samples)
         )
         db = DBSCAN(eps=self.dbscan_eps_, min_samples=self.dbscan_min_samples).fit(Xd)
         core = db.core_sample_indices_
@@ -364,7 +360,7 @@ class CustomerSegmentation:
         self.core_samples_ = Xd[core]
         self.core_labels_ = rank[core_labels] if core.size else np.zeros(0, np.int64)
         self.n_dbscan_clusters_ = int(sizes.shape[0])
-        db_labels = _nearest_core(X, self.core_samples_, self.core_labels_, self.dbscan_eps_)
+        db_labels = nearest_core(X, self.core_samples_, self.core_labels_, self.dbscan_eps_)
 
         # Full-population labels and profiles.
         n = len(agg)
@@ -390,7 +386,7 @@ class CustomerSegmentation:
                 "k": self.k_,
                 "k_selection": "fixed" if self.k is not None else "silhouette",
                 "silhouette_by_k": {str(k): _json_float(v) for k, v in k_scores.items()},
-                **_cluster_quality(X, km_labels, rng, self.silhouette_sample_size),
+                **cluster_quality(X, km_labels, rng, self.silhouette_sample_size),
                 "stability_ari": stability,
                 "inertia": float(km.inertia_),
             },
@@ -401,7 +397,7 @@ class CustomerSegmentation:
                 "n_clusters": self.n_dbscan_clusters_,
                 "n_core_samples": int(core.shape[0]),
                 "outlier_share": float(np.mean(db_labels == OUTLIER_SEGMENT)),
-                **_cluster_quality(
+                **cluster_quality(
                     X[db_labels >= 0], db_labels[db_labels >= 0], rng, self.silhouette_sample_size
                 ),
             },
@@ -463,10 +459,10 @@ class CustomerSegmentation:
         outlier = np.zeros(n, dtype=bool)
         if buyers.shape[0]:
             counts = aligned_category_counts(agg, buyers, self.categories_)
-            shares = _row_normalise(counts)
+            shares = row_normalise(counts)
             raw = feature_matrix(base, buyers, shares, self.svd_components_)
             X = (raw - self.scaler_mean_) / self.scaler_scale_ * self.feature_weights_
-            db = _nearest_core(
+            db = nearest_core(
                 X, self.core_samples_, self.core_labels_, self.dbscan_eps_, self._core_norms()
             )
             outlier[buyers] = db == OUTLIER_SEGMENT
@@ -609,103 +605,6 @@ class CustomerSegmentation:
             raise RuntimeError(
                 "this CustomerSegmentation is not fitted yet: call fit() or from_state() first"
             )
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers
-# ---------------------------------------------------------------------------------------------
-
-
-def _row_normalise(m: sp.csr_matrix | NDArray[np.float64]) -> sp.csr_matrix | NDArray[np.float64]:
-    """Rows scaled to sum 1 (all-zero rows stay zero)."""
-    if sp.issparse(m):
-        m = sp.csr_matrix(m, dtype=np.float64)
-        sums = np.asarray(m.sum(axis=1)).ravel()
-        inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
-        return sp.csr_matrix(sp.diags(inv) @ m)
-    sums = m.sum(axis=1, keepdims=True)
-    return np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
-
-
-def _sample_rows(rng: np.random.Generator, n: int, size: int) -> NDArray[np.int64]:
-    if n <= size:
-        return np.arange(n)
-    return np.sort(rng.choice(n, size, replace=False))
-
-
-def _silhouette(X: NDArray[np.float64], labels: NDArray[np.int64]) -> float:
-    from sklearn.metrics import silhouette_score
-
-    if np.unique(labels).shape[0] < 2 or np.unique(labels).shape[0] >= X.shape[0]:
-        return float("nan")
-    return float(silhouette_score(X, labels))
-
-
-def _cluster_quality(
-    X: NDArray[np.float64], labels: NDArray[np.int64], rng: np.random.Generator, sample_size: int
-) -> dict[str, float | None]:
-    """Silhouette (on a sample), Davies-Bouldin and Calinski-Harabasz; None if undefined."""
-    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
-
-    n_labels = np.unique(labels).shape[0]
-    if n_labels < 2 or n_labels >= X.shape[0]:
-        return {"silhouette": None, "davies_bouldin": None, "calinski_harabasz": None}
-    rows = _sample_rows(rng, X.shape[0], sample_size)
-    sil = _silhouette(X[rows], labels[rows])
-    return {
-        "silhouette": None if math.isnan(sil) else sil,
-        "davies_bouldin": float(davies_bouldin_score(X, labels)),
-        "calinski_harabasz": float(calinski_harabasz_score(X, labels)),
-    }
-
-
-def _knee_eps(X: NDArray[np.float64], min_samples: int) -> float:
-    """DBSCAN eps at the knee of the sorted k-distance curve (max distance to its chord)."""
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(min_samples, X.shape[0])
-    dist, _ = NearestNeighbors(n_neighbors=k).fit(X).kneighbors(X)
-    kd = np.sort(dist[:, -1])
-    n = kd.shape[0]
-    if n < 3 or kd[-1] <= kd[0]:
-        return float(max(kd[-1], 1e-6))
-    x = np.linspace(0.0, 1.0, n)
-    y = (kd - kd[0]) / (kd[-1] - kd[0])
-    # Points above the chord are impossible on a convex curve; distance below it is x - y.
-    knee = int(np.argmax(x - y))
-    return float(max(kd[knee], 1e-6))
-
-
-def _nearest_core(
-    X: NDArray[np.float64],
-    cores: NDArray[np.float64],
-    core_labels: NDArray[np.int64],
-    eps: float,
-    core_sq: NDArray[np.float64] | None = None,
-) -> NDArray[np.int64]:
-    """Label of the nearest core sample within ``eps``, else ``OUTLIER_SEGMENT``, shape (n,).
-
-    A few rows (live lookups) use one matrix-vector product; many rows use a KD-tree, which
-    prunes by ``eps`` instead of computing n x n_cores distances.
-    """
-    out = np.full(X.shape[0], OUTLIER_SEGMENT, dtype=np.int64)
-    if cores.shape[0] == 0 or X.shape[0] == 0:
-        return out
-    limit = eps * (1 + 1e-9) + 1e-12
-    if X.shape[0] > 64:
-        from scipy.spatial import cKDTree
-
-        dist, idx = cKDTree(cores).query(X, k=1, distance_upper_bound=limit)
-        found = np.isfinite(dist)
-        out[found] = core_labels[idx[found]]
-        return out
-    if core_sq is None:
-        core_sq = np.einsum("ij,ij->i", cores, cores)
-    nearest = np.argmin(core_sq[None, :] - 2.0 * (X @ cores.T), axis=1)
-    # The exact distance to the chosen core, so the eps test agrees with the KD-tree path.
-    diff = X - cores[nearest]
-    within = np.sqrt(np.einsum("ij,ij->i", diff, diff)) <= limit
-    return np.where(within, core_labels[nearest], OUTLIER_SEGMENT).astype(np.int64)
 
 
 def _json_float(x: float) -> float | None:
