@@ -5,12 +5,14 @@ The package exports what the rest of Tastemaker uses; the modules hold the parts
 - :mod:`~app.ml.segmentation.features`: the per-customer aggregates and behaviour features;
 - :mod:`~app.ml.segmentation.rfm`: RFM scores by quintile edges and the RFM groups;
 - :mod:`~app.ml.segmentation.clustering`: sampling, cluster quality, DBSCAN's eps and cores;
+- :mod:`~app.ml.segmentation.profiles`: segment profiles and their labels;
 - :mod:`~app.ml.segmentation.model`: the estimator :class:`CustomerSegmentation`.
 """
 
 from app.ml.segmentation.clustering import NO_PURCHASE_SEGMENT, OUTLIER_SEGMENT
 from app.ml.segmentation.features import CustomerAggregates, ItemCounts, aggregate_events
-from app.ml.segmentation.model import NO_PURCHASE_LABEL, CustomerSegmentation, NotEnoughData
+from app.ml.segmentation.model import CustomerSegmentation, NotEnoughData
+from app.ml.segmentation.profiles import NO_PURCHASE_LABEL
 from app.ml.segmentation.rfm import (
     NO_PURCHASE_GROUP,
     RFM_GROUPS,
