@@ -27,11 +27,14 @@ __all__ = [
     "NO_PURCHASE_SEGMENT",
     "OUTLIER_SEGMENT",
     "cluster_quality",
+    "dbscan_cores",
+    "kmeans_by_spend",
     "knee_eps",
     "nearest_core",
     "row_normalise",
     "sample_rows",
     "silhouette",
+    "silhouette_by_k",
 ]
 
 NO_PURCHASE_SEGMENT = -1
@@ -130,3 +133,80 @@ def nearest_core(
     diff = X - cores[nearest]
     within = np.sqrt(np.einsum("ij,ij->i", diff, diff)) <= limit
     return np.where(within, core_labels[nearest], OUTLIER_SEGMENT).astype(np.int64)
+
+
+def silhouette_by_k(
+    X: NDArray[np.float64],
+    sil_rows: NDArray[np.int64],
+    ks: range,
+    *,
+    n_init: int,
+    random_state: int,
+) -> dict[int, float]:
+    """Silhouette of K-means fitted on ``X`` for every k in ``ks``, measured on ``X[sil_rows]``."""
+    from sklearn.cluster import KMeans
+
+    scores: dict[int, float] = {}
+    for k in ks:
+        km = KMeans(
+            n_clusters=k,
+            init="k-means++",
+            n_init=n_init,
+            random_state=random_state,
+        ).fit(X)
+        scores[k] = silhouette(X[sil_rows], km.labels_[sil_rows])
+    return scores
+
+
+def kmeans_by_spend(
+    X: NDArray[np.float64], k: int, spend: NDArray[np.float64], *, n_init: int, random_state: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64], float, float]:
+    """K-means on every row of ``X`` (n, d), clusters numbered by decreasing median ``spend``.
+
+    Returns
+    -------
+    centroids : ndarray of shape (k, d)
+    labels : ndarray of shape (n,)
+    stability : float
+        Adjusted Rand index against a second fit seeded ``random_state + 1``.
+    inertia : float
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    km = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=random_state).fit(X)
+    km_other = KMeans(
+        n_clusters=k,
+        init="k-means++",
+        n_init=n_init,
+        random_state=random_state + 1,
+    ).fit(X)
+    stability = float(adjusted_rand_score(km.labels_, km_other.labels_))
+    # Number clusters by decreasing median spend so ids read the same across refits.
+    order = np.argsort([-np.median(spend[km.labels_ == c]) for c in range(k)], kind="stable")
+    return km.cluster_centers_[order], np.argsort(order)[km.labels_], stability, float(km.inertia_)
+
+
+def dbscan_cores(
+    X: NDArray[np.float64], eps: float, min_samples: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64], int]:
+    """DBSCAN on ``X`` (n, d): core samples, their labels and the number of clusters.
+
+    Clusters are numbered by decreasing number of core samples.
+
+    Returns
+    -------
+    core_samples : ndarray of shape (n_cores, d)
+    core_labels : ndarray of shape (n_cores,)
+    n_clusters : int
+    """
+    from sklearn.cluster import DBSCAN
+
+    db = DBSCAN(eps=eps, min_samples=min_samples).fit(X)
+    core = db.core_sample_indices_
+    core_labels = db.labels_[core]
+    sizes = np.bincount(core_labels) if core.size else np.zeros(0, np.int64)
+    rank = np.empty(sizes.shape[0], np.int64)
+    rank[np.argsort(-sizes, kind="stable")] = np.arange(sizes.shape[0])
+    ranked = rank[core_labels] if core.size else np.zeros(0, np.int64)
+    return X[core], ranked, int(sizes.shape[0])

@@ -46,6 +46,7 @@ __all__ = [
     "aggregate_events",
     "aligned_category_counts",
     "base_features",
+    "category_components",
     "feature_matrix",
 ]
 
@@ -408,3 +409,19 @@ def aligned_category_counts(
         (np.ones(len(src)), (src, dst)), shape=(len(agg.categories), len(categories))
     )
     return sp.csr_matrix(sub @ mapper)
+
+
+def category_components(
+    shares: sp.csr_matrix, n_components: int, n_categories: int, random_state: int
+) -> NDArray[np.float64]:
+    """TruncatedSVD components of the category ``shares``, shape (n_components, n_categories).
+
+    None (shape (0, n_categories)) when ``n_components`` is below 1.
+    """
+    if n_components < 1:
+        return np.zeros((0, n_categories))
+    from sklearn.decomposition import TruncatedSVD
+
+    svd = TruncatedSVD(n_components=n_components, random_state=random_state)
+    svd.fit(shares)
+    return svd.components_.astype(np.float64)

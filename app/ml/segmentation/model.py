@@ -38,11 +38,13 @@ from app.ml.segmentation.clustering import (
     NO_PURCHASE_SEGMENT,
     OUTLIER_SEGMENT,
     cluster_quality,
+    dbscan_cores,
+    kmeans_by_spend,
     knee_eps,
     nearest_core,
     row_normalise,
     sample_rows,
-    silhouette,
+    silhouette_by_k,
 )
 from app.ml.segmentation.features import (
     FEATURES,
@@ -50,6 +52,7 @@ from app.ml.segmentation.features import (
     ItemCounts,
     aligned_category_counts,
     base_features,
+    category_components,
     feature_matrix,
 )
 from app.ml.segmentation.profiles import NO_PURCHASE_LABEL, json_float, segment_profiles
@@ -243,15 +246,33 @@ class CustomerSegmentation:
             return self._fit(agg, top_items)
 
     def _fit(self, agg: CustomerAggregates, top_items: ItemCounts | None) -> CustomerSegmentation:
-        from sklearn.cluster import DBSCAN, KMeans
-        from sklearn.decomposition import TruncatedSVD
-        from sklearn.metrics import adjusted_rand_score
-
+        """Fit features, K-means, DBSCAN and profiles in turn (``fit`` checked the inputs)."""
         t_start = time.perf_counter()
         rng = np.random.default_rng(self.random_state)
         base = base_features(agg)
         buyers = np.flatnonzero(base["bought"])
-        n_buyers = buyers.shape[0]
+        ks = self._k_candidates(buyers.shape[0])
+        self.reference_time_ = float(agg.now)
+        self.fitted_at_ = time.time()
+        X = self._fit_features(agg, base, buyers)
+        # k is chosen and DBSCAN fitted on a sample; each silhouette figure on a smaller one.
+        sample = sample_rows(rng, X.shape[0], self.sample_size)
+        sil_rows = sample_rows(rng, sample.shape[0], self.silhouette_sample_size)
+        spend = base["monetary"][buyers]
+        km_labels, km_quality = self._fit_kmeans(X, spend, sample, sil_rows, ks, rng)
+        db_labels, db_quality = self._fit_dbscan(X, sample, rng)
+        self._fit_profiles(agg, base, buyers, km_labels, db_labels, top_items)
+        self.quality_ = {
+            "n_customers": len(agg),
+            "n_purchasers": int(buyers.shape[0]),
+            "kmeans": km_quality,
+            "dbscan": db_quality,
+            "fit_seconds": time.perf_counter() - t_start,
+        }
+        return self
+
+    def _k_candidates(self, n_buyers: int) -> range:
+        """The k the silhouette may choose from; NotEnoughData if ``n_buyers`` are too few."""
         if n_buyers < 3 or (self.k is not None and self.k >= n_buyers):
             raise NotEnoughData(
                 f"segmentation needs at least 3 customers with a purchase and more of them "
@@ -259,89 +280,105 @@ class CustomerSegmentation:
             )
         # Few buyers (a young shop): try only the k that silhouette can score.
         k_lo, k_hi = min(self.k_range[0], n_buyers - 1), min(self.k_range[1], n_buyers - 1)
+        return range(k_lo, k_hi + 1)
 
-        self.reference_time_ = float(agg.now)
-        self.fitted_at_ = time.time()
+    def _fit_features(
+        self, agg: CustomerAggregates, base: dict[str, NDArray[Any]], buyers: NDArray[np.int64]
+    ) -> NDArray[np.float64]:
+        """Learn RFM edges, category components and scaler; return X, (n_buyers, n_features)."""
         self.categories_ = list(agg.categories)
         self.rfm_edges_ = rfm_edges(
             base["recency_days"][buyers], base["frequency"][buyers], base["monetary"][buyers]
         )
-
         shares = row_normalise(sp.csr_matrix(agg.category_counts, dtype=np.float64)[buyers])
         n_comp = min(self.n_category_components, len(self.categories_) - 1)
-        if n_comp >= 1:
-            svd = TruncatedSVD(n_components=n_comp, random_state=self.random_state)
-            svd.fit(shares)
-            self.svd_components_ = svd.components_.astype(np.float64)
-        else:
-            self.svd_components_ = np.zeros((0, len(self.categories_)))
+        self.svd_components_ = category_components(
+            shares, n_comp, len(self.categories_), self.random_state
+        )
         self.feature_names_ = [
             *FEATURES,
             *(f"category_{i + 1}" for i in range(self.svd_components_.shape[0])),
         ]
-
         raw = feature_matrix(base, buyers, shares, self.svd_components_)
         self.scaler_mean_ = raw.mean(axis=0)
         scale = raw.std(axis=0)
         self.scaler_scale_ = np.where(scale > 1e-12, scale, 1.0)
         self.feature_weights_ = np.ones(raw.shape[1])
         self.feature_weights_[len(FEATURES) :] = self.category_weight
-        X = (raw - self.scaler_mean_) / self.scaler_scale_ * self.feature_weights_
+        return self._standardise(raw)
 
-        # K-means: choose k on a sample, fit on everyone, measure seed stability.
-        sample = sample_rows(rng, X.shape[0], self.sample_size)
-        sil_rows = sample_rows(rng, sample.shape[0], self.silhouette_sample_size)
+    def _standardise(self, raw: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``raw`` features scaled and weighted into the space the clusters live in."""
+        return (raw - self.scaler_mean_) / self.scaler_scale_ * self.feature_weights_
+
+    def _fit_kmeans(
+        self,
+        X: NDArray[np.float64],
+        spend: NDArray[np.float64],
+        sample: NDArray[np.int64],
+        sil_rows: NDArray[np.int64],
+        ks: range,
+        rng: np.random.Generator,
+    ) -> tuple[NDArray[np.int64], dict[str, Any]]:
+        """Choose k on the sample (unless given), fit on everyone; labels and quality figures."""
         k_scores: dict[int, float] = {}
         if self.k is None:
-            for k in range(k_lo, k_hi + 1):
-                km = KMeans(
-                    n_clusters=k,
-                    init="k-means++",
-                    n_init=self.n_init,
-                    random_state=self.random_state,
-                ).fit(X[sample])
-                k_scores[k] = silhouette(X[sample][sil_rows], km.labels_[sil_rows])
+            k_scores = silhouette_by_k(
+                X[sample], sil_rows, ks, n_init=self.n_init, random_state=self.random_state
+            )
             self.k_ = max(k_scores, key=lambda k: (np.nan_to_num(k_scores[k], nan=-np.inf), -k))
         else:
             self.k_ = int(self.k)
-        km = KMeans(
-            n_clusters=self.k_, init="k-means++", n_init=self.n_init, random_state=self.random_state
-        ).fit(X)
-        km_other = KMeans(
-            n_clusters=self.k_,
-            init="k-means++",
-            n_init=self.n_init,
-            random_state=self.random_state + 1,
-        ).fit(X)
-        stability = float(adjusted_rand_score(km.labels_, km_other.labels_))
-        # Number clusters by decreasing median spend so ids read the same across refits.
-        order = np.argsort(
-            [-np.median(base["monetary"][buyers][km.labels_ == c]) for c in range(self.k_)],
-            kind="stable",
+        self.centroids_, labels, stability, inertia = kmeans_by_spend(
+            X, self.k_, spend, n_init=self.n_init, random_state=self.random_state
         )
-        self.centroids_ = km.cluster_centers_[order]
-        km_labels = np.argsort(order)[km.labels_]
+        return labels, {
+            "k": self.k_,
+            "k_selection": "fixed" if self.k is not None else "silhouette",
+            "silhouette_by_k": {str(k): json_float(v) for k, v in k_scores.items()},
+            **cluster_quality(X, labels, rng, self.silhouette_sample_size),
+            "stability_ari": stability,
+            "inertia": inertia,
+        }
 
-        # DBSCAN on a sample; everyone is then labelled by the nearest core sample within eps.
-        db_rows = sample
-        Xd = X[db_rows]
+    def _fit_dbscan(
+        self, X: NDArray[np.float64], sample: NDArray[np.int64], rng: np.random.Generator
+    ) -> tuple[NDArray[np.int64], dict[str, Any]]:
+        """DBSCAN on the sample, then everyone takes the nearest core sample within eps.
+
+        Returns the labels of every row of ``X`` and the quality figures.
+        """
+        Xd = X[sample]
         self.dbscan_eps_ = (
             float(self.dbscan_eps)
             if self.dbscan_eps is not None
             else knee_eps(Xd, self.dbscan_min_samples)
         )
-        db = DBSCAN(eps=self.dbscan_eps_, min_samples=self.dbscan_min_samples).fit(Xd)
-        core = db.core_sample_indices_
-        core_labels = db.labels_[core]
-        sizes = np.bincount(core_labels) if core.size else np.zeros(0, np.int64)
-        rank = np.empty(sizes.shape[0], np.int64)
-        rank[np.argsort(-sizes, kind="stable")] = np.arange(sizes.shape[0])
-        self.core_samples_ = Xd[core]
-        self.core_labels_ = rank[core_labels] if core.size else np.zeros(0, np.int64)
-        self.n_dbscan_clusters_ = int(sizes.shape[0])
-        db_labels = nearest_core(X, self.core_samples_, self.core_labels_, self.dbscan_eps_)
+        self.core_samples_, self.core_labels_, self.n_dbscan_clusters_ = dbscan_cores(
+            Xd, self.dbscan_eps_, self.dbscan_min_samples
+        )
+        labels = nearest_core(X, self.core_samples_, self.core_labels_, self.dbscan_eps_)
+        clustered = labels >= 0
+        return labels, {
+            "eps": self.dbscan_eps_,
+            "min_samples": self.dbscan_min_samples,
+            "fit_sample_size": int(sample.shape[0]),
+            "n_clusters": self.n_dbscan_clusters_,
+            "n_core_samples": int(self.core_samples_.shape[0]),
+            "outlier_share": float(np.mean(labels == OUTLIER_SEGMENT)),
+            **cluster_quality(X[clustered], labels[clustered], rng, self.silhouette_sample_size),
+        }
 
-        # Full-population labels and profiles.
+    def _fit_profiles(
+        self,
+        agg: CustomerAggregates,
+        base: dict[str, NDArray[Any]],
+        buyers: NDArray[np.int64],
+        km_labels: NDArray[np.int64],
+        db_labels: NDArray[np.int64],
+        top_items: ItemCounts | None,
+    ) -> None:
+        """Segments of every customer (purchasers' labels given) and their profiles."""
         n = len(agg)
         self.labels_ = np.full(n, NO_PURCHASE_SEGMENT, dtype=np.int64)
         self.labels_[buyers] = km_labels
@@ -357,32 +394,6 @@ class CustomerSegmentation:
             profiles = segment_profiles(labels, base, agg, group_idx, top_items)
             self.profiles_[name] = profiles
             self.segment_labels_[name] = {p["segment_id"]: p["label"] for p in profiles}
-
-        self.quality_ = {
-            "n_customers": n,
-            "n_purchasers": int(buyers.shape[0]),
-            "kmeans": {
-                "k": self.k_,
-                "k_selection": "fixed" if self.k is not None else "silhouette",
-                "silhouette_by_k": {str(k): json_float(v) for k, v in k_scores.items()},
-                **cluster_quality(X, km_labels, rng, self.silhouette_sample_size),
-                "stability_ari": stability,
-                "inertia": float(km.inertia_),
-            },
-            "dbscan": {
-                "eps": self.dbscan_eps_,
-                "min_samples": self.dbscan_min_samples,
-                "fit_sample_size": int(db_rows.shape[0]),
-                "n_clusters": self.n_dbscan_clusters_,
-                "n_core_samples": int(core.shape[0]),
-                "outlier_share": float(np.mean(db_labels == OUTLIER_SEGMENT)),
-                **cluster_quality(
-                    X[db_labels >= 0], db_labels[db_labels >= 0], rng, self.silhouette_sample_size
-                ),
-            },
-            "fit_seconds": time.perf_counter() - t_start,
-        }
-        return self
 
     def _check_params(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -440,7 +451,7 @@ class CustomerSegmentation:
             counts = aligned_category_counts(agg, buyers, self.categories_)
             shares = row_normalise(counts)
             raw = feature_matrix(base, buyers, shares, self.svd_components_)
-            X = (raw - self.scaler_mean_) / self.scaler_scale_ * self.feature_weights_
+            X = self._standardise(raw)
             db = nearest_core(
                 X, self.core_samples_, self.core_labels_, self.dbscan_eps_, self._core_norms()
             )
