@@ -30,6 +30,7 @@ __all__ = [
     "dbscan_cores",
     "kmeans_by_spend",
     "knee_eps",
+    "nearest_centroid",
     "nearest_core",
     "row_normalise",
     "sample_rows",
@@ -101,6 +102,13 @@ def knee_eps(X: NDArray[np.float64], min_samples: int) -> float:
     # Points above the chord are impossible on a convex curve; distance below it is x - y.
     knee = int(np.argmax(x - y))
     return float(max(kd[knee], 1e-6))
+
+
+def nearest_centroid(X: NDArray[np.float64], centroids: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Index of the nearest of ``centroids`` (k, d) to every row of ``X`` (n, d), shape (n,)."""
+    # ||x||^2 is the same for every centroid, so argmin needs only the rest.
+    d2 = np.einsum("ij,ij->i", centroids, centroids)[None, :] - 2.0 * (X @ centroids.T)
+    return np.argmin(d2, axis=1)
 
 
 def nearest_core(

@@ -41,6 +41,7 @@ from app.ml.segmentation.clustering import (
     dbscan_cores,
     kmeans_by_spend,
     knee_eps,
+    nearest_centroid,
     nearest_core,
     row_normalise,
     sample_rows,
@@ -442,27 +443,7 @@ class CustomerSegmentation:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
         base = base_features(agg)
-        bought = base["bought"]
-        buyers = np.flatnonzero(bought)
-        n = len(agg)
-        segment = np.full(n, NO_PURCHASE_SEGMENT, dtype=np.int64)
-        outlier = np.zeros(n, dtype=bool)
-        if buyers.shape[0]:
-            counts = aligned_category_counts(agg, buyers, self.categories_)
-            shares = row_normalise(counts)
-            raw = feature_matrix(base, buyers, shares, self.svd_components_)
-            X = self._standardise(raw)
-            db = nearest_core(
-                X, self.core_samples_, self.core_labels_, self.dbscan_eps_, self._core_norms()
-            )
-            outlier[buyers] = db == OUTLIER_SEGMENT
-            if algorithm == "kmeans":
-                c = self.centroids_
-                # ||x||^2 is the same for every centroid, so argmin needs only the rest.
-                d2 = np.einsum("ij,ij->i", c, c)[None, :] - 2.0 * (X @ c.T)
-                segment[buyers] = np.argmin(d2, axis=1)
-            else:
-                segment[buyers] = db
+        segment, outlier = self._segments(agg, base, algorithm)
         labels = self.segment_labels_[algorithm]
         label = np.asarray(
             [labels.get(int(s), NO_PURCHASE_LABEL) for s in segment.tolist()], dtype=np.str_
@@ -484,6 +465,29 @@ class CustomerSegmentation:
             frequency=base["frequency"],
             monetary=base["monetary"],
         )
+
+    def _segments(
+        self, agg: CustomerAggregates, base: dict[str, NDArray[Any]], algorithm: Algorithm
+    ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        """Segment ids of ``algorithm`` and DBSCAN outlier flags of every customer, shape (n,)."""
+        buyers = np.flatnonzero(base["bought"])
+        n = len(agg)
+        segment = np.full(n, NO_PURCHASE_SEGMENT, dtype=np.int64)
+        outlier = np.zeros(n, dtype=bool)
+        if buyers.shape[0]:
+            counts = aligned_category_counts(agg, buyers, self.categories_)
+            shares = row_normalise(counts)
+            raw = feature_matrix(base, buyers, shares, self.svd_components_)
+            X = self._standardise(raw)
+            db = nearest_core(
+                X, self.core_samples_, self.core_labels_, self.dbscan_eps_, self._core_norms()
+            )
+            outlier[buyers] = db == OUTLIER_SEGMENT
+            if algorithm == "kmeans":
+                segment[buyers] = nearest_centroid(X, self.centroids_)
+            else:
+                segment[buyers] = db
+        return segment, outlier
 
     def _core_norms(self) -> NDArray[np.float64]:
         """Squared norms of the DBSCAN core samples, computed once per fitted state."""
