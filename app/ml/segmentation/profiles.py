@@ -87,23 +87,37 @@ def segment_profiles(
             for g in np.argsort(-counts, kind="stable")[:3]
             if counts[g] > 0
         }
-        cat_sum = np.asarray(cat_counts[rows].sum(axis=0)).ravel()
-        total = cat_sum.sum()
-        prof["top_categories"] = [
-            {"category": agg.categories[j], "share": float(cat_sum[j] / total)}
-            for j in np.argsort(-cat_sum, kind="stable")[:n_top]
-            if cat_sum[j] > 0
-        ]
-        if top_items is not None:
-            item_sum = np.asarray(top_items.matrix[rows].sum(axis=0)).ravel()
-            prof["top_items"] = [
-                {"item_id": top_items.item_ids[j], "count": float(item_sum[j])}
-                for j in np.argsort(-item_sum, kind="stable")[:n_top]
-                if item_sum[j] > 0
-            ]
+        prof.update(_tastes(rows, agg.categories, cat_counts, top_items, n_top))
         profiles.append(prof)
     _label_profiles(profiles, pop)
     return profiles
+
+
+def _tastes(
+    rows: NDArray[np.int64],
+    categories: list[str],
+    cat_counts: sp.csr_matrix,
+    top_items: ItemCounts | None,
+    n_top: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """The ``n_top`` categories (by share) and items (by count, if given) of customers ``rows``."""
+    cat_sum = np.asarray(cat_counts[rows].sum(axis=0)).ravel()
+    total = cat_sum.sum()
+    tastes = {
+        "top_categories": [
+            {"category": categories[j], "share": float(cat_sum[j] / total)}
+            for j in np.argsort(-cat_sum, kind="stable")[:n_top]
+            if cat_sum[j] > 0
+        ]
+    }
+    if top_items is not None:
+        item_sum = np.asarray(top_items.matrix[rows].sum(axis=0)).ravel()
+        tastes["top_items"] = [
+            {"item_id": top_items.item_ids[j], "count": float(item_sum[j])}
+            for j in np.argsort(-item_sum, kind="stable")[:n_top]
+            if item_sum[j] > 0
+        ]
+    return tastes
 
 
 def _base_label(p: dict[str, Any], q: dict[str, NDArray[np.float64]]) -> str:
