@@ -218,6 +218,34 @@ def aggregate_events(
     items : ItemCounts
         Purchase events per customer and item, columns sorted by item id.
     """
+    ev = _coded_events(user_ids, item_ids, event_types, values, occurred_at, order_ids, users)
+    return _aggregate(ev, item_categories, now)
+
+
+@dataclass(frozen=True, eq=False)
+class _Events:
+    """The events of the customers aggregated, coded: parallel arrays of shape (n_events,)."""
+
+    user_ids: list[str]  # the result's rows
+    items: NDArray[np.str_]  # sorted distinct item ids of every event given
+    user: NDArray[np.int64]  # position in user_ids
+    item: NDArray[np.int64]  # position in items
+    at: NDArray[np.float64]
+    types: NDArray[np.str_]
+    value: NDArray[np.float64]  # NaN as 0
+    order: NDArray[np.str_] | None  # "" where an event has no order id
+
+
+def _coded_events(
+    user_ids: ArrayLike,
+    item_ids: ArrayLike,
+    event_types: ArrayLike,
+    values: ArrayLike,
+    occurred_at: ArrayLike,
+    order_ids: ArrayLike | None,
+    users: Sequence[str] | None,
+) -> _Events:
+    """The events of ``users`` (default everyone) with users and items as codes."""
     uid = np.asarray(user_ids).astype(str)
     t = np.asarray(occurred_at, dtype=np.float64)
     types = np.asarray(event_types).astype(str)
@@ -232,7 +260,6 @@ def aggregate_events(
     else:
         keep = np.ones(u.shape[0], dtype=bool)
         uid_list = names.tolist()
-    n = len(uid_list)
     items, it = np.unique(np.asarray(item_ids).astype(str), return_inverse=True)
     u, it, t, types, val = u[keep], it[keep], t[keep], types[keep], val[keep]
     oid = None
@@ -241,7 +268,14 @@ def aggregate_events(
         if raw_orders.dtype == object:  # None (SQL NULL) means no order id, not "None"
             raw_orders = np.where(np.equal(raw_orders, None), "", raw_orders)
         oid = raw_orders.astype(str)[keep]
+    return _Events(uid_list, items, u, it, t, types, val, oid)
 
+
+def _aggregate(
+    ev: _Events, item_categories: Mapping[str, Sequence[str]] | None, now: float | None
+) -> tuple[CustomerAggregates, ItemCounts]:
+    """:func:`aggregate_events` on coded events."""
+    u, it, t, types, items, n = ev.user, ev.item, ev.at, ev.types, ev.items, len(ev.user_ids)
     is_buy = types == "purchase"
     is_view = (types == "view") | (types == "click")
     is_cart = types == "add_to_cart"
@@ -252,51 +286,23 @@ def aggregate_events(
     last_buy = np.full(n, -np.inf)
     np.maximum.at(last_buy, u[is_buy], t[is_buy])
 
-    ub, tb = u[is_buy], t[is_buy]
-    day = np.floor(tb / SECONDS_PER_DAY).astype(np.int64)
-    if oid is not None:
-        ob = oid[is_buy]
-        order_names, order_code = np.unique(ob, return_inverse=True)
-        has_order = ob != ""
-        n_named = order_names.shape[0]
-        order_key = np.where(has_order, order_code, n_named + day - day.min(initial=0))
-    else:
-        order_key = day - day.min(initial=0)
-    pairs = np.unique(ub.astype(np.int64) * (int(order_key.max(initial=0)) + 1) + order_key)
-    stride = int(order_key.max(initial=0)) + 1
-    orders = np.bincount(pairs // stride, minlength=n).astype(np.float64)
+    ub = u[is_buy]
+    orders = _order_counts(ub, t[is_buy], None if ev.order is None else ev.order[is_buy], n)
     item_pairs = np.unique(ub.astype(np.int64) * items.shape[0] + it[is_buy])
     distinct = np.bincount(item_pairs // max(items.shape[0], 1), minlength=n).astype(np.float64)
-
     purchase_matrix = _count_matrix(ub, it[is_buy], (n, items.shape[0]))
-    if item_categories:
-        cat_names = sorted({c for cs in item_categories.values() for c in cs})
-        cpos = {c: j for j, c in enumerate(cat_names)}
-        per_item = [[cpos[c] for c in item_categories.get(item, ())] for item in items.tolist()]
-        n_cats = np.array([len(cs) for cs in per_item], dtype=np.int64)
-        cat_idx = np.fromiter(
-            (c for cs in per_item for c in cs), dtype=np.int64, count=int(n_cats.sum())
-        )
-        cat_start = np.concatenate([[0], np.cumsum(n_cats)[:-1]])
-        # Expand every event into one (customer, category) pair per category of its item.
-        reps = n_cats[it]
-        offsets = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
-        ev_cat = cat_idx[np.repeat(cat_start[it], reps) + offsets]
-        category_counts = _count_matrix(np.repeat(u, reps), ev_cat, (n, len(cat_names)))
-    else:
-        cat_names = []
-        category_counts = sp.csr_matrix((n, 0))
+    category_counts, cat_names = _category_matrix(u, it, items, item_categories, n)
 
     def nan_if_inf(x: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.where(np.isfinite(x), x, np.nan)
 
     agg = CustomerAggregates(
-        user_ids=uid_list,
+        user_ids=ev.user_ids,
         last_purchase_at=nan_if_inf(last_buy),
         first_seen_at=nan_if_inf(first),
         last_seen_at=nan_if_inf(last),
         orders=orders,
-        monetary=np.bincount(ub, weights=val[is_buy], minlength=n),
+        monetary=np.bincount(ub, weights=ev.value[is_buy], minlength=n),
         distinct_items=distinct,
         views=np.bincount(u[is_view], minlength=n).astype(np.float64),
         carts=np.bincount(u[is_cart], minlength=n).astype(np.float64),
@@ -306,6 +312,51 @@ def aggregate_events(
         now=float(t.max(initial=0.0)) if now is None else float(now),
     )
     return agg, ItemCounts(matrix=purchase_matrix, item_ids=items.tolist())
+
+
+def _order_counts(
+    ub: NDArray[np.int64], tb: NDArray[np.float64], ob: NDArray[np.str_] | None, n: int
+) -> NDArray[np.float64]:
+    """Distinct orders per customer, shape (n,), from purchases' customers, times and orders.
+
+    A purchase without an order id (``ob`` None or "") counts its calendar day as the order.
+    """
+    day = np.floor(tb / SECONDS_PER_DAY).astype(np.int64)
+    if ob is not None:
+        order_names, order_code = np.unique(ob, return_inverse=True)
+        has_order = ob != ""
+        n_named = order_names.shape[0]
+        order_key = np.where(has_order, order_code, n_named + day - day.min(initial=0))
+    else:
+        order_key = day - day.min(initial=0)
+    pairs = np.unique(ub.astype(np.int64) * (int(order_key.max(initial=0)) + 1) + order_key)
+    stride = int(order_key.max(initial=0)) + 1
+    return np.bincount(pairs // stride, minlength=n).astype(np.float64)
+
+
+def _category_matrix(
+    u: NDArray[np.int64],
+    it: NDArray[np.int64],
+    items: NDArray[np.str_],
+    item_categories: Mapping[str, Sequence[str]] | None,
+    n: int,
+) -> tuple[sp.csr_matrix, list[str]]:
+    """Events per customer and category, shape (n, n_categories), and the category names."""
+    if not item_categories:
+        return sp.csr_matrix((n, 0)), []
+    cat_names = sorted({c for cs in item_categories.values() for c in cs})
+    cpos = {c: j for j, c in enumerate(cat_names)}
+    per_item = [[cpos[c] for c in item_categories.get(item, ())] for item in items.tolist()]
+    n_cats = np.array([len(cs) for cs in per_item], dtype=np.int64)
+    cat_idx = np.fromiter(
+        (c for cs in per_item for c in cs), dtype=np.int64, count=int(n_cats.sum())
+    )
+    cat_start = np.concatenate([[0], np.cumsum(n_cats)[:-1]])
+    # Expand every event into one (customer, category) pair per category of its item.
+    reps = n_cats[it]
+    offsets = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+    ev_cat = cat_idx[np.repeat(cat_start[it], reps) + offsets]
+    return _count_matrix(np.repeat(u, reps), ev_cat, (n, len(cat_names))), cat_names
 
 
 def _count_matrix(
