@@ -6,7 +6,8 @@ The package exports what the rest of Tastemaker uses; the modules hold the parts
 - :mod:`~app.ml.segmentation.rfm`: RFM scores by quintile edges and the RFM groups;
 - :mod:`~app.ml.segmentation.clustering`: sampling, cluster quality, DBSCAN's eps and cores;
 - :mod:`~app.ml.segmentation.profiles`: segment profiles and their labels;
-- :mod:`~app.ml.segmentation.model`: the estimator :class:`CustomerSegmentation`.
+- :mod:`~app.ml.segmentation.model`: the estimator :class:`CustomerSegmentation`;
+- :mod:`~app.ml.segmentation.state`: the state format its fitted arrays are saved in.
 """
 
 from app.ml.segmentation.clustering import NO_PURCHASE_SEGMENT, OUTLIER_SEGMENT

@@ -58,12 +58,12 @@ from app.ml.segmentation.features import (
 )
 from app.ml.segmentation.profiles import NO_PURCHASE_LABEL, json_float, segment_profiles
 from app.ml.segmentation.rfm import rfm_edges, rfm_group_index, rfm_group_names, rfm_scores
+from app.ml.segmentation.state import restore_state, state_of, state_params
 
 __all__ = ["CustomerSegmentation", "NotEnoughData", "SegmentAssignment"]
 
 Algorithm = Literal["kmeans", "dbscan"]
 ALGORITHMS: tuple[str, ...] = ("kmeans", "dbscan")
-_STATE_FORMAT = "tastemaker.segmentation/1"
 
 
 @dataclass(frozen=True, eq=False)
@@ -515,83 +515,15 @@ class CustomerSegmentation:
     def to_state(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
         """Numeric arrays and JSON-able metadata that fully describe the fitted model."""
         self._check_fitted()
-        arrays = {
-            "scaler_mean": self.scaler_mean_,
-            "scaler_scale": self.scaler_scale_,
-            "feature_weights": self.feature_weights_,
-            "svd_components": self.svd_components_,
-            "rfm_edges": self.rfm_edges_,
-            "kmeans_centroids": self.centroids_,
-            "dbscan_core_samples": self.core_samples_,
-            "dbscan_core_labels": self.core_labels_.astype(np.int64),
-        }
-        params = self.get_params()
-        params["k_range"] = list(params["k_range"])
-        meta = {
-            "format": _STATE_FORMAT,
-            "params": params,
-            "k": self.k_,
-            "dbscan_eps": self.dbscan_eps_,
-            "n_dbscan_clusters": self.n_dbscan_clusters_,
-            "feature_names": list(self.feature_names_),
-            "categories": list(self.categories_),
-            "segment_labels": {
-                alg: [[sid, label] for sid, label in labels.items()]
-                for alg, labels in self.segment_labels_.items()
-            },
-            "profiles": self.profiles_,
-            "quality": self.quality_,
-            "reference_time": self.reference_time_,
-            "fitted_at": self.fitted_at_,
-        }
-        return {k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta
+        return state_of(self)
 
     @classmethod
     def from_state(
         cls, arrays: Mapping[str, NDArray[Any]], meta: Mapping[str, Any]
     ) -> CustomerSegmentation:
         """Rebuild a fitted model from :meth:`to_state` output (no refit, no pickle)."""
-        if meta.get("format") != _STATE_FORMAT:
-            raise ValueError(f"not a segmentation state: format {meta.get('format')!r}")
-        params = dict(meta["params"])
-        params["k_range"] = tuple(params["k_range"])
-        model = cls(**params)
-        model.scaler_mean_ = np.asarray(arrays["scaler_mean"], dtype=np.float64)
-        model.scaler_scale_ = np.asarray(arrays["scaler_scale"], dtype=np.float64)
-        model.feature_weights_ = np.asarray(arrays["feature_weights"], dtype=np.float64)
-        model.svd_components_ = np.asarray(arrays["svd_components"], dtype=np.float64)
-        model.rfm_edges_ = np.asarray(arrays["rfm_edges"], dtype=np.float64)
-        model.centroids_ = np.asarray(arrays["kmeans_centroids"], dtype=np.float64)
-        model.core_samples_ = np.asarray(arrays["dbscan_core_samples"], dtype=np.float64)
-        model.core_labels_ = np.asarray(arrays["dbscan_core_labels"], dtype=np.int64)
-        model.k_ = int(meta["k"])
-        model.dbscan_eps_ = float(meta["dbscan_eps"])
-        model.n_dbscan_clusters_ = int(meta["n_dbscan_clusters"])
-        model.feature_names_ = list(meta["feature_names"])
-        model.categories_ = list(meta["categories"])
-        model.segment_labels_ = {
-            alg: {int(sid): str(label) for sid, label in pairs}
-            for alg, pairs in meta["segment_labels"].items()
-        }
-        model.profiles_ = {alg: list(p) for alg, p in meta["profiles"].items()}
-        model.quality_ = dict(meta["quality"])
-        # Absent from states saved before the data's clock was stored: wall clock then.
-        reference, fitted = meta.get("reference_time"), meta.get("fitted_at")
-        model.reference_time_ = None if reference is None else float(reference)
-        model.fitted_at_ = None if fitted is None else float(fitted)
-        if tuple(model.feature_names_[: len(FEATURES)]) != FEATURES:
-            raise ValueError(
-                f"segmentation state has features {model.feature_names_}, this code computes "
-                f"{list(FEATURES)}: retrain to rebuild it"
-            )
-        d = len(model.feature_names_)
-        if (
-            model.scaler_mean_.shape != (d,)
-            or model.centroids_.shape != (model.k_, d)
-            or model.core_samples_.shape[1:] != (d,)
-            or model.svd_components_.shape != (d - len(FEATURES), len(model.categories_))
-        ):
-            raise ValueError("segmentation state arrays do not match its metadata")
+        model = cls(**state_params(meta))
+        restore_state(model, arrays, meta)
         return model
 
     def _check_fitted(self) -> None:
