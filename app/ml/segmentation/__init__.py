@@ -7,6 +7,7 @@ The package exports what the rest of Tastemaker uses; the modules hold the parts
 - :mod:`~app.ml.segmentation.clustering`: sampling, cluster quality, DBSCAN's eps and cores;
 - :mod:`~app.ml.segmentation.profiles`: segment profiles and their labels;
 - :mod:`~app.ml.segmentation.model`: the estimator :class:`CustomerSegmentation`;
+- :mod:`~app.ml.segmentation.assignment`: its answer for each customer;
 - :mod:`~app.ml.segmentation.state`: the state format its fitted arrays are saved in.
 """
 
