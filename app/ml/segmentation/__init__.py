@@ -4,7 +4,7 @@ The package exports what the rest of Tastemaker uses; the modules hold the parts
 
 - :mod:`~app.ml.segmentation.features`: the per-customer aggregates and behaviour features;
 - :mod:`~app.ml.segmentation.rfm`: RFM scores by quintile edges and the RFM groups;
-- :mod:`~app.ml.segmentation.clustering`: sampling, cluster quality, DBSCAN's eps and cores;
+- :mod:`~app.ml.segmentation.clustering`: K-means, DBSCAN, sampling and cluster quality;
 - :mod:`~app.ml.segmentation.profiles`: segment profiles and their labels;
 - :mod:`~app.ml.segmentation.model`: the estimator :class:`CustomerSegmentation`;
 - :mod:`~app.ml.segmentation.assignment`: its answer for each customer;

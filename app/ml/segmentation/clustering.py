@@ -1,4 +1,4 @@
-"""Clustering helpers of the segmentation: sampling, quality figures, DBSCAN's eps and cores.
+"""K-means and DBSCAN for the segmentation, with sampling, quality figures and assignment.
 
 Clustering
 ----------

@@ -8,7 +8,8 @@ of the design). DBSCAN's noise is the reserved segment ``OUTLIER_SEGMENT`` (-2).
 
 Features: see :mod:`app.ml.segmentation.features`; RFM scores and groups: see
 :mod:`app.ml.segmentation.rfm`; how K-means and DBSCAN are fitted: see
-:mod:`app.ml.segmentation.clustering`.
+:mod:`app.ml.segmentation.clustering`; segment profiles and labels: see
+:mod:`app.ml.segmentation.profiles`; the saved state: see :mod:`app.ml.segmentation.state`.
 
 The data's clock
 ----------------
