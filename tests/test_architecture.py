@@ -26,3 +26,8 @@ def test_import_contracts_are_kept() -> None:
         pytest.fail("lint-imports is missing: pip install -e '.[test]'")
     result = _run(tool)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_ml_core_type_checks() -> None:
+    result = _run(sys.executable, "-m", "mypy")
+    assert result.returncode == 0, result.stdout + result.stderr

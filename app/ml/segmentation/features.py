@@ -266,7 +266,7 @@ def _coded_events(
     if order_ids is not None:
         raw_orders = np.asarray(order_ids)
         if raw_orders.dtype == object:  # None (SQL NULL) means no order id, not "None"
-            raw_orders = np.where(np.equal(raw_orders, None), "", raw_orders)
+            raw_orders = np.where(np.equal(raw_orders, np.asarray(None, dtype=object)), "", raw_orders)
         oid = raw_orders.astype(str)[keep]
     return _Events(uid_list, items, u, it, t, types, val, oid)
 
@@ -302,7 +302,7 @@ def _aggregate(
         first_seen_at=nan_if_inf(first),
         last_seen_at=nan_if_inf(last),
         orders=orders,
-        monetary=np.bincount(ub, weights=ev.value[is_buy], minlength=n),
+        monetary=np.bincount(ub, weights=ev.value[is_buy], minlength=n).astype(np.float64),
         distinct_items=distinct,
         views=np.bincount(u[is_view], minlength=n).astype(np.float64),
         carts=np.bincount(u[is_cart], minlength=n).astype(np.float64),

@@ -104,6 +104,10 @@ class CustomerSegmentation:
         the libraries' defaults.
     """
 
+    #: The data's clock at fit (latest event) and the wall clock then; None in old states.
+    reference_time_: float | None
+    fitted_at_: float | None
+
     def __init__(
         self,
         *,

@@ -26,10 +26,10 @@ NO_PURCHASE_LABEL = "No purchase yet"
 OUTLIER_LABEL = "Outliers (unusual behaviour)"
 
 
-def json_float(x: float) -> float | None:
+def json_float(x: float | np.floating) -> float | None:
     """``x`` as a float, None where JSON has no number for it (NaN, infinity)."""
-    x = float(x)
-    return None if math.isnan(x) or math.isinf(x) else x
+    value = float(x)
+    return None if math.isnan(value) or math.isinf(value) else value
 
 
 def _stats(x: NDArray[np.float64]) -> dict[str, float | None]:
