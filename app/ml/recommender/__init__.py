@@ -3,6 +3,7 @@
 - :mod:`.config` — :class:`RecommenderConfig`, every hyper-parameter, checked.
 - :mod:`.model` — :class:`Recommender`, the one scoring path of ``GET /recommend``,
   evaluation and tuning; :func:`load_recommender`.
+- :mod:`.fitting` — fitting every model of a config on a set of events.
 - :mod:`.training` — :func:`train_recommender`: tune on a validation cutoff, evaluate through
   the serving path, refit on all events.
 """
@@ -13,18 +14,14 @@ from app.ml.recommender.config import (
     TUNED_AGGREGATIONS,
     RecommenderConfig,
 )
+from app.ml.recommender.fitting import TrainingMatrices, training_matrices
 from app.ml.recommender.model import (
     DEFAULT_HOME_REPEAT_SHARE,
     Recommendations,
     Recommender,
     load_recommender,
 )
-from app.ml.recommender.training import (
-    TrainedRecommender,
-    TrainingMatrices,
-    train_recommender,
-    training_matrices,
-)
+from app.ml.recommender.training import TrainedRecommender, train_recommender
 
 __all__ = [
     "DEFAULT_AGGREGATION",

@@ -266,7 +266,9 @@ def _coded_events(
     if order_ids is not None:
         raw_orders = np.asarray(order_ids)
         if raw_orders.dtype == object:  # None (SQL NULL) means no order id, not "None"
-            raw_orders = np.where(np.equal(raw_orders, np.asarray(None, dtype=object)), "", raw_orders)
+            raw_orders = np.where(
+                np.equal(raw_orders, np.asarray(None, dtype=object)), "", raw_orders
+            )
         oid = raw_orders.astype(str)[keep]
     return _Events(uid_list, items, u, it, t, types, val, oid)
 
