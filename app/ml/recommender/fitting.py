@@ -34,6 +34,8 @@ from app.ml.vocabulary import Vocabulary
 
 @dataclass(eq=False)
 class Fitted:
+    """Models fitted on one set of events, with the matrix they were fitted on."""
+
     X: sparse.csr_matrix
     models: dict[str, BaseScorer]
     popularity: Popularity
