@@ -22,6 +22,8 @@ from scipy.sparse.csgraph import connected_components
 from app.ml.interactions import EventLog
 from app.ml.vocabulary import Vocabulary
 
+#: What every report of :func:`time_split` says of itself (reports of one protocol compare).
+PROTOCOL = {"split": "per-user time cutoff", "baskets": "same timestamp or order id"}
 METRICS = ("precision", "recall", "f1", "ndcg", "map", "hit_rate", "coverage")
 
 
@@ -95,15 +97,12 @@ def time_split(
     keep = ~tested[u] | (times < cutoff[u])
     train_mask = np.zeros(len(events), dtype=bool)
     train_mask[valid[keep]] = True
-    # Comparisons with NaN are False: untested users have no targets.
-    shape = (len(users), len(items))
+    shape = (len(users), len(items))  # comparisons with NaN are False: untested, no targets
     new = first[pair] >= cutoff[u]
     explore = _indicator(u[new], i[new], shape)
     in_basket = times == cutoff[u]
     next_basket = _indicator(u[in_basket], i[in_basket], shape)
     protocol = {
-        "split": "per-user time cutoff",
-        "baskets": "same timestamp or order id",
         "fraction": fraction,
         "min_interactions": min_interactions,
         "n_users": len(users),
@@ -114,7 +113,7 @@ def time_split(
         "n_explore_items": int(explore.nnz),
         "n_next_basket_items": int(next_basket.nnz),
     }
-    return TimeSplit(train_mask, explore, next_basket, cutoff, protocol)
+    return TimeSplit(train_mask, explore, next_basket, cutoff, {**PROTOCOL, **protocol})
 
 
 def _basket_times(
