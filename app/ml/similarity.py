@@ -135,26 +135,51 @@ def blocked_top_k_product(
     for lo in range(0, n, block_rows):
         hi = min(n, lo + block_rows)
         prod = (left[lo:hi] @ right).tocsr()  # no duplicates; indices need not be sorted
-        if prod.nnz > _DENSE_BLOCK_DENSITY * (hi - lo) * m:
-            dense = prod.toarray()
-            denom = rn[lo:hi, None] * cn[None, :] + shrink
-            np.divide(dense, denom, out=dense, where=denom > 0)
-            dense[denom <= 0] = 0.0
-            if exclude_diagonal and lo < m:
-                diag = np.arange(lo, min(hi, m))
-                dense[diag - lo, diag] = 0.0
-            parts.append(_dense_top_k(dense, k))
-        else:
-            coo = prod.tocoo()
-            denom = rn[coo.row + lo] * cn[coo.col] + shrink
-            data = np.divide(coo.data, denom, out=np.zeros_like(coo.data), where=denom > 0)
-            if exclude_diagonal:
-                data[coo.row + lo == coo.col] = 0.0
-            scaled = sparse.coo_matrix((data, (coo.row, coo.col)), shape=coo.shape)
-            parts.append(top_k_per_row(scaled, k))
+        scale = _dense_block if prod.nnz > _DENSE_BLOCK_DENSITY * (hi - lo) * m else _sparse_block
+        parts.append(scale(prod, lo, rn, cn, shrink, exclude_diagonal, k))
     out = sparse.vstack(parts, format="csr", dtype=np.float32)
     out.sort_indices()
     return out
+
+
+def _dense_block(
+    prod: sparse.csr_matrix,
+    lo: int,
+    rn: NDArray[np.float64],
+    cn: NDArray[np.float64],
+    shrink: float,
+    exclude_diagonal: bool,
+    k: int | None,
+) -> sparse.csr_matrix:
+    """Scale and prune a block of rows (``lo`` onwards) that is dense enough for an array."""
+    hi, m = lo + prod.shape[0], prod.shape[1]
+    dense = prod.toarray()
+    denom = rn[lo:hi, None] * cn[None, :] + shrink
+    np.divide(dense, denom, out=dense, where=denom > 0)
+    dense[denom <= 0] = 0.0
+    if exclude_diagonal and lo < m:
+        diag = np.arange(lo, min(hi, m))
+        dense[diag - lo, diag] = 0.0
+    return _dense_top_k(dense, k)
+
+
+def _sparse_block(
+    prod: sparse.csr_matrix,
+    lo: int,
+    rn: NDArray[np.float64],
+    cn: NDArray[np.float64],
+    shrink: float,
+    exclude_diagonal: bool,
+    k: int | None,
+) -> sparse.csr_matrix:
+    """Scale and prune a sparse block of rows (``lo`` onwards) entry by entry."""
+    coo = prod.tocoo()
+    denom = rn[coo.row + lo] * cn[coo.col] + shrink
+    data = np.divide(coo.data, denom, out=np.zeros_like(coo.data), where=denom > 0)
+    if exclude_diagonal:
+        data[coo.row + lo == coo.col] = 0.0
+    scaled = sparse.coo_matrix((data, (coo.row, coo.col)), shape=coo.shape)
+    return top_k_per_row(scaled, k)
 
 
 def center_nonzeros(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
