@@ -7,6 +7,7 @@ rows are kept.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -128,58 +129,56 @@ def blocked_top_k_product(
     n, m = left.shape[0], right.shape[1]
     if n == 0 or m == 0:
         return _empty_csr((n, m))
-    rn = np.ones(n) if row_norms is None else np.asarray(row_norms, dtype=np.float64)
-    cn = np.ones(m) if col_norms is None else np.asarray(col_norms, dtype=np.float64)
+    scaling = _Scaling(
+        np.ones(n) if row_norms is None else np.asarray(row_norms, dtype=np.float64),
+        np.ones(m) if col_norms is None else np.asarray(col_norms, dtype=np.float64),
+        shrink,
+        exclude_diagonal,
+        k,
+    )
     block_rows = max(1, max_block_entries // m)
     parts = []
     for lo in range(0, n, block_rows):
         hi = min(n, lo + block_rows)
         prod = (left[lo:hi] @ right).tocsr()  # no duplicates; indices need not be sorted
-        scale = _dense_block if prod.nnz > _DENSE_BLOCK_DENSITY * (hi - lo) * m else _sparse_block
-        parts.append(scale(prod, lo, rn, cn, shrink, exclude_diagonal, k))
+        dense = prod.nnz > _DENSE_BLOCK_DENSITY * (hi - lo) * m
+        parts.append(scaling.dense(prod, lo) if dense else scaling.sparse(prod, lo))
     out = sparse.vstack(parts, format="csr", dtype=np.float32)
     out.sort_indices()
     return out
 
 
-def _dense_block(
-    prod: sparse.csr_matrix,
-    lo: int,
-    rn: NDArray[np.float64],
-    cn: NDArray[np.float64],
-    shrink: float,
-    exclude_diagonal: bool,
-    k: int | None,
-) -> sparse.csr_matrix:
-    """Scale and prune a block of rows (``lo`` onwards) that is dense enough for an array."""
-    hi, m = lo + prod.shape[0], prod.shape[1]
-    dense = prod.toarray()
-    denom = rn[lo:hi, None] * cn[None, :] + shrink
-    np.divide(dense, denom, out=dense, where=denom > 0)
-    dense[denom <= 0] = 0.0
-    if exclude_diagonal and lo < m:
-        diag = np.arange(lo, min(hi, m))
-        dense[diag - lo, diag] = 0.0
-    return _dense_top_k(dense, k)
+@dataclass(frozen=True, eq=False)
+class _Scaling:
+    """How :func:`blocked_top_k_product` scales and prunes each block of rows."""
 
+    row_norms: NDArray[np.float64]
+    col_norms: NDArray[np.float64]
+    shrink: float
+    exclude_diagonal: bool
+    k: int | None
 
-def _sparse_block(
-    prod: sparse.csr_matrix,
-    lo: int,
-    rn: NDArray[np.float64],
-    cn: NDArray[np.float64],
-    shrink: float,
-    exclude_diagonal: bool,
-    k: int | None,
-) -> sparse.csr_matrix:
-    """Scale and prune a sparse block of rows (``lo`` onwards) entry by entry."""
-    coo = prod.tocoo()
-    denom = rn[coo.row + lo] * cn[coo.col] + shrink
-    data = np.divide(coo.data, denom, out=np.zeros_like(coo.data), where=denom > 0)
-    if exclude_diagonal:
-        data[coo.row + lo == coo.col] = 0.0
-    scaled = sparse.coo_matrix((data, (coo.row, coo.col)), shape=coo.shape)
-    return top_k_per_row(scaled, k)
+    def dense(self, prod: sparse.csr_matrix, lo: int) -> sparse.csr_matrix:
+        """A block (rows from ``lo``) dense enough to scale as an array."""
+        hi, m = lo + prod.shape[0], prod.shape[1]
+        dense = prod.toarray()
+        denom = self.row_norms[lo:hi, None] * self.col_norms[None, :] + self.shrink
+        np.divide(dense, denom, out=dense, where=denom > 0)
+        dense[denom <= 0] = 0.0
+        if self.exclude_diagonal and lo < m:
+            diag = np.arange(lo, min(hi, m))
+            dense[diag - lo, diag] = 0.0
+        return _dense_top_k(dense, self.k)
+
+    def sparse(self, prod: sparse.csr_matrix, lo: int) -> sparse.csr_matrix:
+        """A sparse block (rows from ``lo``), scaled entry by entry."""
+        coo = prod.tocoo()
+        denom = self.row_norms[coo.row + lo] * self.col_norms[coo.col] + self.shrink
+        data = np.divide(coo.data, denom, out=np.zeros_like(coo.data), where=denom > 0)
+        if self.exclude_diagonal:
+            data[coo.row + lo == coo.col] = 0.0
+        scaled = sparse.coo_matrix((data, (coo.row, coo.col)), shape=coo.shape)
+        return top_k_per_row(scaled, self.k)
 
 
 def center_nonzeros(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
