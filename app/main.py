@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import health
 from app.body_size import BodySizeLimit
@@ -53,33 +54,42 @@ def check_schema(engine: Engine) -> None:
         )
 
 
+# Routes are matched in this order, one router after another: the hot paths first.
+ROUTERS = (
+    recommendations_router,
+    segments_router,
+    events_router,
+    health.router,
+    webhooks_router,
+    catalog_router,
+    customers_router,
+    training_router,
+)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for the given settings (default: from the environment)."""
     settings = settings or get_settings()
+    app = FastAPI(
+        title="Tastemaker",
+        version="0.1.0",
+        summary="Real-time recommendations and customer segments for online shops.",
+        lifespan=_lifespan(settings),
+    )
+    _add_middleware(app, settings)
+    install_error_handlers(app)
+    install_database_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router, responses=ERROR_RESPONSES)
+    return app
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The worker's lifespan: start the service's parts, serve, then stop them."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.resolved_database_url)
-        check_schema(engine)
-        app.state.settings = settings
-        app.state.engine = engine
-        app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.cache = make_cache(settings)
-        keyring = KeyRing(settings, app.state.sessionmaker)
-        await keyring.refresh(force=True)
-        keyring.check_startup()
-        if keyring.loaded and not keyring.has_keys and not settings.is_loopback:
-            log.warning(
-                "serving without API keys on %s: TASTEMAKER_ALLOW_ANONYMOUS=true", settings.host
-            )
-        app.state.keyring = keyring
-        app.state.limiter = Limiter(settings)
-        # Webhook signatures already accepted, when Redis cannot be asked.
-        app.state.webhook_replays = LocalCache(max_entries=100_000)
-        registry = ModelRegistry(settings, app.state.sessionmaker, cache=app.state.cache)
-        registry.on_ingest = events_service.change_listener(app.state.cache, settings)
-        await registry.start()
-        app.state.registry = registry
+        engine = await _start(app, settings)
         # Everything alive now lives as long as the worker: keep it out of the cyclic GC, whose
         # full collections would otherwise rescan it (~100 ms stalls at the tail under load).
         gc.freeze()
@@ -91,17 +101,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if schedule is not None:
                 schedule.cancel()
-            await registry.stop()
+            await app.state.registry.stop()
             with suppress(Exception):
                 await app.state.cache.close()
             engine.dispose()
 
-    app = FastAPI(
-        title="Tastemaker",
-        version="0.1.0",
-        summary="Real-time recommendations and customer segments for online shops.",
-        lifespan=lifespan,
-    )
+    return lifespan
+
+
+async def _start(app: FastAPI, settings: Settings) -> Engine:
+    """Open the database, the cache, the key ring and the model registry into `app.state`."""
+    engine = make_engine(settings.resolved_database_url)
+    check_schema(engine)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.cache = make_cache(settings)
+    app.state.keyring = await _open_keyring(settings, app.state.sessionmaker)
+    app.state.limiter = Limiter(settings)
+    # Webhook signatures already accepted, when Redis cannot be asked.
+    app.state.webhook_replays = LocalCache(max_entries=100_000)
+    registry = ModelRegistry(settings, app.state.sessionmaker, cache=app.state.cache)
+    registry.on_ingest = events_service.change_listener(app.state.cache, settings)
+    await registry.start()
+    app.state.registry = registry
+    return engine
+
+
+async def _open_keyring(settings: Settings, factory: sessionmaker[Session]) -> KeyRing:
+    """Load the API keys, refusing unsafe settings; warn when serving without keys."""
+    keyring = KeyRing(settings, factory)
+    await keyring.refresh(force=True)
+    keyring.check_startup()
+    if keyring.loaded and not keyring.has_keys and not settings.is_loopback:
+        log.warning(
+            "serving without API keys on %s: TASTEMAKER_ALLOW_ANONYMOUS=true", settings.host
+        )
+    return keyring
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """Limit request bodies; allow the configured CORS origins."""
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -110,19 +150,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key"],
         )
-    install_error_handlers(app)
-    install_database_error_handlers(app)
-    # Routes are matched in this order, one router after another: the hot paths first.
-    routers = (
-        recommendations_router,
-        segments_router,
-        events_router,
-        health.router,
-        webhooks_router,
-        catalog_router,
-        customers_router,
-        training_router,
-    )
-    for router in routers:
-        app.include_router(router, responses=ERROR_RESPONSES)
-    return app

@@ -23,6 +23,7 @@ from app.ml.bundle import BundleError, read_manifest, write_component, write_man
 from app.ml.interactions import Catalog, EventLog
 from app.ml.recommender import RecommenderConfig, train_recommender
 from app.ml.segmentation import CustomerSegmentation, NotEnoughData, aggregate_events
+from app.ml.segmentation.assignment import SegmentAssignment
 from app.training import repository
 from app.training.models import ModelVersion
 
@@ -147,31 +148,9 @@ def fit_bundle(
     """Fit segmentation and recommender on `data` and write them under `directory`."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    item_categories = dict(zip(data.catalog.item_ids, data.catalog.categories, strict=True))
-    progress("segmentation: aggregating customers")
-    aggregates, item_counts = aggregate_events(
-        user_ids=data.user_ids,
-        item_ids=data.item_ids,
-        event_types=data.types,
-        values=data.values,
-        occurred_at=data.occurred_at,
-        order_ids=data.order_ids,
-        item_categories=item_categories,
-    )
-    progress(f"segmentation: fitting {len(aggregates)} customers")
-    segmentation: CustomerSegmentation | None = None
-    skipped: str | None = None
-    try:
-        segmentation = CustomerSegmentation(algorithm=settings.segment_algorithm).fit(
-            aggregates, top_items=item_counts
-        )
-    except NotEnoughData as exc:
-        # A shop without enough purchases (ratings only, say) still gets its recommender.
-        skipped = str(exc)
-        progress(f"segmentation skipped: {skipped}")
+    segmentation, assignment, skipped = _fit_segmentation(data, settings, progress)
     user_segments: dict[str, int] | None = None
-    if segmentation is not None:
-        assignment = segmentation.assign(aggregates)
+    if assignment is not None:
         user_segments = dict(zip(assignment.user_ids, assignment.segment_id.tolist(), strict=True))
     timings["segmentation_s"] = time.perf_counter() - started
 
@@ -188,22 +167,8 @@ def fit_bundle(
 
     started = time.perf_counter()
     trained.save(directory)  # writes directory/recommender/
-    if segmentation is not None:
-        arrays, meta = segmentation.to_state()
-        write_component(directory / "segmentation", arrays, meta)
-        write_component(
-            directory / "members",
-            {"segment_id": assignment.segment_id.astype(np.int64)},
-            {"user_ids": list(assignment.user_ids), "algorithm": assignment.algorithm},
-        )
-        segmentation_metrics: dict[str, Any] = {
-            "algorithm": settings.segment_algorithm,
-            "reference_time": segmentation.reference_time_,
-            "quality": segmentation.quality_,
-            "profiles": {
-                algorithm: segmentation.profiles(algorithm) for algorithm in ("kmeans", "dbscan")
-            },
-        }
+    if segmentation is not None and assignment is not None:
+        segmentation_metrics = _write_segmentation(directory, settings, segmentation, assignment)
     else:
         segmentation_metrics = {"algorithm": settings.segment_algorithm, "skipped": skipped}
     write_component(
@@ -214,6 +179,65 @@ def fit_bundle(
     timings["write_s"] = time.perf_counter() - started
     metrics = {"recommender": trained.metrics, "segmentation": segmentation_metrics}
     return metrics, timings
+
+
+def _fit_segmentation(
+    data: TrainingData, settings: Settings, progress: Progress
+) -> tuple[CustomerSegmentation | None, SegmentAssignment | None, str | None]:
+    """Fit the customer segmentation and assign every customer; or why it was skipped.
+
+    Returns
+    -------
+    segmentation, assignment
+        The fitted model and its assignment, both None when skipped.
+    skipped
+        Why there is no segmentation (too little data), else None.
+    """
+    item_categories = dict(zip(data.catalog.item_ids, data.catalog.categories, strict=True))
+    progress("segmentation: aggregating customers")
+    aggregates, item_counts = aggregate_events(
+        user_ids=data.user_ids,
+        item_ids=data.item_ids,
+        event_types=data.types,
+        values=data.values,
+        occurred_at=data.occurred_at,
+        order_ids=data.order_ids,
+        item_categories=item_categories,
+    )
+    progress(f"segmentation: fitting {len(aggregates)} customers")
+    try:
+        segmentation = CustomerSegmentation(algorithm=settings.segment_algorithm).fit(
+            aggregates, top_items=item_counts
+        )
+    except NotEnoughData as exc:
+        # A shop without enough purchases (ratings only, say) still gets its recommender.
+        progress(f"segmentation skipped: {exc}")
+        return None, None, str(exc)
+    return segmentation, segmentation.assign(aggregates), None
+
+
+def _write_segmentation(
+    directory: Path,
+    settings: Settings,
+    segmentation: CustomerSegmentation,
+    assignment: SegmentAssignment,
+) -> dict[str, Any]:
+    """Write the segmentation and its members under `directory`; its metrics."""
+    arrays, meta = segmentation.to_state()
+    write_component(directory / "segmentation", arrays, meta)
+    write_component(
+        directory / "members",
+        {"segment_id": assignment.segment_id.astype(np.int64)},
+        {"user_ids": list(assignment.user_ids), "algorithm": assignment.algorithm},
+    )
+    return {
+        "algorithm": settings.segment_algorithm,
+        "reference_time": segmentation.reference_time_,
+        "quality": segmentation.quality_,
+        "profiles": {
+            algorithm: segmentation.profiles(algorithm) for algorithm in ("kmeans", "dbscan")
+        },
+    }
 
 
 class BundleDirectoryTaken(RuntimeError):

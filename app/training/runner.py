@@ -58,46 +58,17 @@ def execute_run(
     progress: Callable | None = None,
 ) -> dict[str, Any]:
     """Train run `run_id` to completion, recording its outcome in the store."""
-    with factory.begin() as session:
-        run = repository.get_run(session, run_id)
-        if run is None or run.status != "queued":
-            raise ValueError(f"run {run_id} is not queued")
-        run.status = "running"
-        run.started_at = run.heartbeat_at = utcnow()
-        run.worker_pid = os.getpid()
+    _start_run(factory, run_id)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(factory, run_id, stop), daemon=True)
     beat.start()
     built: BuiltBundle | None = None
     try:
         built = build_bundle(settings, factory, progress)
-        with factory.begin() as session:
-            run = repository.get_run(session, run_id, for_update=True)
-            # A trainer that was stalled past the heartbeat timeout has lost its run: it must
-            # not activate anything, and another run may already be going.
-            if not _still_ours(run):
-                raise RunTakenAway(f"run {run_id} was taken away from this trainer")
-            activated, note = register(session, settings, built)
-            repository.finish_run(
-                session,
-                run,
-                "succeeded",
-                metrics=built.metrics,
-                timings=built.timings,
-                model_version=built.version,
-                error=note,
-            )
+        activated, note = _register_run(settings, factory, run_id, built)
     except BaseException as exc:
         stop.set()
-        if isinstance(exc, RunTakenAway) and built is not None:
-            shutil.rmtree(built.path, ignore_errors=True)
-        with factory.begin() as session:
-            run = repository.get_run(session, run_id, for_update=True)
-            if _still_ours(run):
-                repository.finish_run(
-                    session, run, "failed", error=f"{type(exc).__name__}: {exc}"[:4000]
-                )
-        log.error("run %s failed:\n%s", run_id, traceback.format_exc())
+        _fail_run(factory, run_id, exc, built)
         raise
     stop.set()
     if activated:
@@ -114,6 +85,55 @@ def execute_run(
         "segmentation": f"skipped: {skipped}" if skipped else "fitted",
         "timings": built.timings,
     }
+
+
+def _start_run(factory: sessionmaker[Session], run_id: int) -> None:
+    """Mark queued run `run_id` as running in this process; refuse a run that is not queued."""
+    with factory.begin() as session:
+        run = repository.get_run(session, run_id)
+        if run is None or run.status != "queued":
+            raise ValueError(f"run {run_id} is not queued")
+        run.status = "running"
+        run.started_at = run.heartbeat_at = utcnow()
+        run.worker_pid = os.getpid()
+
+
+def _register_run(
+    settings: Settings, factory: sessionmaker[Session], run_id: int, built: BuiltBundle
+) -> tuple[bool, str | None]:
+    """Register the built version and mark the run succeeded; whether it was activated, and why not."""
+    with factory.begin() as session:
+        run = repository.get_run(session, run_id, for_update=True)
+        # A trainer that was stalled past the heartbeat timeout has lost its run: it must
+        # not activate anything, and another run may already be going.
+        if not _still_ours(run):
+            raise RunTakenAway(f"run {run_id} was taken away from this trainer")
+        activated, note = register(session, settings, built)
+        repository.finish_run(
+            session,
+            run,
+            "succeeded",
+            metrics=built.metrics,
+            timings=built.timings,
+            model_version=built.version,
+            error=note,
+        )
+    return activated, note
+
+
+def _fail_run(
+    factory: sessionmaker[Session], run_id: int, exc: BaseException, built: BuiltBundle | None
+) -> None:
+    """Mark the run failed if it is still ours (dropping a bundle built for a run taken away)."""
+    if isinstance(exc, RunTakenAway) and built is not None:
+        shutil.rmtree(built.path, ignore_errors=True)
+    with factory.begin() as session:
+        run = repository.get_run(session, run_id, for_update=True)
+        if _still_ours(run):
+            repository.finish_run(
+                session, run, "failed", error=f"{type(exc).__name__}: {exc}"[:4000]
+            )
+    log.error("run %s failed:\n%s", run_id, traceback.format_exc())
 
 
 def spawn(settings: Settings, run_id: int) -> subprocess.Popen:
