@@ -22,8 +22,12 @@ from app.events import repository as events_repository
 from app.ml.bundle import BundleError, read_manifest, write_component, write_manifest
 from app.ml.interactions import Catalog, EventLog
 from app.ml.recommender import RecommenderConfig, train_recommender
-from app.ml.segmentation import CustomerSegmentation, NotEnoughData, aggregate_events
-from app.ml.segmentation.assignment import SegmentAssignment
+from app.ml.segmentation import (
+    CustomerSegmentation,
+    NotEnoughData,
+    SegmentAssignment,
+    aggregate_events,
+)
 from app.training import repository
 from app.training.models import ModelVersion
 

@@ -2,7 +2,7 @@
 
 The service runs as production runs it (its own process, uvloop, one worker) on SQLite and a
 private Redis; client threads call GET /recommend for known buyers before, during and after the
-outage. The circuit breaker in app/cache.py must turn the dead Redis into immediate misses, so
+outage. The circuit breaker in app/cache/ must turn the dead Redis into immediate misses, so
 no request waits for a socket timeout more than once per breaker window.
 """
 

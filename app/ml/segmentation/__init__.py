@@ -11,6 +11,7 @@ The package exports what the rest of Tastemaker uses; the modules hold the parts
 - :mod:`~app.ml.segmentation.state`: the state format its fitted arrays are saved in.
 """
 
+from app.ml.segmentation.assignment import SegmentAssignment
 from app.ml.segmentation.clustering import NO_PURCHASE_SEGMENT, OUTLIER_SEGMENT
 from app.ml.segmentation.features import CustomerAggregates, ItemCounts, aggregate_events
 from app.ml.segmentation.model import CustomerSegmentation, NotEnoughData
@@ -34,6 +35,7 @@ __all__ = [
     "CustomerSegmentation",
     "ItemCounts",
     "NotEnoughData",
+    "SegmentAssignment",
     "aggregate_events",
     "rfm_edges",
     "rfm_group",
