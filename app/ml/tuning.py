@@ -125,6 +125,15 @@ class TunedWeights:
 _Score = tuple[float, float, NDArray[np.float64]]
 
 
+def least_gain(gain: NDArray[np.float64], significance: float = 1.0) -> float:
+    """The smallest mean per-user gain that counts: ``significance`` standard errors of it.
+
+    The one rule by which tuning prefers a challenger (a blend step, an aggregation) to what it
+    has, so that it does not follow noise. Never below 1e-6.
+    """
+    return max(significance * float(np.std(gain)) / np.sqrt(len(gain)), 1e-6)
+
+
 def _search(
     score: Callable[[NDArray[np.float32]], _Score], n_models: int, rounds: int, significance: float
 ) -> tuple[NDArray[np.float64], _Score, int]:
@@ -147,9 +156,7 @@ def _search(
                     continue
                 result = score(trial.astype(np.float32))
                 evaluations += 1
-                gain = result[2] - best[2]
-                margin = significance * float(np.std(gain)) / np.sqrt(len(gain))
-                if result[0] > best[0] + max(margin, 1e-6):
+                if result[0] > best[0] + least_gain(result[2] - best[2], significance):
                     best, w, improved = result, trial, True
             w = w / w.max()
         if not improved:

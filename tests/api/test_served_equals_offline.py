@@ -28,6 +28,7 @@ from app.db import make_engine, make_sessionmaker
 from app.main import create_app
 from app.ml.evaluation import ranking_metrics, time_split
 from app.ml.interactions import EventLog, item_vocabulary, user_vocabulary
+from app.ml.offline import targets_of
 from app.training.pipeline import load_training_data
 from app.training.runner import train_now
 from tests.conftest import override, require_online_retail, wait_for_version
@@ -83,13 +84,6 @@ def _served(client, user_ids: list[str], placement: str, vocab) -> dict[int, np.
     return out
 
 
-def _targets(matrix, rows: np.ndarray) -> dict[int, set[int]]:
-    sub = matrix[rows]
-    return {
-        r: set(sub.indices[sub.indptr[r] : sub.indptr[r + 1]].tolist()) for r in range(len(rows))
-    }
-
-
 def _evaluate_cli(settings, monkeypatch) -> dict:
     """`tastemaker evaluate --json` against the store of `settings`."""
     for name, value in settings.child_environment().items():
@@ -134,7 +128,7 @@ def test_http_answers_score_exactly_what_tastemaker_evaluate_reports(
     wait_for_version(client, result["version"])
 
     user_ids = users.lookup(tested.tolist())
-    explore, basket = _targets(split.explore, tested), _targets(split.next_basket, tested)
+    explore, basket = targets_of(split.explore, tested), targets_of(split.next_basket, tested)
     n_items = len(items)
     served = _served(client, user_ids, "explore", items)
     assert ranking_metrics(served, explore, n_items=n_items, k=K) == report["models"]["served"]

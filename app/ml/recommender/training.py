@@ -35,6 +35,7 @@ from app.ml.recommender.fitting import (
     training_matrices,
 )
 from app.ml.recommender.model import Recommender
+from app.ml.tuning import least_gain
 from app.ml.vocabulary import Vocabulary
 
 
@@ -78,14 +79,25 @@ def _reference_models(
     return {"ease_binary": EASE(l2=config.ease_l2, max_items=config.ease_max_items).fit(X)}
 
 
+def _split(events: EventLog, run: TrainingRun, config: RecommenderConfig) -> TimeSplit:
+    """The protocol's time split of ``events`` with the config's fraction and minimum."""
+    return time_split(
+        events,
+        run.users,
+        run.items,
+        fraction=config.holdout_fraction,
+        min_interactions=config.min_interactions,
+    )
+
+
 def _significantly_better(
     challenger: NDArray[np.float64] | None, incumbent: NDArray[np.float64] | None
 ) -> bool:
-    """Whether per-user validation NDCG beats the incumbent's by one standard error."""
+    """Whether per-user validation NDCG beats the incumbent's (:func:`least_gain`)."""
     if challenger is None or incumbent is None or len(challenger) == 0:
         return False
     gain = challenger - incumbent
-    return float(gain.mean()) > float(np.std(gain)) / np.sqrt(len(gain))
+    return float(gain.mean()) > least_gain(gain)
 
 
 def _tune(
@@ -105,13 +117,7 @@ def _tune(
     -------
     (config with the choices filled in, blend weights, a JSON-able report)
     """
-    inner = time_split(
-        train_events,
-        run.users,
-        run.items,
-        fraction=config.holdout_fraction,
-        min_interactions=config.min_interactions,
-    )
+    inner = _split(train_events, run, config)
     inner_events = train_events.subset(inner.train_mask)
     tuned = sample_users(inner.explore, config.tune_max_users, config.seed)
     validation = _Validation(
@@ -284,13 +290,7 @@ def _train(
     if config.aggregation is None and not (config.tune and weights is None):
         config = dataclasses.replace(config, aggregation=DEFAULT_AGGREGATION)
     if config.evaluate or tune:
-        split = time_split(
-            events,
-            run.users,
-            run.items,
-            fraction=config.holdout_fraction,
-            min_interactions=config.min_interactions,
-        )
+        split = _split(events, run, config)
         train_events = events.subset(split.train_mask)
         if tune:
             t0 = time.perf_counter()
