@@ -198,6 +198,9 @@ class ModelRegistry:
         self.factory = factory
         self.current: LoadedBundle | None = None
         self.unavailable: frozenset[str] = frozenset()
+        # Retirements this worker applied that a store read may not have seen yet: a poll whose
+        # read began before a retirement committed must not bring the item back.
+        self._retired_here: set[str] = set()
         self.available_mask: NDArray[np.bool_] | None = None
         self.fallback_items: list[tuple[str, float, list[str]]] = []
         self.state = "none_yet"
@@ -241,6 +244,7 @@ class ModelRegistry:
     async def refresh(self) -> None:
         """Swap to the store's active version if it changed; refresh availability."""
         await self.sync_erasures()
+        seen_by_read = set(self._retired_here)
         try:
             wanted, unavailable = await run_in_threadpool(self._read_store)
         except SQLAlchemyError as exc:
@@ -248,7 +252,9 @@ class ModelRegistry:
             if self.current is None and self.state == "none_yet":
                 await run_in_threadpool(self._load_active_on_disk)
             return
-        self.unavailable = frozenset(unavailable)
+        # Retired before the read began: committed, so the read saw them; later ones stay.
+        self._retired_here -= seen_by_read
+        self.unavailable = frozenset(unavailable) | self._retired_here
         await self._apply_ingest_changes()
         if self._unverified or (
             wanted and (self.current is None or self.current.version != wanted[0][0])
@@ -393,6 +399,7 @@ class ModelRegistry:
 
     def mark_unavailable(self, item_id: str) -> None:
         """Apply an item retirement in this worker at once (others see it at the next poll)."""
+        self._retired_here.add(item_id)
         self.unavailable = self.unavailable | {item_id}
         self._rebuild_mask()
 

@@ -172,6 +172,52 @@ def test_retired_items_are_never_recommended(trained):
     assert retired not in {i["item_id"] for i in similar["items"]}
 
 
+def test_a_poll_that_read_the_store_before_a_retirement_does_not_bring_the_item_back(
+    trained, settings
+):
+    """The interleaving CI once met: a registry poll reads the catalogue, the item is retired
+    and applied in this worker, then the poll's stale read lands."""
+    import asyncio
+
+    from app.catalog import repository as catalog_repository
+    from app.training.registry import ModelRegistry
+
+    class PausedRead(ModelRegistry):
+        pause = False
+        read = threading.Event()
+        resume = threading.Event()
+
+        def _read_store(self):
+            result = super()._read_store()
+            if self.pause:
+                self.read.set()
+                assert self.resume.wait(30)
+            return result
+
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    registry = PausedRead(settings, factory)
+    item = SHOP.items[7].item_id
+
+    async def scenario() -> None:
+        await registry.refresh()
+        assert item not in registry.unavailable
+        registry.pause = True
+        poll = asyncio.create_task(registry.refresh())
+        await asyncio.to_thread(registry.read.wait, 30)
+        with factory.begin() as session:
+            assert catalog_repository.mark_unavailable(session, item)
+        registry.mark_unavailable(item)
+        registry.resume.set()
+        await poll
+        index = registry.current.recommender.item_index(item)
+        assert item in registry.unavailable and not registry.available_mask[index]
+        registry.pause = False
+        await registry.refresh()  # the store now says so itself
+        assert item in registry.unavailable and not registry._retired_here
+
+    asyncio.run(scenario())
+
+
 def test_similar_items_and_a_new_item_reached_through_content(client, settings):
     _seed(settings)
     donor = SHOP.items[5]
