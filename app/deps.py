@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, get_origin
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from app.cache import Cache
 from app.config import Settings
 from app.db import pop_after_commit
 from app.security.keys import Forbidden, Principal, Unauthorized
-from app.training.registry import ModelRegistry
+from app.serving_state import ServingState
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -44,8 +43,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         await callback()
 
 
-async def get_registry(request: Request) -> ModelRegistry:
-    """This worker's model registry."""
+async def get_serving_state(request: Request) -> ServingState:
+    """This worker's serving state, for the changes a request applies in it at once."""
     return request.app.state.registry
 
 
@@ -134,28 +133,11 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     return dependency
 
 
-@dataclass(frozen=True)
-class Serving:
-    """What the read endpoints need, resolved as one dependency (they run on every request)."""
-
-    settings: Settings
-    cache: Cache
-    registry: ModelRegistry
-    factory: sessionmaker[Session]
-
-
-async def get_serving(request: Request) -> Serving:
-    """The app's serving context."""
-    state = request.app.state
-    return Serving(state.settings, state.cache, state.registry, state.sessionmaker)
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 # scope="function": commit before the response is sent, so a failed commit is the answer.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-ServingDep = Annotated[Serving, Depends(get_serving)]
+ServingStateDep = Annotated[ServingState, Depends(get_serving_state)]
 ReadKey = Depends(require("read"))
 WriteKey = Depends(require("write"))
 AdminKey = Depends(require("admin"))

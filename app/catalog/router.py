@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from app.catalog import service
 from app.catalog.schemas import ItemBatchIn, ItemBatchResult, ItemIn, ItemOut
-from app.deps import ReadKey, RegistryDep, SessionDep, SettingsDep, WriteKey
+from app.deps import ReadKey, ServingStateDep, SessionDep, SettingsDep, WriteKey
 from app.schemas import ItemIdPath
 
 router = APIRouter(tags=["catalog"])
@@ -31,7 +31,7 @@ def get_item(item_id: ItemIdPath, session: SessionDep) -> ItemOut:
 
 
 @router.delete("/items/{item_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteKey])
-def delete_item(item_id: ItemIdPath, session: SessionDep, registry: RegistryDep) -> Response:
+def delete_item(item_id: ItemIdPath, session: SessionDep, state: ServingStateDep) -> Response:
     """Mark an item unavailable: it will never be recommended again."""
-    service.retire(session, item_id, registry)
+    service.retire(session, item_id, state)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

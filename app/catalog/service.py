@@ -10,7 +10,7 @@ from app.catalog.schemas import ItemBatchIn, ItemIn
 from app.config import Settings
 from app.db import after_commit
 from app.errors import NotFound, PayloadTooLarge
-from app.training.registry import ModelRegistry
+from app.serving_state import ServingState
 
 
 def get_or_404(session: Session, item_id: str) -> Item:
@@ -40,13 +40,13 @@ def upsert_batch(session: Session, batch: ItemBatchIn, settings: Settings) -> in
     return len(rows)
 
 
-def retire(session: Session, item_id: str, registry: ModelRegistry) -> None:
+def retire(session: Session, item_id: str, state: ServingState) -> None:
     """Mark an item unavailable so it is never recommended again (this worker at once)."""
     if not repository.mark_unavailable(session, item_id):
         raise NotFound(f"item {item_id!r} does not exist")
     session.flush()
 
     async def _apply() -> None:
-        registry.mark_unavailable(item_id)
+        state.mark_unavailable(item_id)
 
     after_commit(session, _apply)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from app.customers import service
 from app.customers.schemas import UserExport, UserIn, UserOut
-from app.deps import AdminKey, CacheDep, RegistryDep, SessionDep, SettingsDep, WriteKey
+from app.deps import AdminKey, CacheDep, ServingStateDep, SessionDep, SettingsDep, WriteKey
 from app.events import service as events_service
 from app.events.schemas import EventOut
 from app.schemas import UserIdPath
@@ -47,10 +47,10 @@ def delete_user(
     session: SessionDep,
     cache: CacheDep,
     settings: SettingsDep,
-    registry: RegistryDep,
+    state: ServingStateDep,
 ) -> Response:
     """Erase a user: events, attributes, cache entries, bundle look-ups in every worker (GDPR)."""
-    service.delete(session, cache, user_id, settings, registry)
+    service.delete(session, cache, user_id, settings, state)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

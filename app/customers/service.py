@@ -16,7 +16,7 @@ from app.errors import NotFound, ServiceUnavailable
 from app.events import service as events_service
 from app.events import user_record
 from app.events.schemas import EventOut
-from app.training.registry import ModelRegistry
+from app.serving_state import ServingState
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def put(session: Session, cache: Cache, user_id: str, data: UserIn, settings: Se
 
 
 def delete(
-    session: Session, cache: Cache, user_id: str, settings: Settings, registry: ModelRegistry
+    session: Session, cache: Cache, user_id: str, settings: Settings, state: ServingState
 ) -> None:
     """Erase a user: events, attributes, every cache entry, bundle look-ups in every worker.
 
@@ -67,7 +67,7 @@ def delete(
     session.flush()
 
     async def _purge() -> None:
-        registry.forget_user(user_id)
+        state.forget_user(user_id)
         await user_record.bump_versions(cache, [user_id], settings.cache_ttl_seconds)
         if cache.degraded:
             log.error(

@@ -70,8 +70,9 @@ def rank_all(
     rec: Recommender, histories: Sequence[UserHistory], placement: str, k: int
 ) -> list[Ranked]:
     """The served answer of each history (the catalogue's availability, no other filter)."""
-    mask = rec.available.copy()
-    return [rec.rank_user(h, n=k, placement=placement, mask=mask) for h in histories]
+    return [
+        rec.rank_user(h, n=k, placement=placement, candidates=rec.candidates(h)) for h in histories
+    ]
 
 
 def targets_of(matrix: sparse.csr_matrix, rows: NDArray[np.int64]) -> dict[int, set[int]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import ReadKey, RegistryDep, ServingDep, query_openapi
+from app.deps import ReadKey, query_openapi
 from app.recommendations import service
 from app.recommendations.schemas import (
     RecommendationOut,
@@ -15,6 +15,7 @@ from app.recommendations.schemas import (
     SimilarQuery,
 )
 from app.schemas import ItemIdPath, UserIdPath
+from app.training.serving import ServingDep
 
 router = APIRouter(tags=["recommendations"], dependencies=[ReadKey])
 
@@ -27,18 +28,11 @@ router = APIRouter(tags=["recommendations"], dependencies=[ReadKey])
 )
 async def recommend(user_id: UserIdPath, q: RecommendParams, serving: ServingDep) -> Response:
     """What to show this customer next, with a reason per item."""
-    body = await service.recommend(
-        user_id,
-        q,
-        registry=serving.registry,
-        cache=serving.cache,
-        factory=serving.factory,
-        settings=serving.settings,
-    )
+    body = await service.recommend(user_id, q, serving)
     return Response(body, media_type="application/json")
 
 
 @router.get("/items/{item_id}/similar", openapi_extra=query_openapi(SimilarQuery))
-async def similar_items(item_id: ItemIdPath, q: SimilarParams, registry: RegistryDep) -> SimilarOut:
+async def similar_items(item_id: ItemIdPath, q: SimilarParams, serving: ServingDep) -> SimilarOut:
     """Items similar to this one ("customers also bought"; content for new items)."""
-    return SimilarOut.model_validate(service.similar(item_id, q, registry))
+    return SimilarOut.model_validate(service.similar(item_id, q, serving))

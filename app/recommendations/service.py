@@ -24,19 +24,21 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.cache import Cache
 from app.config import Settings
 from app.errors import ModelNotReady, NotFound
 from app.events import user_record
+from app.ml.candidates import Candidates
 from app.ml.history import UserHistory
 from app.recommendations import repository
 from app.recommendations.repository import UserContext
 from app.recommendations.schemas import RecommendQuery, SimilarQuery
 from app.training.registry import LoadedBundle, ModelRegistry
+from app.training.serving import Serving
 
 # Extra candidates cached beyond what was asked, so items retired after caching can be
 # dropped without recomputing.
 SLACK = 10
+_NO_ITEMS = np.zeros(0, dtype=np.int64)
 
 
 def _options_key(q: RecommendQuery) -> str:
@@ -126,18 +128,21 @@ def _segment_of(
     return bundle.user_segment.get(user_id)
 
 
-def _mask(bundle: LoadedBundle, registry: ModelRegistry, categories: list[str]) -> np.ndarray:
-    mask = registry.available_mask
-    if mask is None:
-        mask = np.asarray(bundle.recommender.available, dtype=bool)
-    if not categories:
-        return mask
-    in_category = np.zeros_like(mask)
-    for category in categories:
-        indices = bundle.category_items.get(category)
-        if indices is not None:
-            in_category[indices] = True
-    return mask & in_category
+def _candidates(
+    bundle: LoadedBundle, registry: ModelRegistry, q: RecommendQuery, user: _User
+) -> Candidates:
+    """This request's candidates: available now, in the categories asked, not excluded, and
+    (unless the query keeps them) none of the user's own items in explore answers."""
+    within = None
+    if q.category:
+        within = [bundle.category_items.get(c, _NO_ITEMS) for c in q.category]
+    return bundle.recommender.candidates(
+        user.history,
+        available=registry.available_in(bundle),
+        within=within,
+        exclude=q.exclude,
+        exclude_seen=q.exclude_seen,
+    )
 
 
 def _reason(kind: str, item_id: str | None) -> dict[str, Any]:
@@ -166,9 +171,7 @@ def _compute(
         user.history,
         n=wanted,
         placement=q.placement,
-        exclude=q.exclude,
-        exclude_seen=q.exclude_seen,
-        allowed=_mask(bundle, registry, q.category),
+        candidates=_candidates(bundle, registry, q, user),
         segment=_segment_of(bundle, registry, user_id, user),
     )
     items = [
@@ -178,16 +181,9 @@ def _compute(
     return {"source": recs.source, "items": items}
 
 
-async def recommend(
-    user_id: str,
-    q: RecommendQuery,
-    *,
-    registry: ModelRegistry,
-    cache: Cache,
-    factory: sessionmaker[Session],
-    settings: Settings,
-) -> bytes:
+async def recommend(user_id: str, q: RecommendQuery, serving: Serving) -> bytes:
     """The JSON answer of GET /recommend/{user_id}, serialised once."""
+    registry, cache, settings = serving.registry, serving.cache, serving.settings
     bundle = registry.current  # this request's bundle, whatever a swap does meanwhile
     model_tag = bundle.version if bundle else "fallback"
     field = user_record.answer_field(model_tag, _options_key(q))
@@ -205,7 +201,7 @@ async def recommend(
         version, raw_history = await user_record.claim(
             cache, user_id, history_field, settings.cache_ttl_seconds
         )
-        user, fresh_history, store_ok = await _user(user_id, raw_history, limit, factory)
+        user, fresh_history, store_ok = await _user(user_id, raw_history, limit, serving.factory)
         payload = _compute(bundle, registry, user_id, user, q)
         if store_ok:
             values = {field: orjson.dumps(payload)}
@@ -229,13 +225,18 @@ async def recommend(
     )
 
 
-def similar(item_id: str, q: SimilarQuery, registry: ModelRegistry) -> dict[str, Any]:
+def similar(item_id: str, q: SimilarQuery, serving: Serving) -> dict[str, Any]:
     """Items similar to `item_id` ("customers also bought", or content for new items)."""
+    registry = serving.registry
     bundle = registry.current
     if bundle is None:
         raise ModelNotReady("no trained model yet: POST /retrain, then ask again")
     try:
-        recs = bundle.recommender.similar_items(item_id, n=q.n, allowed=_mask(bundle, registry, []))
+        recs = bundle.recommender.similar_items(
+            item_id,
+            n=q.n,
+            candidates=bundle.recommender.candidates(available=registry.available_in(bundle)),
+        )
     except KeyError:
         raise NotFound(
             f"item {item_id!r} is not in model version {bundle.version}; "

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Response
 
-from app.deps import AdminKey, ReadKey, RegistryDep, ServingDep, SettingsDep, query_openapi
+from app.deps import AdminKey, ReadKey, query_openapi
 from app.schemas import UserIdPath
 from app.segments import service
 from app.segments.schemas import (
@@ -16,6 +16,7 @@ from app.segments.schemas import (
     SegmentOut,
     SegmentsOut,
 )
+from app.training.serving import ServingDep
 
 router = APIRouter(tags=["segments"])
 
@@ -39,9 +40,9 @@ async def get_segment(user_id: UserIdPath, serving: ServingDep) -> Response:
 
 
 @router.get("/segments", dependencies=[ReadKey])
-async def list_segments(registry: RegistryDep, settings: SettingsDep) -> SegmentsOut:
+async def list_segments(serving: ServingDep) -> SegmentsOut:
     """Every segment's profile (size, R/F/M, top categories and items) and quality figures."""
-    return service.profiles(registry, settings)
+    return service.profiles(serving.registry, serving.settings)
 
 
 @router.get(
@@ -53,11 +54,11 @@ async def list_segments(registry: RegistryDep, settings: SettingsDep) -> Segment
 async def segment_members(
     segment_id: Annotated[int, Path(ge=-2, le=10_000)],
     q: MembersParams,
-    registry: RegistryDep,
+    serving: ServingDep,
     accept: Annotated[str | None, Header()] = None,
 ) -> MembersOut:
     """A page of a segment's members; CSV with `Accept: text/csv`."""
-    page = service.members(registry, segment_id, q)
+    page = service.members(serving.registry, segment_id, q)
     if accept and "text/csv" in accept:
         headers = {"X-Next-Cursor": page.next_cursor} if page.next_cursor else {}
         return Response(service.members_csv(page), media_type="text/csv", headers=headers)

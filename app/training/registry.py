@@ -201,7 +201,8 @@ class ModelRegistry:
         # Retirements this worker applied that a store read may not have seen yet: a poll whose
         # read began before a retirement committed must not bring the item back.
         self._retired_here: set[str] = set()
-        self.available_mask: NDArray[np.bool_] | None = None
+        # The active bundle and which of its items may be recommended now, swapped together.
+        self._availability: tuple[LoadedBundle, NDArray[np.bool_]] | None = None
         self.fallback_items: list[tuple[str, float, list[str]]] = []
         self.state = "none_yet"
         self.error: str | None = None
@@ -378,15 +379,15 @@ class ModelRegistry:
 
     def _rebuild_mask(self) -> None:
         bundle = self.current
-        if bundle is None:
-            self.available_mask = None
-            return
+        self._availability = None if bundle is None else (bundle, self._available_in(bundle))
+
+    def _available_in(self, bundle: LoadedBundle) -> NDArray[np.bool_]:
         mask = np.array(bundle.recommender.available, dtype=bool, copy=True)
         for item_id in self.unavailable:
             index = bundle.recommender.item_index(item_id)
             if index is not None:
                 mask[index] = False
-        self.available_mask = mask
+        return mask
 
     def _store_popularity(self) -> list[tuple[str, float, list[str]]]:
         try:
@@ -396,6 +397,15 @@ class ModelRegistry:
             return self.fallback_items
 
     # ---------------------------------------------------------------- facts for requests
+
+    def available_in(self, bundle: LoadedBundle) -> NDArray[np.bool_]:
+        """Which items of ``bundle`` may be recommended now: its training-time availability
+        minus the items retired since (a request keeps the bundle it started with, even when
+        a swap replaces it meanwhile)."""
+        built = self._availability
+        if built is not None and built[0] is bundle:
+            return built[1]
+        return self._available_in(bundle)
 
     def mark_unavailable(self, item_id: str) -> None:
         """Apply an item retirement in this worker at once (others see it at the next poll)."""

@@ -209,8 +209,9 @@ def test_a_poll_that_read_the_store_before_a_retirement_does_not_bring_the_item_
         registry.mark_unavailable(item)
         registry.resume.set()
         await poll
-        index = registry.current.recommender.item_index(item)
-        assert item in registry.unavailable and not registry.available_mask[index]
+        bundle = registry.current
+        index = bundle.recommender.item_index(item)
+        assert item in registry.unavailable and not registry.available_in(bundle)[index]
         registry.pause = False
         await registry.refresh()  # the store now says so itself
         assert item in registry.unavailable and not registry._retired_here

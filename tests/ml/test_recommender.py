@@ -95,9 +95,8 @@ def test_recommend_personalised_filters_and_reasons() -> None:
     )
     rec = train_recommender(events, catalog, config).recommender
     history = ["c0i0", "c0i1", "unknown-item"]
-    out = rec.recommend_user(
-        as_history(history, ["purchase", "view", "add_to_cart"]), n=5, exclude=["c0i2"]
-    )
+    events = as_history(history, ["purchase", "view", "add_to_cart"])
+    out = rec.recommend_user(events, n=5, candidates=rec.candidates(events, exclude=["c0i2"]))
     assert out.source == "personalized"
     assert len(out.items) == len(out.scores) == len(out.reasons) == 5
     assert not {"c0i0", "c0i1", "c0i2", "c0i7"} & set(out.items)  # seen, excluded, unavailable
@@ -111,7 +110,9 @@ def test_recommend_history_can_stay_and_allowed_overrides(trained: TrainedRecomm
     rec = trained.recommender
     allowed = np.zeros(len(rec.item_vocab), dtype=bool)
     allowed[[rec.item_index("c0i0"), rec.item_index("c0i7"), rec.item_index("c1i0")]] = True
-    out = rec.recommend_user(as_history(["c0i0"]), n=10, exclude_seen=False, allowed=allowed)
+    history = as_history(["c0i0"])
+    candidates = rec.candidates(history, available=allowed, exclude_seen=False)
+    out = rec.recommend_user(history, n=10, candidates=candidates)
     assert set(out.items) <= {"c0i0", "c0i7", "c1i0"}
     assert "c0i7" in out.items
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,10 +12,11 @@ from numpy.typing import NDArray
 
 from app.ml.base import BaseScorer
 from app.ml.bundle import BundleError, read_component, write_component
+from app.ml.candidates import Candidates
 from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
 from app.ml.history import UserHistory
-from app.ml.hybrid import Blender, Ranked, Reason, candidate_mask
+from app.ml.hybrid import Blender, Ranked, Reason
 from app.ml.interactions import (
     aggregate_history,
     event_weights,
@@ -111,9 +112,34 @@ class Recommender:
             if isinstance(model, UserKNN):
                 model.forget_users(np.asarray(rows, dtype=np.int64))
 
-    def _mask(self, allowed: NDArray[np.bool_] | None, exclude: Iterable[int]) -> NDArray[np.bool_]:
-        return candidate_mask(
-            self.n_items, allowed=self.available if allowed is None else allowed, exclude=exclude
+    def candidates(
+        self,
+        history: UserHistory | None = None,
+        *,
+        available: NDArray[np.bool_] | None = None,
+        within: Sequence[NDArray[np.int64]] | None = None,
+        exclude: Iterable[str] = (),
+        exclude_seen: bool = True,
+    ) -> Candidates:
+        """The items an answer for ``history`` may hold (see :class:`Candidates`).
+
+        Parameters
+        ----------
+        history : the user's history, whose every item (``history.seen``) explore answers
+            leave out when ``exclude_seen``; None: nobody's
+        available : ndarray of shape (n_items,), bool; default the training-time availability
+        within : index arrays of the requested categories; None: every category
+        exclude : item ids never to return
+        """
+        seen = None
+        if exclude_seen:
+            had = sorted(history.seen_items()) if history is not None else []
+            seen = self.item_vocab.indices(had)
+        return Candidates.build(
+            self.available if available is None else available,
+            within=within,
+            exclude=self.item_vocab.indices(list(exclude)).tolist(),
+            seen=seen,
         )
 
     def _answer(self, ranked: Ranked) -> Recommendations:
@@ -130,16 +156,14 @@ class Recommender:
         *,
         n: int,
         placement: str = "explore",
-        exclude: Iterable[str] = (),
-        exclude_seen: bool = True,
-        allowed: NDArray[np.bool_] | None = None,
+        candidates: Candidates | None = None,
         segment: int | None = None,
     ) -> Recommendations:
         """The answer of ``GET /recommend``: the one scoring path of serving and evaluation.
 
         The newest ``config.history_length`` events are weighed with the model's event
-        weights and aggregated with recency decay; ``exclude_seen`` leaves out every item the
-        user ever had (``history.seen``), not only those within the budget.
+        weights and aggregated with recency decay; by default explore answers leave out every
+        item the user ever had (``history.seen``), not only those within the budget.
 
         Parameters
         ----------
@@ -147,15 +171,13 @@ class Recommender:
         n : number of items
         placement : "explore" (new items), "buy_again" (the user's own items) or "home"
             (a tuned share of repeat slots, the rest explore)
-        exclude : item ids never to return
-        exclude_seen : leave out items the user had (explore items only: repeats are seen)
-        allowed : ndarray of shape (n_items,), bool; default the training-time availability
+        candidates : what the answer may hold; default ``self.candidates(history)``
         segment : the user's segment, for a user with no history
         """
-        excluded = self.item_vocab.indices(list(exclude)).tolist()
-        mask = self._mask(allowed, excluded)
+        if candidates is None:
+            candidates = self.candidates(history)
         ranked = self.rank_user(
-            history, n=n, placement=placement, mask=mask, exclude_seen=exclude_seen, segment=segment
+            history, n=n, placement=placement, candidates=candidates, segment=segment
         )
         return self._answer(ranked)
 
@@ -165,16 +187,15 @@ class Recommender:
         *,
         n: int,
         placement: str,
-        mask: NDArray[np.bool_],
-        exclude_seen: bool = True,
+        candidates: Candidates,
         segment: int | None = None,
     ) -> Ranked:
-        """Rank item indices for a user (see :meth:`recommend_user`); ``mask``: candidates."""
+        """Rank item indices for a user (see :meth:`recommend_user`)."""
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}")
         raw, weights, times = self.read_history(history)
         if n <= 0:
-            return self.blender.cold_start(n=0, mask=mask)
+            return self.blender.cold_start(n=0, mask=candidates.allowed)
         repeat = None
         if placement != "explore":
             repeat = repeat_ranking(
@@ -183,19 +204,15 @@ class Recommender:
                 times,
                 half_life_days=self.config.repeat_half_life_days,
                 n=n,
-                mask=mask,
+                mask=candidates.allowed,
             )
             if placement == "buy_again":
                 return repeat
-        explore_mask = mask
-        if exclude_seen:
-            seen = self.item_vocab.indices(list(history.seen_items()))
-            explore_mask = mask.copy()
-            explore_mask[seen[seen >= 0]] = False
         items, values = self._aggregate(raw, weights, times)
-        wanted = n if repeat is None or exclude_seen else n + len(repeat.items)
+        # Without the seen items left out, explore may repeat what the repeat list holds.
+        wanted = n if repeat is None or candidates.excludes_seen else n + len(repeat.items)
         explore = self.blender.recommend(
-            items, values, n=wanted, mask=explore_mask, segment=segment
+            items, values, n=wanted, mask=candidates.explore, segment=segment
         )
         if repeat is None:
             return explore
@@ -237,15 +254,16 @@ class Recommender:
         return DEFAULT_HOME_REPEAT_SHARE if share is None else share
 
     def similar_items(
-        self, item_id: str, *, n: int = 10, allowed: NDArray[np.bool_] | None = None
+        self, item_id: str, *, n: int = 10, candidates: Candidates | None = None
     ) -> Recommendations:
         """Return the items most similar to ``item_id``; raise ``KeyError`` when it is unknown.
 
         Collaborative neighbours first; an item without interactions (or with too few
-        neighbours) gets content-similar items.
+        neighbours) gets content-similar items. ``candidates`` (default
+        ``self.candidates()``) says which may be returned; ``item_id`` itself never is.
         """
         index = self.item_vocab.index(item_id)
-        mask = self._mask(allowed, [index])
+        mask = (candidates or self.candidates()).allowed
         models = self.blender.models
         chosen: list[int] = []
         scores: list[float] = []
@@ -260,7 +278,7 @@ class Recommender:
                 break
             idx, vals = models[name].similar_items(index, n + len(chosen) + 1)
             for i, v in zip(idx.tolist(), vals.tolist(), strict=True):
-                if mask[i] and v > 0 and i not in chosen and len(chosen) < n:
+                if i != index and mask[i] and v > 0 and i not in chosen and len(chosen) < n:
                     chosen.append(i)
                     scores.append(float(v))
                     kinds.append(kind)
