@@ -159,6 +159,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Retrain once this many events arrived since the active model (0 = off).",
     )
+    log_format: Literal["json", "console"] = Field(
+        "console", description="Log lines as JSON objects (json) or readable text (console)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="The least severe log level written."
+    )
+    access_log: bool = Field(
+        True, description="Write one access line per request (request id, key name, route…)."
+    )
 
     @field_validator("event_types")
     @classmethod

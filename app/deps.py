@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar, get_origin
 
@@ -11,11 +12,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.cache import Cache
 from app.config import Settings
 from app.db import pop_after_commit
 from app.security.keys import Forbidden, Principal, Unauthorized
 from app.serving_state import ServingState
+
+log = logging.getLogger(__name__)
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -122,9 +126,18 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         state.limiter.check_failures(client)
         try:
             principal = await state.keyring.authenticate(_presented_key(request), client)
-        except Unauthorized:
+        except Unauthorized as exc:
+            # What was presented is never logged, only that it failed and why.
+            metrics.AUTH_FAILURES.inc()
+            log.warning(
+                "authentication failed",
+                extra={
+                    "fields": {"reason": exc.detail, "client": client, "path": request.url.path}
+                },
+            )
             await state.limiter.failed(client)
             raise
+        request.state.key_name = principal.name  # for the access line (app/access.py)
         if scope not in principal.scopes:
             raise Forbidden(f"this key lacks the {scope!r} scope this endpoint needs")
         await state.limiter.hit(principal.name, scope)

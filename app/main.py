@@ -14,7 +14,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import health
+from app import health, logs, monitoring
+from app.access import AccessMiddleware
 from app.body_size import BodySizeLimit
 from app.cache import LocalCache, make_cache
 from app.catalog.router import router as catalog_router
@@ -64,12 +65,14 @@ ROUTERS = (
     catalog_router,
     customers_router,
     training_router,
+    monitoring.router,
 )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for the given settings (default: from the environment)."""
     settings = settings or get_settings()
+    logs.configure(settings.log_format, settings.log_level)
     app = FastAPI(
         title="Tastemaker",
         version="0.1.0",
@@ -141,12 +144,15 @@ async def _open_keyring(settings: Settings, factory: sessionmaker[Session]) -> K
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
-    """Limit request bodies; allow the configured CORS origins."""
+    """Limit request bodies; allow the configured CORS origins; outermost, the request id,
+    access line and request metrics (the last added runs first)."""
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
         )
+    app.add_middleware(AccessMiddleware, access_log=settings.access_log)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.cache import Cache
 from app.config import Settings
 from app.db import after_commit, utcnow
@@ -254,14 +255,18 @@ def ingest_events(
     log_changed_users(session, user_ids, settings, out_of_process=out_of_process)
     session.flush()
 
-    async def _invalidate() -> None:
-        await user_record.bump_versions(cache, user_ids, settings.cache_ttl_seconds)
-
-    if user_ids:
-        after_commit(session, _invalidate)
     # A concurrent batch may have stored some of the same ids between our look-up and insert.
-    duplicates += len(fresh) - accepted
-    return IngestResult(accepted=accepted, duplicates=duplicates, conflicts=conflicts)
+    result = IngestResult(
+        accepted=accepted, duplicates=duplicates + len(fresh) - accepted, conflicts=conflicts
+    )
+
+    async def _committed() -> None:
+        metrics.count_events(result.accepted, result.duplicates, len(result.conflicts))
+        if user_ids:
+            await user_record.bump_versions(cache, user_ids, settings.cache_ttl_seconds)
+
+    after_commit(session, _committed)
+    return result
 
 
 def ingest(session: Session, cache: Cache, batch: EventBatchIn, settings: Settings) -> IngestResult:

@@ -24,6 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import metrics
 from app.config import Settings
 from app.errors import ModelNotReady, NotFound
 from app.events import user_record
@@ -208,6 +209,7 @@ async def recommend(user_id: str, q: RecommendQuery, serving: Serving) -> bytes:
             if fresh_history is not None:
                 values[history_field] = fresh_history
             await user_record.store(cache, user_id, version, values)
+    metrics.count_answer(payload["source"], q.placement)
     unavailable = registry.unavailable
     items = [it for it in payload["items"] if it["item_id"] not in unavailable]
     items = items[q.offset : q.offset + q.n]

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import metrics
 from app.cache import Cache
 from app.catalog import repository as catalog_repository
 from app.config import Settings
@@ -375,6 +376,8 @@ class ModelRegistry:
         gc.freeze()  # the bundle's objects are long-lived: out of the cyclic GC's full scans
         self.state = "loaded"
         self._rebuild_mask()
+        metrics.MODEL_VERSION.set(bundle.version)
+        metrics.MODEL_SWAPS.inc()
         log.info("serving model version %s", bundle.version)
 
     def _rebuild_mask(self) -> None:

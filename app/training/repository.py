@@ -60,6 +60,14 @@ def last_run(session: Session) -> TrainingRun | None:
     return session.scalar(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1))
 
 
+def run_times(session: Session) -> list[tuple[str, datetime | None, datetime | None]]:
+    """(status, started, finished) of every run, for the training metrics."""
+    rows = session.execute(
+        select(TrainingRun.status, TrainingRun.started_at, TrainingRun.finished_at)
+    )
+    return [(status, started, finished) for status, started, finished in rows]
+
+
 def events_after(session: Session, event_id: int) -> int:
     """How many events were stored after the event with this id."""
     return session.scalar(select(func.count()).select_from(Event).where(Event.id > event_id)) or 0

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import logs
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker, utcnow
 from app.training import repository
@@ -166,9 +167,9 @@ def train_now(settings: Settings, progress: Callable | None = None) -> dict[str,
 
 def main(argv: list[str]) -> int:
     """Process entry point."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s trainer %(message)s")
     run_id = int(argv[1])
     settings = get_settings()
+    logs.configure(settings.log_format, settings.log_level)
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))
     try:
         execute_run(

@@ -1,0 +1,158 @@
+"""The service's Prometheus metrics, defined once (prometheus-client).
+
+``tastemaker serve`` runs several worker processes: it points ``PROMETHEUS_MULTIPROC_DIR`` at an
+empty directory before they start (:func:`prepare_multiprocess`), each worker writes its values
+there, and a scrape of any worker sums them (:func:`exposition`). A process without that
+variable (one worker, tests) keeps its values in memory.
+
+The hot path (one request) touches label children bound once per label set (:func:`_bound`),
+not ``labels(...)`` on every call.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.registry import Collector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+REQUESTS = Counter(
+    "tastemaker_http_requests",
+    "HTTP requests answered, by method, route template and status.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "tastemaker_http_request_duration_seconds",
+    "Time from the request's arrival to the end of its response, by method and route template.",
+    ["method", "route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+CACHE = Counter(
+    "tastemaker_cache_lookups",
+    "Cache look-ups by tier (local, redis) and result (hit, miss).",
+    ["tier", "result"],
+)
+BREAKER_OPEN = Gauge(
+    "tastemaker_cache_breaker_open",
+    "1 while a worker's Redis circuit breaker is open (the service answers degraded).",
+    multiprocess_mode="livemax",
+)
+BREAKER_OPENINGS = Counter(
+    "tastemaker_cache_breaker_openings", "Times a Redis circuit breaker opened."
+)
+RATE_LIMITED = Counter(
+    "tastemaker_rate_limited",
+    "Requests refused by a rate limit, by kind (key, auth_failures).",
+    ["kind"],
+)
+AUTH_FAILURES = Counter("tastemaker_auth_failures", "Requests whose key was missing or wrong.")
+EVENTS = Counter(
+    "tastemaker_events",
+    "Events received, by outcome (accepted, duplicate, conflicting).",
+    ["outcome"],
+)
+MODEL_VERSION = Gauge(
+    "tastemaker_model_version",
+    "The model version a worker serves (0: none yet).",
+    multiprocess_mode="livemax",
+)
+MODEL_SWAPS = Counter("tastemaker_model_swaps", "Bundles loaded and swapped in by a worker.")
+ANSWERS = Counter(
+    "tastemaker_recommendations",
+    "Recommendation answers by source (personalized, cold_start, fallback) and placement.",
+    ["source", "placement"],
+)
+
+
+@cache
+def _bound(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    # Label sets are bounded: route templates (unmatched paths share one), methods, statuses.
+    return REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route)
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and its duration."""
+    counter, histogram = _bound(method, route, status)
+    counter.inc()
+    histogram.observe(seconds)
+
+
+_EVENT_OUTCOMES = {o: EVENTS.labels(o) for o in ("accepted", "duplicate", "conflicting")}
+
+
+def count_events(accepted: int, duplicates: int, conflicts: int) -> None:
+    """Count a committed batch's events by outcome."""
+    for outcome, count in (
+        ("accepted", accepted),
+        ("duplicate", duplicates),
+        ("conflicting", conflicts),
+    ):
+        if count:
+            _EVENT_OUTCOMES[outcome].inc(count)
+
+
+@cache
+def _answer(source: str, placement: str) -> Counter:
+    return ANSWERS.labels(source, placement)
+
+
+def count_answer(source: str, placement: str) -> None:
+    """Count one recommendation answer."""
+    _answer(source, placement).inc()
+
+
+def prepare_multiprocess(directory: Path | None = None) -> Path:
+    """Point this process and the workers it starts at an empty metrics directory.
+
+    Call it before any worker starts (prometheus-client reads the variable when a process
+    defines its first metric, so the serving parent sets it for the workers it spawns).
+    """
+    path = directory or Path(tempfile.mkdtemp(prefix="tastemaker-metrics-"))
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters keep counting in the totals)."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)
+
+
+def exposition(extra: Iterable[Collector] = ()) -> bytes:
+    """The text format of every worker's metrics plus ``extra`` collectors (read at scrape)."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = CollectorRegistry()
+        registry.register(_Default())
+    for collector in extra:
+        registry.register(collector)
+    return generate_latest(registry)
+
+
+class _Default(Collector):
+    """The in-process registry's metrics, inside a registry of their own per scrape."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        return REGISTRY.collect()

@@ -1,0 +1,23 @@
+"""``GET /metrics``: Prometheus text format, for keys with the ``admin`` scope."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from app import metrics
+from app.deps import AdminKey
+from app.training.metrics import TrainingRuns
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get(
+    "/metrics",
+    dependencies=[AdminKey],
+    response_class=Response,
+    responses={200: {"content": {metrics.CONTENT_TYPE: {}}}},
+)
+def scrape(request: Request) -> Response:
+    """Every worker's request, cache, event, model and answer metrics, and training runs."""
+    body = metrics.exposition([TrainingRuns(request.app.state.sessionmaker)])
+    return Response(body, media_type=metrics.CONTENT_TYPE)

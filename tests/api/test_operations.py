@@ -1,0 +1,150 @@
+"""Operating it: /metrics counted after real requests, JSON access lines with request ids."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.datasets.synthetic import generate_shop
+from app.db import make_engine, make_sessionmaker
+from app.demo import import_shop
+from app.main import create_app
+from app.security.keys import hash_key
+from tests.conftest import override, wait_for_version
+
+READ_KEY, WRITE_KEY, ADMIN_KEY = "tm_read_ops_1", "tm_write_ops_2", "tm_admin_ops_3"
+KEYS = [
+    {"name": "web", "sha256": hash_key(READ_KEY), "scopes": ["read"]},
+    {"name": "ingest", "sha256": hash_key(WRITE_KEY), "scopes": ["write"]},
+    {"name": "ops", "sha256": hash_key(ADMIN_KEY), "scopes": ["admin"]},
+]
+SHOP = generate_shop(n_users=60, n_items=40, n_events=2_000, seed=11)
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def ops(settings):
+    app = create_app(override(settings, api_keys=KEYS, log_format="json"))
+    with TestClient(app) as client:
+        yield client
+
+
+def _scrape(client: TestClient) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics", headers=_auth(ADMIN_KEY))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def _delta(after: dict, before: dict, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_metrics_need_the_admin_scope(ops):
+    assert ops.get("/metrics").status_code == 401
+    assert ops.get("/metrics", headers=_auth(READ_KEY)).status_code == 403
+
+
+def test_metrics_count_requests_events_and_answers(ops):
+    before = _scrape(ops)
+    event = {"user_id": "m1", "item_id": "i1", "type": "view", "event_id": "ops-e1"}
+    assert ops.post("/events", json={"events": [event]}, headers=_auth(WRITE_KEY)).status_code == 200
+    again = ops.post("/events", json={"events": [event]}, headers=_auth(WRITE_KEY)).json()
+    assert again["duplicates"] == 1
+    clash = {**event, "item_id": "i2"}
+    assert ops.post("/events", json={"events": [clash]}, headers=_auth(WRITE_KEY)).status_code
+    for _ in range(3):
+        assert ops.get("/recommend/m1", headers=_auth(READ_KEY)).status_code == 200
+    assert ops.get("/recommend/m1", headers=_auth("tm_wrong")).status_code == 401
+    after = _scrape(ops)
+
+    requests = "tastemaker_http_requests_total"
+    route = "/recommend/{user_id}"
+    assert _delta(after, before, requests, method="GET", route=route, status="200") == 3
+    assert _delta(after, before, requests, method="GET", route=route, status="401") == 1
+    assert _delta(after, before, requests, method="POST", route="/events", status="200") >= 2
+    latency = "tastemaker_http_request_duration_seconds_count"
+    assert _delta(after, before, latency, method="GET", route=route) == 4
+    events = "tastemaker_events_total"
+    assert _delta(after, before, events, outcome="accepted") == 1
+    assert _delta(after, before, events, outcome="duplicate") == 1
+    assert _delta(after, before, events, outcome="conflicting") == 1
+    answers = "tastemaker_recommendations_total"
+    assert _delta(after, before, answers, source="fallback", placement="explore") == 3
+    assert _delta(after, before, "tastemaker_auth_failures_total") == 1
+
+
+def test_a_retrain_shows_in_the_model_and_training_metrics(ops, settings):
+    import_shop(make_sessionmaker(make_engine(settings.resolved_database_url)), SHOP)
+    before = _scrape(ops)
+    accepted = ops.post("/retrain", headers=_auth(ADMIN_KEY)).json()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run = ops.get(accepted["status_url"], headers=_auth(ADMIN_KEY)).json()
+        if run["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.3)
+    assert run["status"] == "succeeded", run
+    wait_for_version(_Authed(ops), 1)
+    after = _scrape(ops)
+    assert after[("tastemaker_model_version", ())] == 1
+    assert _delta(after, before, "tastemaker_model_swaps_total") >= 1
+    assert after[("tastemaker_training_runs", (("status", "succeeded"),))] == 1
+    assert after[("tastemaker_training_run_seconds_count", (("status", "succeeded"),))] == 1
+    assert after[("tastemaker_training_run_seconds_sum", (("status", "succeeded"),))] > 0
+
+
+class _Authed:
+    """The client, with the admin key on every GET (for wait_for_version)."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def get(self, url: str, **kwargs):
+        return self.client.get(url, headers=_auth(ADMIN_KEY), **kwargs)
+
+
+def _json_lines(text: str) -> list[dict]:
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            lines.append(orjson.loads(line))
+    return lines
+
+
+def test_one_json_access_line_per_request_with_its_id_and_key_name(ops, capfd):
+    capfd.readouterr()
+    response = ops.get(
+        "/recommend/someone", headers={**_auth(READ_KEY), "X-Request-ID": "req-42.a:b"}
+    )
+    assert response.headers["x-request-id"] == "req-42.a:b"
+    odd = ops.get("/recommend/someone", headers={**_auth(READ_KEY), "X-Request-ID": "a b!"})
+    generated = odd.headers["x-request-id"]
+    assert generated != "a b!" and len(generated) == 16
+    secret = "tm_never_logged_0123"
+    assert ops.get("/recommend/someone", headers=_auth(secret)).status_code == 401
+    err = capfd.readouterr().err
+    assert secret not in err
+    lines = _json_lines(err)
+    access = [line for line in lines if line["logger"] == "tastemaker.access"]
+    assert [line["request_id"] for line in access[:2]] == ["req-42.a:b", generated]
+    first = access[0]
+    assert first["route"] == "/recommend/{user_id}" and first["status"] == 200
+    assert first["key"] == "web" and first["method"] == "GET"
+    assert isinstance(first["duration_ms"], float) and first["level"] == "info"
+    assert access[2]["status"] == 401 and access[2]["key"] is None
+    failed = [line for line in lines if line["message"] == "authentication failed"]
+    assert len(failed) == 1 and failed[0]["reason"] == "the API key is not valid"
+    assert failed[0]["level"] == "warning"
