@@ -60,7 +60,9 @@ def test_metrics_need_the_admin_scope(ops):
 def test_metrics_count_requests_events_and_answers(ops):
     before = _scrape(ops)
     event = {"user_id": "m1", "item_id": "i1", "type": "view", "event_id": "ops-e1"}
-    assert ops.post("/events", json={"events": [event]}, headers=_auth(WRITE_KEY)).status_code == 200
+    assert (
+        ops.post("/events", json={"events": [event]}, headers=_auth(WRITE_KEY)).status_code == 200
+    )
     again = ops.post("/events", json={"events": [event]}, headers=_auth(WRITE_KEY)).json()
     assert again["duplicates"] == 1
     clash = {**event, "item_id": "i2"}
