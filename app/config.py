@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         True, description="Write one access line per request (request id, key name, route…)."
     )
+    metrics: bool = Field(
+        True, description="Count request metrics and serve them at GET /metrics (admin)."
+    )
 
     @field_validator("event_types")
     @classmethod

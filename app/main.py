@@ -155,4 +155,4 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID"],
         )
-    app.add_middleware(AccessMiddleware, access_log=settings.access_log)
+    app.add_middleware(AccessMiddleware, access_log=settings.access_log, count=settings.metrics)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from app import metrics
 from app.deps import AdminKey
+from app.errors import NotFound
 from app.training.metrics import TrainingRuns
 
 router = APIRouter(tags=["operations"])
@@ -19,5 +20,7 @@ router = APIRouter(tags=["operations"])
 )
 def scrape(request: Request) -> Response:
     """Every worker's request, cache, event, model and answer metrics, and training runs."""
+    if not request.app.state.settings.metrics:
+        raise NotFound("metrics are switched off (TASTEMAKER_METRICS=false)")
     body = metrics.exposition([TrainingRuns(request.app.state.sessionmaker)])
     return Response(body, media_type=metrics.CONTENT_TYPE)

@@ -46,6 +46,10 @@ def add_ratios(serving: dict[str, Any]) -> None:
                 row["ingest_ratio"] = round(row["events_per_s"] / ref["events_per_s"], 3)
 
 
+#: Request metrics and access lines may cost at most 5% of server CPU per cached request.
+OBSERVABILITY_CPU_TARGET = 1.05
+
+
 def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Every target of the brief with the measured value and whether it is met."""
     out: list[dict[str, Any]] = []
@@ -98,6 +102,17 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                         row["ingest_ratio"] >= INGEST_RATIO_TARGET,
                     )
                 )
+    cost = result.get("serving", {}).get("observability")
+    if cost:
+        out.append(
+            _target(
+                "server CPU per cached /recommend, metrics on ÷ off",
+                f"sqlite, {cost['workers']} worker(s), {cost['connections']} conns",
+                cost["cpu_per_request_ratio"],
+                f"≤ {OBSERVABILITY_CPU_TARGET}",
+                cost["cpu_per_request_ratio"] <= OBSERVABILITY_CPU_TARGET,
+            )
+        )
     for variant, section in result.get("training", {}).items():
         for g in section.get("growth", []):
             where = f"{variant} fit, {g['from_events']:,} → {g['to_events']:,} events"
@@ -325,6 +340,15 @@ def render(result: dict[str, Any]) -> str:
             "SQLite + in-process cache (the embedded default):\n\n"
             + serving_table(serving, "sqlite")
         )
+        cost = serving.get("observability")
+        if cost:
+            parts.append(
+                f"**Metrics and access lines** (on by default): cached `/recommend` on SQLite, "
+                f"{cost['workers']} workers, {cost['connections']} connections, two alternating "
+                f"rounds each: server CPU per request on/off {cost['cpu_per_request_ratio']:.3f}×, "
+                f"requests/s on/off {cost['rps_ratio']:.3f}× (off: `TASTEMAKER_METRICS=false "
+                "TASTEMAKER_ACCESS_LOG=false`)."
+            )
         parts.append(
             "**Ingestion** against a plain SQLAlchemy Core bulk insert of the same rows (500 per transaction, one connection) into the same store:\n\n"
             + ingestion_table(serving)
