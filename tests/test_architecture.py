@@ -1,7 +1,8 @@
-"""The layout holds: import contracts (pyproject's [tool.importlinter]) and types on app/ml.
+"""The layout holds: import contracts (pyproject's [tool.importlinter]), types (mypy), lint and
+format (ruff).
 
-Both tools run as the developer would run them, from the repository root; a broken contract
-or a type error fails the suite with the tool's own report.
+Each tool runs as the developer would run it, from the repository root; a broken contract, a
+type error, a lint finding or an unformatted file fails the suite with the tool's own report.
 """
 
 from __future__ import annotations
@@ -20,11 +21,25 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def test_import_contracts_are_kept() -> None:
-    tool = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+def _tool(name: str) -> str:
+    tool = shutil.which(name, path=str(Path(sys.executable).parent))
     if tool is None:
-        pytest.fail("lint-imports is missing: pip install -e '.[test]'")
-    result = _run(tool)
+        pytest.fail(f"{name} is missing: pip install -e '.[test]'")
+    return tool
+
+
+def test_import_contracts_are_kept() -> None:
+    result = _run(_tool("lint-imports"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_finds_nothing() -> None:
+    result = _run(_tool("ruff"), "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_file_is_formatted() -> None:
+    result = _run(_tool("ruff"), "format", "--check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
