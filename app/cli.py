@@ -47,13 +47,38 @@ def _progress(description: str, total: int | None = None) -> Progress:
     )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"tastemaker {version('tastemaker')}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Tastemaker: recommendations and customer segments for online shops."""
+
+
 @cli.command()
 def migrate() -> None:
-    """Bring the database schema to the latest revision."""
-    from app.migrate import upgrade
+    """Bring the database schema to the latest revision (creating a missing PostgreSQL database)."""
+    from app.migrate import DatabaseMissing, ensure_database, upgrade
 
     settings = _settings()
     _prepare_store(settings)
+    try:
+        if ensure_database(settings.resolved_database_url):
+            console.print("Created the database.")
+    except DatabaseMissing as exc:
+        _refuse(str(exc), 1)
     upgrade(settings.resolved_database_url)
     console.print("Database schema is up to date.")
 
@@ -209,10 +234,17 @@ def demo_settings(settings: Settings) -> Settings:
 
 
 def _train_and_report(settings: Settings) -> dict:
+    import time
+
     from app.training.runner import train_now
 
-    with console.status("Training…") as status:
-        result = train_now(settings, progress=lambda message: status.update(f"Training: {message}"))
+    started = time.monotonic()
+
+    def phase(message: str) -> None:
+        # A line per phase, with the time since the start: readable in a log as on a terminal.
+        console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] training: {message}")
+
+    result = train_now(settings, progress=phase)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items())
     console.print(f"Model version {result['version']}: {result['status']} ({timings})")
     console.print(f"Segmentation: {result['segmentation']}")
@@ -417,9 +449,92 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> 
     console.print(f"Key {name!r} revoked.")
 
 
+models_cli = typer.Typer(help="List model versions and choose the active one.")
+cli.add_typer(models_cli, name="models")
+
+
+@models_cli.command("list")
+def models_list() -> None:
+    """Every model version, newest first: created, active, served NDCG beside popularity."""
+    from app.training import service
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with factory() as session:
+        versions = service.list_versions(session)
+        table = Table(title="Model versions")
+        for column in ("version", "created", "active", "NDCG@k served", "popularity", "note"):
+            table.add_column(column)
+        for v in versions:
+            models = (v.metrics or {}).get("recommender", {}).get("models", {})
+            table.add_row(
+                str(v.version),
+                v.created_at.strftime("%Y-%m-%d %H:%M"),
+                "yes" if v.is_active else "",
+                _metric(models, "served"),
+                _metric(models, "popularity"),
+                v.note or "",
+            )
+    Console().print(table)
+
+
+def _metric(models: dict, name: str) -> str:
+    value = models.get(name, {}).get("ndcg")
+    return "" if value is None else f"{value:.4f}"
+
+
+@models_cli.command("activate")
+def models_activate(
+    version: Annotated[int, typer.Argument(help="The version to serve (roll back or forward)")],
+) -> None:
+    """Make a version active once its bundle loads; every worker swaps to it within seconds."""
+    import asyncio
+
+    from app.db import pop_after_commit
+    from app.errors import AppError
+    from app.training import service
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with factory() as session:
+        try:
+            with session.begin():
+                service.activate_version(session, settings, version)
+        except AppError as exc:
+            _refuse(exc.detail, 1)
+        for callback in pop_after_commit(session):
+            asyncio.run(callback())
+    console.print(f"Model version {version} is active.")
+
+
 def main() -> None:
-    """Entry point of the console script."""
-    cli()
+    """Entry point of the console script: expected errors are one line, never a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        cli()
+    except SQLAlchemyError as exc:
+        typer.echo(f"tastemaker: {_database_problem(exc)}", err=True)
+        sys.exit(1)
+
+
+def _database_problem(exc: Exception) -> str:
+    """One line on what went wrong with the database, and what to do."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    if isinstance(exc, OperationalError | ProgrammingError) and (
+        "no such table" in detail or ("relation" in detail and "does not exist" in detail)
+    ):
+        return f"the database has no schema yet ({detail}): run `tastemaker migrate`"
+    if isinstance(exc, OperationalError) and (
+        "unable to open database file" in detail
+        or ("database" in detail and "does not exist" in detail)
+    ):
+        return f"the database is not there yet ({detail}): run `tastemaker migrate` to create it"
+    if isinstance(exc, OperationalError):
+        return f"cannot use the database ({detail}): check TASTEMAKER_DATABASE_URL"
+    return f"database error: {detail}"
 
 
 if __name__ == "__main__":  # pragma: no cover

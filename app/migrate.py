@@ -8,7 +8,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.training.repository import store_identity
@@ -22,6 +23,48 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["url"] = url
     return config
+
+
+class DatabaseMissing(RuntimeError):
+    """The database named by the URL does not exist and could not be created."""
+
+
+def ensure_database(url: str) -> bool:
+    """Create the PostgreSQL database `url` names when it does not exist; True if created.
+
+    The server's maintenance database (``postgres``) is asked, as the same user; without the
+    right to create databases, :class:`DatabaseMissing` says what to run instead.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or not parsed.database:
+        return False
+    engine = create_engine(url)
+    try:
+        with engine.connect():
+            return False
+    except OperationalError as exc:
+        if "does not exist" not in str(exc.orig):
+            raise
+    finally:
+        engine.dispose()
+    name = parsed.database
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            quoted = conn.dialect.identifier_preparer.quote(name)
+            conn.execute(text(f"CREATE DATABASE {quoted}"))
+    except DBAPIError as exc:
+        raise DatabaseMissing(
+            f"database {name!r} does not exist and could not be created ({_first_line(exc)}); "
+            f"create it (createdb {name}) and run `tastemaker migrate` again"
+        ) from exc
+    finally:
+        admin.dispose()
+    return True
+
+
+def _first_line(exc: Exception) -> str:
+    return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
 
 
 def upgrade(url: str) -> None:
