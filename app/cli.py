@@ -206,8 +206,12 @@ def demo(
 
     settings = demo_settings(_settings())
     _prepare_store(settings)
+    console.print(f"demo 1/3: the schema of {_where(settings)}")
     upgrade(settings.resolved_database_url)
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    console.print(
+        f"demo 2/3: a synthetic shop ({users:,} customers, {items:,} items, {events:,} events)"
+    )
     with _progress("Loading demo shop") as progress:
         task = progress.add_task("events", total=events)
         summary = load_demo(
@@ -219,11 +223,22 @@ def demo(
             progress=lambda n: progress.advance(task, n),
         )
     _print_summary(summary.as_dict())
+    console.print(f"demo 3/3: training, models in {settings.model_dir}")
     _train_and_report(settings)
     if serve_after:
         # The workers serve these settings (the demo's model directory included), and a retrain
         # started from the demo's API inherits them.
         _serve(settings)
+
+
+def _where(settings: Settings) -> str:
+    """The store, for people: the SQLite file, or the URL without its password."""
+    from sqlalchemy import make_url
+
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite":
+        return str(url.database)
+    return url.render_as_string(hide_password=True)
 
 
 def demo_settings(settings: Settings) -> Settings:
