@@ -171,6 +171,7 @@ class Settings(BaseSettings):
     metrics: bool = Field(
         True, description="Count request metrics and serve them at GET /metrics (admin)."
     )
+    docs: bool = Field(True, description="Serve the API documentation at /docs and /redoc.")
 
     @field_validator("event_types")
     @classmethod

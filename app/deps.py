@@ -116,6 +116,10 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
+#: Marks the dependencies `require` makes, with their scope (read by app/openapi.py).
+SCOPE_ATTRIBUTE = "tastemaker_scope"
+
+
 def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency that authenticates the caller, checks `scope` and counts the rate limit."""
 
@@ -143,6 +147,7 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         await state.limiter.hit(principal.name, scope)
         return principal
 
+    setattr(dependency, SCOPE_ATTRIBUTE, scope)
     return dependency
 
 

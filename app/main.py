@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import health, logs, monitoring
+from app import health, logs, monitoring, openapi
 from app.access import AccessMiddleware
 from app.body_size import BodySizeLimit
 from app.cache import LocalCache, make_cache
@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for the given settings (default: from the environment)."""
     settings = settings or get_settings()
     logs.configure(settings.log_format, settings.log_level)
-    app = FastAPI(
+    app = openapi.new_app(
+        settings,
         title="Tastemaker",
         version="0.1.0",
         summary="Real-time recommendations and customer segments for online shops.",
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_database_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
+    openapi.document(app, settings, ROUTERS)
     return app
 
 

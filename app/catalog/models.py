@@ -26,5 +26,8 @@ class Item(Base):
     # Created by an event for an item the catalogue never described: kept for the users'
     # histories, never recommended until PUT/POST /items describes it (see `recommendable`).
     is_placeholder: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql.false())
+    # Set by DELETE /items/{id}: the API answers 404 for it until PUT/POST /items sends it again
+    # (an item the catalogue marks is_available=false is out of stock, still readable).
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -36,7 +36,12 @@ def upsert_many(session: Session, rows: list[dict[str, Any]]) -> None:
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["id"],
-        set_={**{f: getattr(stmt.excluded, f) for f in fields}, "updated_at": utcnow()},
+        # Sent again by the catalogue: a retired item is back.
+        set_={
+            **{f: getattr(stmt.excluded, f) for f in fields},
+            "retired_at": None,
+            "updated_at": utcnow(),
+        },
     )
     now = utcnow()
     # Whatever the catalogue sends describes the item: a placeholder stops being one.
@@ -47,10 +52,13 @@ def upsert_many(session: Session, rows: list[dict[str, Any]]) -> None:
     session.expire_all()
 
 
-def mark_unavailable(session: Session, item_id: str) -> bool:
-    """Flag an item as never to be recommended again; False when it does not exist."""
+def retire(session: Session, item_id: str) -> bool:
+    """Retire an item: never recommended, 404 to the API; False when there is no such item."""
+    now = utcnow()
     result = session.execute(
-        update(Item).where(Item.id == item_id).values(is_available=False, updated_at=utcnow())
+        update(Item)
+        .where(Item.id == item_id, Item.retired_at.is_(None))
+        .values(is_available=False, retired_at=now, updated_at=now)
     )
     return bool(result.rowcount)
 

@@ -22,7 +22,7 @@ class ItemIn(BaseModel):
     categories: list[Category] = Field(default_factory=list, max_length=20)
     price: Annotated[float, Strict()] | None = Field(None, ge=0, le=1e9)
     attributes: Attributes = Field(default_factory=dict)
-    is_available: bool = True
+    is_available: Annotated[bool, Strict()] = True
 
 
 class ItemWithId(ItemIn):

@@ -18,6 +18,8 @@ def get_or_404(session: Session, item_id: str) -> Item:
     item = repository.get(session, item_id)
     if item is None:
         raise NotFound(f"item {item_id!r} does not exist")
+    if item.retired_at is not None:
+        raise NotFound(f"item {item_id!r} was retired; PUT /items/{item_id} brings it back")
     return item
 
 
@@ -42,8 +44,8 @@ def upsert_batch(session: Session, batch: ItemBatchIn, settings: Settings) -> in
 
 def retire(session: Session, item_id: str, state: ServingState) -> None:
     """Mark an item unavailable so it is never recommended again (this worker at once)."""
-    if not repository.mark_unavailable(session, item_id):
-        raise NotFound(f"item {item_id!r} does not exist")
+    if not repository.retire(session, item_id):
+        get_or_404(session, item_id)  # says whether it never existed or is retired already
     session.flush()
 
     async def _apply() -> None:

@@ -142,7 +142,10 @@ SignedBody = Annotated[bytes, Depends(signed_body, scope="function")]
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": EventBatchIn.model_json_schema()}},
+            # The same component as POST /events (EventBatchIn), so that every $ref resolves.
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/EventBatchIn"}}
+            },
         }
     },
 )

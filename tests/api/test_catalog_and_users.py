@@ -9,8 +9,15 @@ def test_item_put_get_and_retire(client):
     item = client.get("/items/m1").json()
     assert item["title"] == "Red mug" and item["categories"] == ["kitchen"]
     assert client.put("/items/m1", json={**body, "price": 5}).json()["price"] == 5
-    assert client.delete("/items/m1").status_code == 204
+    # Out of stock: still readable. Retired: gone from the API until the catalogue sends it again.
+    client.put("/items/m1", json={**body, "is_available": False})
     assert client.get("/items/m1").json()["is_available"] is False
+    assert client.delete("/items/m1").status_code == 204
+    gone = client.get("/items/m1")
+    assert gone.status_code == 404 and "retired" in gone.json()["detail"]
+    assert client.delete("/items/m1").status_code == 404
+    assert client.put("/items/m1", json=body).status_code == 200
+    assert client.get("/items/m1").json()["is_available"] is True
 
 
 def test_item_batch_upsert(client):
@@ -29,6 +36,7 @@ def test_item_validation(client):
         == 422
     )
     assert client.put("/items/bad%20id", json={}).status_code == 422
+    assert client.put("/items/m1", json={"is_available": 0}).status_code == 422  # not a boolean
 
 
 def test_unknown_ids_are_404_with_a_sentence(client):

@@ -205,7 +205,7 @@ def test_a_poll_that_read_the_store_before_a_retirement_does_not_bring_the_item_
         poll = asyncio.create_task(registry.refresh())
         await asyncio.to_thread(registry.read.wait, 30)
         with factory.begin() as session:
-            assert catalog_repository.mark_unavailable(session, item)
+            assert catalog_repository.retire(session, item)
         registry.mark_unavailable(item)
         registry.resume.set()
         await poll
