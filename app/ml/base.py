@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Self
 
 import numpy as np
@@ -17,15 +18,24 @@ class BaseScorer:
     """Shared plumbing of every model: parameters, the fitted check and the state format.
 
     Subclasses take keyword-only hyper-parameters in ``__init__`` (stored as attributes of the
-    same name), set attributes ending in ``_`` in ``fit`` and implement ``score``.
+    same name, read back by :meth:`get_params`), set attributes ending in ``_`` in ``fit`` and
+    implement ``score``.
     """
 
-    _param_names: tuple[str, ...] = ()
     _fitted_attr = "n_items_"
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The hyper-parameters: the named parameters of ``__init__``, as scikit-learn reads them."""
+        if cls.__init__ is object.__init__:
+            return []
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # not self
+        return [p.name for p in parameters if p.kind in named]
 
     def get_params(self) -> dict:
         """Return the hyper-parameters as a JSON-able dict."""
-        return {name: getattr(self, name) for name in self._param_names}
+        return {name: getattr(self, name) for name in self._get_param_names()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

@@ -60,8 +60,6 @@ class ItemKNN(ItemItemScorer):
         Row ``i`` = item ``i``'s top-k neighbours (the answer to "similar items").
     """
 
-    _param_names = ("k", "shrink", "similarity", "neighbourhood", "max_block_entries")
-
     def __init__(
         self,
         *,
@@ -136,8 +134,6 @@ class RP3beta(ItemItemScorer):
     k : int
     """
 
-    _param_names = ("alpha", "beta", "k", "max_block_entries")
-
     def __init__(
         self,
         *,
@@ -198,7 +194,6 @@ class EASE(BaseScorer):
     weights_ : ndarray of shape (n_items, n_items), float32, zero diagonal
     """
 
-    _param_names = ("l2", "max_items", "n_threads")
     _fitted_attr = "weights_"
 
     def __init__(self, *, l2: float = 500.0, max_items: int = 8000, n_threads: int = 1) -> None:
@@ -307,7 +302,6 @@ class UserKNN(BaseScorer):
     user_norms_ : ndarray of shape (n_users,), float32
     """
 
-    _param_names = ("k", "shrink", "similarity")
     _fitted_attr = "interactions_"
 
     def __init__(self, *, k: int = 50, shrink: float = 0.0, similarity: str = "cosine") -> None:

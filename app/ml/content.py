@@ -123,17 +123,6 @@ class ContentTfidf(ItemItemScorer):
     idf_ : ndarray of shape (n_terms,), float32
     """
 
-    _param_names = (
-        "k",
-        "max_df",
-        "min_df",
-        "stop_words",
-        "ngram_range",
-        "sublinear_tf",
-        "max_postings",
-        "max_block_entries",
-    )
-
     def __init__(
         self,
         *,

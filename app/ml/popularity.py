@@ -125,8 +125,6 @@ class Trending(Popularity):
         A user whose latest event of the item is ``half_life_days`` old counts half.
     """
 
-    _param_names = ("window_days", "half_life_days")
-
     def __init__(self, *, window_days: float = 30.0, half_life_days: float = 7.0) -> None:
         self.window_days = window_days
         self.half_life_days = half_life_days

@@ -171,3 +171,16 @@ def test_batch_scores_equal_single_scores(name: str) -> None:
         row = histories.getrow(r)
         single = model.score(row.indices.astype(np.int64), row.data.astype(np.float32))
         np.testing.assert_allclose(batch[r], single, rtol=1e-5, atol=1e-6)
+
+
+def test_params_are_read_from_init() -> None:
+    assert ItemKNN(k=3).get_params() == {
+        "k": 3,
+        "shrink": 0.0,
+        "similarity": "cosine",
+        "neighbourhood": "target",
+        "max_block_entries": 1 << 24,
+    }
+    assert Trending(window_days=2.0).get_params() == {"window_days": 2.0, "half_life_days": 7.0}
+    assert Popularity().get_params() == {}
+    assert repr(EASE(l2=1.0)) == "EASE(l2=1.0, max_items=8000, n_threads=1)"
