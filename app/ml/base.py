@@ -103,5 +103,4 @@ class BaseScorer:
     def _from_meta(cls, meta: dict) -> Self:
         if meta.get("model") != cls.__name__:
             raise ValueError(f"state is for {meta.get('model')!r}, not {cls.__name__}")
-        params = meta["params"]
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        return cls(**meta["params"])

@@ -105,7 +105,7 @@ def prepare_run(
             max_df=config.content_max_df,
             min_df=config.content_min_df,
             stop_words=config.content_stop_words,
-            ngram_range=(1, config.content_ngram_max),
+            ngram_max=config.content_ngram_max,
             max_postings=config.content_max_postings,
             max_block_entries=config.max_block_entries,
         ).fit(_item_texts(catalog, items))
