@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from typing import Any, Self
 
 import numpy as np
@@ -14,8 +15,9 @@ class NotFittedError(ValueError, AttributeError):
     """Raised when a model is used before ``fit`` (same bases as scikit-learn's)."""
 
 
-class BaseScorer:
-    """Shared plumbing of every model: parameters, the fitted check and the state format.
+class BaseScorer(ABC):
+    """The model interface: ``fit``, ``score``, ``score_rows``, ``explain``, ``similar_items``
+    and the state format, with the parameters and the fitted check written once.
 
     Subclasses take keyword-only hyper-parameters in ``__init__`` (stored as attributes of the
     same name, read back by :meth:`get_params`), set attributes ending in ``_`` in ``fit`` and
@@ -47,9 +49,20 @@ class BaseScorer:
                 f"{type(self).__name__} is not fitted yet; call fit() before using it"
             )
 
+    @abstractmethod
+    def fit(self, X: Any, /, **context: Any) -> Self:
+        """Fit on the model's training data ``X`` and return ``self``.
+
+        ``X`` is what the model learns from: the user x item matrix of shape (n_users,
+        n_items) for the collaborative and popularity models, one text per item for content,
+        the timed events for trending. ``context`` carries what a model needs besides (the
+        users' segments of :class:`~app.ml.popularity.SegmentPopularity`, the reference time
+        of :class:`~app.ml.popularity.Trending`); a model ignores context it does not use.
+        """
+
+    @abstractmethod
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Score every item for a history of item indices with weights, shape (n_items,)."""
-        raise NotImplementedError
 
     def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
         """Score many histories at once (evaluation, tuning); row ``r`` equals ``score(row r)``.

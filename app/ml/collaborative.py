@@ -6,7 +6,7 @@ weights), not a training row: the service scores in real time from the recent ev
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,7 +75,7 @@ class ItemKNN(ItemItemScorer):
         self.neighbourhood = neighbourhood
         self.max_block_entries = max_block_entries
 
-    def fit(self, X: sparse.spmatrix) -> ItemKNN:
+    def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
         """Fit on a user x item matrix of shape (n_users, n_items)."""
         if self.similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}")
@@ -147,7 +147,7 @@ class RP3beta(ItemItemScorer):
         self.k = k
         self.max_block_entries = max_block_entries
 
-    def fit(self, X: sparse.spmatrix) -> RP3beta:
+    def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
         """Fit on a user x item matrix of shape (n_users, n_items)."""
         X = _as_csr(X).astype(np.float64)
         X.data = np.power(np.maximum(X.data, 0.0), self.alpha)
@@ -201,7 +201,7 @@ class EASE(BaseScorer):
         self.max_items = max_items
         self.n_threads = n_threads
 
-    def fit(self, X: sparse.spmatrix) -> EASE:
+    def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
         """Fit on a user x item matrix of shape (n_users, n_items)."""
         X = _as_csr(X)
         n_items = X.shape[1]
@@ -309,7 +309,7 @@ class UserKNN(BaseScorer):
         self.shrink = shrink
         self.similarity = similarity
 
-    def fit(self, X: sparse.spmatrix) -> UserKNN:
+    def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
         """Fit on a user x item matrix of shape (n_users, n_items)."""
         if self.similarity not in ("cosine", "pearson"):
             raise ValueError("similarity must be 'cosine' or 'pearson'")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -156,7 +156,7 @@ class ContentTfidf(ItemItemScorer):
             dtype=np.float32,
         )
 
-    def fit(self, texts: Sequence[str]) -> ContentTfidf:
+    def fit(self, texts: Sequence[str], /, **context: Any) -> Self:
         """Fit on one text per item (index order); empty texts get no neighbours.
 
         Parameters

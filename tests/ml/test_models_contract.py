@@ -14,7 +14,7 @@ from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
 from app.ml.hybrid import Blender, candidate_mask
 from app.ml.interactions import build_interactions, item_vocabulary
-from app.ml.popularity import Popularity, SegmentPopularity, Trending
+from app.ml.popularity import Popularity, SegmentPopularity, TimedEvents, Trending
 from tests.ml.conftest import clustered_events
 
 
@@ -52,9 +52,11 @@ MODELS: dict[str, tuple[Callable[[], BaseScorer], Callable[[BaseScorer, Data], B
     "popularity": (Popularity, lambda m, d: m.fit(d.X)),
     "trending": (
         lambda: Trending(window_days=1.0, half_life_days=0.2),
-        lambda m, d: m.fit(d.event_users, d.event_items, d.times, n_items=len(d.items)),
+        lambda m, d: m.fit(
+            TimedEvents(d.event_users, d.event_items, d.times, n_items=len(d.items))
+        ),
     ),
-    "segment_popularity": (SegmentPopularity, lambda m, d: m.fit(d.X, d.segments)),
+    "segment_popularity": (SegmentPopularity, lambda m, d: m.fit(d.X, segments=d.segments)),
 }
 PERSONALISED = {
     "item_knn_cosine",

@@ -23,7 +23,7 @@ from app.ml.interactions import (
     item_vocabulary,
     user_vocabulary,
 )
-from app.ml.popularity import Popularity, SegmentPopularity, Trending
+from app.ml.popularity import Popularity, SegmentPopularity, TimedEvents, Trending
 from app.ml.recommender.config import (
     DEFAULT_AGGREGATION,
     RecommenderConfig,
@@ -198,7 +198,7 @@ def fit_models(
     models: dict[str, BaseScorer] = {}
     for name, model in _collaborative_models(config, len(items)).items():
         t0 = time.perf_counter()
-        models[name] = model.fit(X)  # type: ignore[attr-defined]
+        models[name] = model.fit(X)
         timings[f"{phase}.{name}"] = time.perf_counter() - t0
     if content is not None:
         models["content"] = content
@@ -209,16 +209,18 @@ def fit_models(
     trending = Trending(
         window_days=config.trending_window_days, half_life_days=config.trending_half_life_days
     ).fit(
-        encoded.rows[counted],
-        encoded.cols[counted],
-        encoded.occurred_at[counted],
-        n_items=len(items),
+        TimedEvents(
+            encoded.rows[counted],
+            encoded.cols[counted],
+            encoded.occurred_at[counted],
+            n_items=len(items),
+        )
     )
     if "trending" in config.models:
         models["trending"] = trending
     segment_popularity = None
     if segments is not None:
-        segment_popularity = SegmentPopularity().fit(X, segments)
+        segment_popularity = SegmentPopularity().fit(X, segments=segments)
     return Fitted(X, models, popularity, trending, segment_popularity)
 
 
