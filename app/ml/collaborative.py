@@ -6,7 +6,7 @@ weights), not a training row: the service scores in real time from the recent ev
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Literal, Self, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,7 @@ from app.ml.similarity import (
     DEFAULT_MAX_BLOCK_ENTRIES,
     SIMILARITIES,
     ItemItemScorer,
+    Similarity,
     blocked_top_k_product,
     center_nonzeros,
     gather_rows_score,
@@ -26,7 +27,9 @@ from app.ml.similarity import (
     row_norms,
 )
 
-NEIGHBOURHOODS = ("source", "target")
+Neighbourhood = Literal["source", "target"]
+NEIGHBOURHOODS: tuple[Neighbourhood, ...] = get_args(Neighbourhood)
+UserSimilarity = Literal["cosine", "pearson"]
 
 
 def _as_csr(X: sparse.spmatrix) -> sparse.csr_matrix:
@@ -65,8 +68,8 @@ class ItemKNN(ItemItemScorer):
         *,
         k: int = 200,
         shrink: float = 0.0,
-        similarity: str = "cosine",
-        neighbourhood: str = "target",
+        similarity: Similarity = "cosine",
+        neighbourhood: Neighbourhood = "target",
         max_block_entries: int = DEFAULT_MAX_BLOCK_ENTRIES,
     ) -> None:
         self.k = k
@@ -304,14 +307,16 @@ class UserKNN(BaseScorer):
 
     _fitted_attr = "interactions_"
 
-    def __init__(self, *, k: int = 50, shrink: float = 0.0, similarity: str = "cosine") -> None:
+    def __init__(
+        self, *, k: int = 50, shrink: float = 0.0, similarity: UserSimilarity = "cosine"
+    ) -> None:
         self.k = k
         self.shrink = shrink
         self.similarity = similarity
 
     def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
         """Fit on a user x item matrix of shape (n_users, n_items)."""
-        if self.similarity not in ("cosine", "pearson"):
+        if self.similarity not in get_args(UserSimilarity):
             raise ValueError("similarity must be 'cosine' or 'pearson'")
         X = _as_csr(X)
         centred = center_nonzeros(X) if self.similarity == "pearson" else X.astype(np.float64)
