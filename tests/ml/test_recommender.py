@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from app.ml.bundle import BundleError
+from app.ml.bundle import BundleError, read_component, write_component
 from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
 from app.ml.interactions import AGGREGATIONS, EventLog
@@ -281,6 +281,33 @@ def test_save_load_gives_identical_answers(trained: TrainedRecommender, tmp_path
         b = loaded.recommend_user(as_history(history), n=6, segment=2)
         assert a == b
     assert loaded.similar_items("new_b", n=3) == trained.recommender.similar_items("new_b", n=3)
+
+
+def test_a_bundle_of_the_previous_release_loads(
+    trained: TrainedRecommender, tmp_path: Path
+) -> None:
+    # The previous release stored the config flat (item_knn_k, rp3_alpha, ...) and the content
+    # model's n-grams as ngram_range; rewrite a bundle so and load it.
+    trained.save(tmp_path)
+    root = tmp_path / "recommender"
+    arrays, meta = read_component(root / "core", mmap=False)
+    prefixes = {"rp3beta": "rp3", **{name: name for name in _SECTIONS if name != "rp3beta"}}
+    flat = {k: v for k, v in meta["config"].items() if k not in _SECTIONS}
+    for name, prefix in prefixes.items():
+        flat.update({f"{prefix}_{k}": v for k, v in meta["config"][name].items()})
+    write_component(root / "core", arrays, {**meta, "config": flat})
+    arrays, meta = read_component(root / "content", mmap=False)
+    params = {k: v for k, v in meta["params"].items() if k != "ngram_max"}
+    params["ngram_range"] = [1, meta["params"]["ngram_max"]]
+    write_component(root / "content", arrays, {**meta, "params": params})
+    loaded = load_recommender(tmp_path)
+    assert loaded.config == trained.recommender.config
+    for history in (["c0i0", "c0i3"], ["c1i1"]):
+        a = trained.recommender.recommend_user(as_history(history), n=6)
+        assert loaded.recommend_user(as_history(history), n=6) == a
+
+
+_SECTIONS = ("item_knn", "user_knn", "ease", "rp3beta", "content", "trending")
 
 
 def test_load_refuses_a_damaged_bundle(trained: TrainedRecommender, tmp_path: Path) -> None:
