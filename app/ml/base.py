@@ -16,12 +16,12 @@ class NotFittedError(ValueError, AttributeError):
 
 
 class BaseScorer(ABC):
-    """The model interface: ``fit``, ``score``, ``score_rows``, ``explain``, ``similar_items``
-    and the state format, with the parameters and the fitted check written once.
+    """The model interface: ``fit``, ``score``, ``score_rows``, ``explain``, ``similar_items``, state.
 
-    Subclasses take keyword-only hyper-parameters in ``__init__`` (stored as attributes of the
-    same name, read back by :meth:`get_params`), set attributes ending in ``_`` in ``fit`` and
-    implement ``score``.
+    The parameters, the fitted check and the state format are written once here. Subclasses
+    take keyword-only hyper-parameters in ``__init__`` (stored as attributes of the same name,
+    read back by :meth:`get_params`), set attributes ending in ``_`` in ``fit`` and implement
+    ``fit`` and ``score``.
     """
 
     _fitted_attr = "n_items_"

@@ -163,7 +163,14 @@ class Trending(BaseScorer):
         self.half_life_days = half_life_days
 
     def fit(self, X: TimedEvents, /, *, now: float | None = None, **context: Any) -> Self:
-        """Fit on timed events; ``now`` (epoch seconds) defaults to the latest event time."""
+        """Fit on timed events.
+
+        Parameters
+        ----------
+        X : TimedEvents
+        now : float, optional
+            The reference time of the decay, epoch seconds; default the latest event time.
+        """
         users = np.asarray(X.users, dtype=np.int64)
         items = np.asarray(X.items, dtype=np.int64)
         times = np.asarray(X.occurred_at, dtype=np.float64)
