@@ -82,8 +82,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description=(
             "Recommender hyper-parameters to pin (JSON object of RecommenderConfig fields, e.g. "
-            '{"blend_weights": {"ease": 1, "content": 0.2}, "home_repeat_share": 0.5}); '
-            "what is pinned is not tuned. Checked at start-up."
+            '{"blend_weights": {"ease": 1, "content": 0.2}, "home_repeat_share": 0.5}; '
+            'a model\'s own under its name, e.g. {"item_knn": {"k": 100}}, the previous '
+            'release\'s flat "item_knn_k" read too); what is pinned is not tuned. '
+            "Checked at start-up."
         ),
     )
     cache_ttl_seconds: int = Field(

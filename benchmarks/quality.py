@@ -6,6 +6,9 @@ tables (models fitted on each customer's events before their time cutoff, the se
 scored through the serving path on the explore and next-basket targets) and the fit times.
 
     OPENBLAS_NUM_THREADS=2 python -m benchmarks quality [--json] [--rows N] [--set key=value]
+
+``--set aggregation='"binary"'`` pins a recommender setting, ``--set item_knn.k=50`` one
+model's (the previous release's flat ``item_knn_k=50`` is read too).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from app.datasets.online_retail import read_online_retail, to_event_log
 from app.ml.recommender import RecommenderConfig, train_recommender
@@ -27,6 +31,19 @@ def _parse_value(raw: str) -> object:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` settings as a config mapping; a dotted key sets a model's parameter."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, raw = item.split("=", 1)
+        section, dot, field = key.partition(".")
+        if dot:
+            out.setdefault(section, {})[field] = _parse_value(raw)
+        else:
+            out[key] = _parse_value(raw)
+    return out
 
 
 def run_quality(data: Path, rows: int | None, as_json: bool, overrides: list[str]) -> None:
@@ -50,8 +67,7 @@ def run_quality(data: Path, rows: int | None, as_json: bool, overrides: list[str
     print(f"read {reader.kept} rows in {read_s:.1f}s; dropped {dict(reader.dropped)}")
     print(f"{len(events)} events, {len(set(events.user_ids))} users, {len(catalog)} items")
 
-    settings = dict(item.split("=", 1) for item in overrides)
-    config = RecommenderConfig.from_dict({k: _parse_value(v) for k, v in settings.items()})
+    config = RecommenderConfig.from_dict(_overrides(overrides))
     t0 = time.perf_counter()
     trained = train_recommender(events, catalog, config, progress=lambda m: print(f"  .. {m}"))
     train_s = time.perf_counter() - t0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from abc import ABC, abstractmethod
 from typing import Any, Self
 
 import numpy as np
@@ -13,19 +15,29 @@ class NotFittedError(ValueError, AttributeError):
     """Raised when a model is used before ``fit`` (same bases as scikit-learn's)."""
 
 
-class BaseScorer:
-    """Shared plumbing of every model: parameters, the fitted check and the state format.
+class BaseScorer(ABC):
+    """The model interface: ``fit``, ``score``, ``score_rows``, ``explain``, ``similar_items``, state.
 
-    Subclasses take keyword-only hyper-parameters in ``__init__`` (stored as attributes of the
-    same name), set attributes ending in ``_`` in ``fit`` and implement ``score``.
+    The parameters, the fitted check and the state format are written once here. Subclasses
+    take keyword-only hyper-parameters in ``__init__`` (stored as attributes of the same name,
+    read back by :meth:`get_params`), set attributes ending in ``_`` in ``fit`` and implement
+    ``fit`` and ``score``.
     """
 
-    _param_names: tuple[str, ...] = ()
     _fitted_attr = "n_items_"
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The hyper-parameters: the named parameters of ``__init__``, as scikit-learn reads them."""
+        if cls.__init__ is object.__init__:
+            return []
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # not self
+        return [p.name for p in parameters if p.kind in named]
 
     def get_params(self) -> dict:
         """Return the hyper-parameters as a JSON-able dict."""
-        return {name: getattr(self, name) for name in self._param_names}
+        return {name: getattr(self, name) for name in self._get_param_names()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -37,9 +49,20 @@ class BaseScorer:
                 f"{type(self).__name__} is not fitted yet; call fit() before using it"
             )
 
+    @abstractmethod
+    def fit(self, X: Any, /, **context: Any) -> Self:
+        """Fit on the model's training data ``X`` and return ``self``.
+
+        ``X`` is what the model learns from: the user x item matrix of shape (n_users,
+        n_items) for the collaborative and popularity models, one text per item for content,
+        the timed events for trending. ``context`` carries what a model needs besides (the
+        users' segments of :class:`~app.ml.popularity.SegmentPopularity`, the reference time
+        of :class:`~app.ml.popularity.Trending`); a model ignores context it does not use.
+        """
+
+    @abstractmethod
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Score every item for a history of item indices with weights, shape (n_items,)."""
-        raise NotImplementedError
 
     def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
         """Score many histories at once (evaluation, tuning); row ``r`` equals ``score(row r)``.
@@ -93,5 +116,4 @@ class BaseScorer:
     def _from_meta(cls, meta: dict) -> Self:
         if meta.get("model") != cls.__name__:
             raise ValueError(f"state is for {meta.get('model')!r}, not {cls.__name__}")
-        params = meta["params"]
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        return cls(**meta["params"])

@@ -6,7 +6,7 @@ weights), not a training row: the service scores in real time from the recent ev
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Literal, Self, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,7 @@ from app.ml.similarity import (
     DEFAULT_MAX_BLOCK_ENTRIES,
     SIMILARITIES,
     ItemItemScorer,
+    Similarity,
     blocked_top_k_product,
     center_nonzeros,
     gather_rows_score,
@@ -26,7 +27,9 @@ from app.ml.similarity import (
     row_norms,
 )
 
-NEIGHBOURHOODS = ("source", "target")
+Neighbourhood = Literal["source", "target"]
+NEIGHBOURHOODS: tuple[Neighbourhood, ...] = get_args(Neighbourhood)
+UserSimilarity = Literal["cosine", "pearson"]
 
 
 def _as_csr(X: sparse.spmatrix) -> sparse.csr_matrix:
@@ -60,15 +63,13 @@ class ItemKNN(ItemItemScorer):
         Row ``i`` = item ``i``'s top-k neighbours (the answer to "similar items").
     """
 
-    _param_names = ("k", "shrink", "similarity", "neighbourhood", "max_block_entries")
-
     def __init__(
         self,
         *,
         k: int = 200,
         shrink: float = 0.0,
-        similarity: str = "cosine",
-        neighbourhood: str = "target",
+        similarity: Similarity = "cosine",
+        neighbourhood: Neighbourhood = "target",
         max_block_entries: int = DEFAULT_MAX_BLOCK_ENTRIES,
     ) -> None:
         self.k = k
@@ -77,7 +78,7 @@ class ItemKNN(ItemItemScorer):
         self.neighbourhood = neighbourhood
         self.max_block_entries = max_block_entries
 
-    def fit(self, X: sparse.spmatrix) -> ItemKNN:
+    def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
         """Fit on a user x item matrix of shape (n_users, n_items)."""
         if self.similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}")
@@ -136,8 +137,6 @@ class RP3beta(ItemItemScorer):
     k : int
     """
 
-    _param_names = ("alpha", "beta", "k", "max_block_entries")
-
     def __init__(
         self,
         *,
@@ -151,7 +150,7 @@ class RP3beta(ItemItemScorer):
         self.k = k
         self.max_block_entries = max_block_entries
 
-    def fit(self, X: sparse.spmatrix) -> RP3beta:
+    def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
         """Fit on a user x item matrix of shape (n_users, n_items)."""
         X = _as_csr(X).astype(np.float64)
         X.data = np.power(np.maximum(X.data, 0.0), self.alpha)
@@ -198,7 +197,6 @@ class EASE(BaseScorer):
     weights_ : ndarray of shape (n_items, n_items), float32, zero diagonal
     """
 
-    _param_names = ("l2", "max_items", "n_threads")
     _fitted_attr = "weights_"
 
     def __init__(self, *, l2: float = 500.0, max_items: int = 8000, n_threads: int = 1) -> None:
@@ -206,7 +204,7 @@ class EASE(BaseScorer):
         self.max_items = max_items
         self.n_threads = n_threads
 
-    def fit(self, X: sparse.spmatrix) -> EASE:
+    def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
         """Fit on a user x item matrix of shape (n_users, n_items)."""
         X = _as_csr(X)
         n_items = X.shape[1]
@@ -307,17 +305,18 @@ class UserKNN(BaseScorer):
     user_norms_ : ndarray of shape (n_users,), float32
     """
 
-    _param_names = ("k", "shrink", "similarity")
     _fitted_attr = "interactions_"
 
-    def __init__(self, *, k: int = 50, shrink: float = 0.0, similarity: str = "cosine") -> None:
+    def __init__(
+        self, *, k: int = 50, shrink: float = 0.0, similarity: UserSimilarity = "cosine"
+    ) -> None:
         self.k = k
         self.shrink = shrink
         self.similarity = similarity
 
-    def fit(self, X: sparse.spmatrix) -> UserKNN:
+    def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
         """Fit on a user x item matrix of shape (n_users, n_items)."""
-        if self.similarity not in ("cosine", "pearson"):
+        if self.similarity not in get_args(UserSimilarity):
             raise ValueError("similarity must be 'cosine' or 'pearson'")
         X = _as_csr(X)
         centred = center_nonzeros(X) if self.similarity == "pearson" else X.astype(np.float64)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -109,7 +109,8 @@ class ContentTfidf(ItemItemScorer):
         Ignore terms in more than this share of items.
     min_df : int
     stop_words : "english" or None
-    ngram_range : tuple of two ints
+    ngram_max : int
+        Terms are word n-grams of 1 to ``ngram_max`` words.
     sublinear_tf : bool
     max_postings : int or None
         Terms in more items than this link items only within groups of this size; None: exact.
@@ -123,17 +124,6 @@ class ContentTfidf(ItemItemScorer):
     idf_ : ndarray of shape (n_terms,), float32
     """
 
-    _param_names = (
-        "k",
-        "max_df",
-        "min_df",
-        "stop_words",
-        "ngram_range",
-        "sublinear_tf",
-        "max_postings",
-        "max_block_entries",
-    )
-
     def __init__(
         self,
         *,
@@ -141,7 +131,7 @@ class ContentTfidf(ItemItemScorer):
         max_df: float = 0.5,
         min_df: int = 1,
         stop_words: str | None = "english",
-        ngram_range: tuple[int, int] = (1, 1),
+        ngram_max: int = 1,
         sublinear_tf: bool = True,
         max_postings: int | None = 400,
         max_block_entries: int = DEFAULT_MAX_BLOCK_ENTRIES,
@@ -150,7 +140,7 @@ class ContentTfidf(ItemItemScorer):
         self.max_df = max_df
         self.min_df = min_df
         self.stop_words = stop_words
-        self.ngram_range = ngram_range
+        self.ngram_max = ngram_max
         self.sublinear_tf = sublinear_tf
         self.max_postings = max_postings
         self.max_block_entries = max_block_entries
@@ -160,13 +150,13 @@ class ContentTfidf(ItemItemScorer):
             max_df=self.max_df,
             min_df=self.min_df,
             stop_words=self.stop_words,
-            ngram_range=tuple(self.ngram_range),
+            ngram_range=(1, self.ngram_max),
             sublinear_tf=self.sublinear_tf,
             lowercase=True,
             dtype=np.float32,
         )
 
-    def fit(self, texts: Sequence[str]) -> ContentTfidf:
+    def fit(self, texts: Sequence[str], /, **context: Any) -> Self:
         """Fit on one text per item (index order); empty texts get no neighbours.
 
         Parameters
@@ -207,8 +197,11 @@ class ContentTfidf(ItemItemScorer):
 
     @classmethod
     def from_state(cls, arrays: dict, meta: dict) -> Self:
-        """Rebuild a fitted model from :meth:`to_state` output."""
-        model = super().from_state(arrays, meta)
+        """Rebuild a fitted model from :meth:`to_state` output (or an older release's)."""
+        params = dict(meta["params"])
+        if "ngram_range" in params:  # bundles before ngram_max stored the range (1, n)
+            params["ngram_max"] = int(params.pop("ngram_range")[1])
+        model = super().from_state(arrays, {**meta, "params": params})
         model.vocabulary_ = list(meta.get("vocabulary", []))
         model.idf_ = arrays.get("idf", np.zeros(0, dtype=np.float32))
         return model

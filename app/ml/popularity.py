@@ -7,7 +7,7 @@ customer viewing it once does.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, NamedTuple, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -68,7 +68,7 @@ class Popularity(BaseScorer):
 
     _fitted_attr = "scores_"
 
-    def fit(self, X: sparse.spmatrix) -> Popularity:
+    def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
         """Fit on a user x item matrix of shape (n_users, n_items)."""
         X = sparse.csr_matrix(X)
         X.eliminate_zeros()
@@ -76,6 +76,13 @@ class Popularity(BaseScorer):
         counts = capped_counts(users, X.indices, n_items=X.shape[1])
         self._set_counts(counts.astype(np.float32))
         return self
+
+    @classmethod
+    def from_counts(cls, counts: NDArray[np.floating]) -> Self:
+        """A fitted model ranking items by ``counts``, shape (n_items,)."""
+        model = cls()
+        model._set_counts(np.asarray(counts, dtype=np.float32))
+        return model
 
     def _set_counts(self, counts: NDArray[np.float32]) -> None:
         self.counts_ = np.asarray(counts, dtype=np.float32)
@@ -111,7 +118,24 @@ class Popularity(BaseScorer):
         return model
 
 
-class Trending(Popularity):
+class TimedEvents(NamedTuple):
+    """Events as index arrays over ``n_items`` items: what :meth:`Trending.fit` learns from.
+
+    Attributes
+    ----------
+    users : ndarray of shape (n_events,), int64
+    items : ndarray of shape (n_events,), int64 (negative = unknown, ignored)
+    occurred_at : ndarray of shape (n_events,), float64; epoch seconds
+    n_items : int
+    """
+
+    users: NDArray[np.int64]
+    items: NDArray[np.int64]
+    occurred_at: NDArray[np.float64]
+    n_items: int
+
+
+class Trending(BaseScorer):
     """Items ranked by recent users, each user's latest event of an item decayed.
 
     A user counts at most once per item (:func:`capped_counts`), with the decay of their
@@ -123,36 +147,33 @@ class Trending(Popularity):
         Only events this recent (before ``now``) count.
     half_life_days : float
         A user whose latest event of the item is ``half_life_days`` old counts half.
+
+    Attributes
+    ----------
+    popularity_ : Popularity
+        Ranks items by the decayed counts (``counts_``, ``scores_`` and ``ranking`` are its).
+    now_ : float
+        The reference time of the decay, epoch seconds.
     """
 
-    _param_names = ("window_days", "half_life_days")
+    _fitted_attr = "popularity_"
 
     def __init__(self, *, window_days: float = 30.0, half_life_days: float = 7.0) -> None:
         self.window_days = window_days
         self.half_life_days = half_life_days
 
-    def fit(  # type: ignore[override]
-        self,
-        users: NDArray[np.int64],
-        items: NDArray[np.int64],
-        occurred_at: NDArray[np.float64],
-        *,
-        n_items: int,
-        now: float | None = None,
-    ) -> Trending:
-        """Fit on events given as user and item indices and epoch-second times.
+    def fit(self, X: TimedEvents, /, *, now: float | None = None, **context: Any) -> Self:
+        """Fit on timed events.
 
         Parameters
         ----------
-        users : ndarray of shape (n_events,), int64
-        items : ndarray of shape (n_events,), int64 (negative = unknown, ignored)
-        occurred_at : ndarray of shape (n_events,), float64
-        n_items : int
-        now : float, optional; default the latest event time.
+        X : TimedEvents
+        now : float, optional
+            The reference time of the decay, epoch seconds; default the latest event time.
         """
-        users = np.asarray(users, dtype=np.int64)
-        items = np.asarray(items, dtype=np.int64)
-        times = np.asarray(occurred_at, dtype=np.float64)
+        users = np.asarray(X.users, dtype=np.int64)
+        items = np.asarray(X.items, dtype=np.int64)
+        times = np.asarray(X.occurred_at, dtype=np.float64)
         if not len(users) == len(items) == len(times):
             raise ValueError("users, items and occurred_at must have one entry per event")
         if now is None:
@@ -160,26 +181,56 @@ class Trending(Popularity):
         age_days = (now - times) / SECONDS_PER_DAY
         keep = (items >= 0) & (age_days >= 0) & (age_days <= self.window_days)
         decay = np.exp2(-age_days[keep] / self.half_life_days)
-        counts = capped_counts(users[keep], items[keep], decay, n_items=n_items)
-        self._set_counts(counts.astype(np.float32))
+        counts = capped_counts(users[keep], items[keep], decay, n_items=X.n_items)
+        self.popularity_ = Popularity.from_counts(counts)
         self.now_ = float(now)
         return self
+
+    @property
+    def counts_(self) -> NDArray[np.float32]:
+        """Decayed distinct recent users per item, shape (n_items,)."""
+        return self.popularity_.counts_
+
+    @property
+    def scores_(self) -> NDArray[np.float32]:
+        """``counts_`` divided by its maximum (in [0, 1]), shape (n_items,)."""
+        return self.popularity_.scores_
+
+    @property
+    def n_items_(self) -> int:
+        """The number of items."""
+        return self.popularity_.n_items_
 
     def has_signal(self) -> bool:
         """Return True when some item had events in the window."""
         self._check_fitted()
         return bool(np.any(self.counts_ > 0))
 
+    def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Return the same trending scores for every history, shape (n_items,)."""
+        self._check_fitted()
+        return self.popularity_.score(items, weights)
+
+    def score_rows(self, histories: sparse.spmatrix) -> NDArray[np.float32]:
+        """Return the trending scores once per history, shape (n_histories, n_items)."""
+        self._check_fitted()
+        return self.popularity_.score_rows(histories)
+
+    def ranking(self, n: int, mask: NDArray[np.bool_] | None = None) -> NDArray[np.int64]:
+        """Return the ``n`` most trending items allowed by ``mask``."""
+        self._check_fitted()
+        return self.popularity_.ranking(n, mask)
+
     def to_state(self) -> tuple[dict, dict]:
-        """Return the fitted state as arrays and JSON-able meta."""
-        arrays, meta = super().to_state()
-        meta["now"] = self.now_
-        return arrays, meta
+        """Return the fitted state as arrays and JSON-able meta (the reference time in it)."""
+        self._check_fitted()
+        return {"counts": self.counts_}, {**self._state_meta(), "now": self.now_}
 
     @classmethod
     def from_state(cls, arrays: dict, meta: dict) -> Self:
         """Rebuild a fitted model from :meth:`to_state` output."""
-        model = super().from_state(arrays, meta)
+        model = cls._from_meta(meta)
+        model.popularity_ = Popularity.from_counts(arrays["counts"])
         model.now_ = float(meta.get("now", 0.0))
         return model
 
@@ -197,14 +248,22 @@ class SegmentPopularity(BaseScorer):
 
     _fitted_attr = "scores_"
 
-    def fit(self, X: sparse.spmatrix, segments: NDArray[np.int64]) -> SegmentPopularity:
+    def fit(
+        self,
+        X: sparse.spmatrix,
+        /,
+        segments: NDArray[np.int64] | None = None,
+        **context: Any,
+    ) -> Self:
         """Fit on a user x item matrix and one segment label per user (-1 = none).
 
         Parameters
         ----------
         X : sparse matrix of shape (n_users, n_items)
-        segments : ndarray of shape (n_users,), int64
+        segments : ndarray of shape (n_users,), int64; required
         """
+        if segments is None:
+            raise TypeError("SegmentPopularity.fit needs the users' segments")
         X = sparse.csr_matrix(X)
         X.eliminate_zeros()
         segments = np.asarray(segments, dtype=np.int64)

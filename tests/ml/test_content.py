@@ -80,3 +80,14 @@ def test_grouped_similarity_is_exact_below_the_cap_and_a_lower_bound_above() -> 
     assert (grouped <= exact + 1e-6).all()
     assert (grouped > 0).sum() < (exact > 0).sum()
     assert ((grouped > 0).sum(axis=1) <= 6 * 9).all()  # at most 9 others per term
+
+
+def test_state_of_the_previous_release_loads_its_ngram_range() -> None:
+    model = ContentTfidf(k=2, max_df=1.0, ngram_max=2).fit(["red car", "red bike", "blue car"])
+    arrays, meta = model.to_state()
+    params = dict(meta["params"])
+    del params["ngram_max"]
+    params["ngram_range"] = [1, 2]  # as bundles stored it before ngram_max
+    restored = ContentTfidf.from_state(arrays, {**meta, "params": params})
+    assert restored.get_params() == model.get_params()
+    assert "red car" in restored.vocabulary_

@@ -8,7 +8,7 @@ from app.ml.base import BaseScorer
 from app.ml.collaborative import ItemKNN
 from app.ml.content import ContentTfidf
 from app.ml.hybrid import Blender, candidate_mask, normalize_scores
-from app.ml.popularity import Popularity, SegmentPopularity, Trending
+from app.ml.popularity import Popularity, SegmentPopularity, TimedEvents, Trending
 from app.ml.tuning import tune_weights
 
 DAY = 86_400.0
@@ -44,9 +44,11 @@ def shop() -> dict:
     texts = ["red mug", "red plate", "red bowl", "green lamp", "green shade", "red mug deluxe"]
     popularity = Popularity().fit(X)
     trending = Trending(window_days=10, half_life_days=5).fit(
-        np.array([3, 3, 2]), np.array([3, 4, 4]), np.array([9 * DAY, 10 * DAY, 10 * DAY]), n_items=6
+        TimedEvents(
+            np.array([3, 3, 2]), np.array([3, 4, 4]), np.array([9 * DAY, 10 * DAY, 10 * DAY]), 6
+        )
     )
-    segments = SegmentPopularity().fit(X, np.array([0, 0, 0, 1]))
+    segments = SegmentPopularity().fit(X, segments=np.array([0, 0, 0, 1]))
     models = {
         "item_knn": ItemKNN(k=5).fit(X),
         "content": ContentTfidf(k=5, max_df=0.9).fit(texts),
@@ -107,6 +109,9 @@ class _Lookup(BaseScorer):
 
     def __init__(self, table: dict[bytes, np.ndarray], n_items: int) -> None:
         self.table, self.n_items_ = table, n_items
+
+    def fit(self, X: object, /, **context: object) -> "_Lookup":
+        return self  # the table is the fitted state
 
     def score(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
         return self.table.get(

@@ -14,7 +14,7 @@ from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
 from app.ml.hybrid import Blender, candidate_mask
 from app.ml.interactions import build_interactions, item_vocabulary
-from app.ml.popularity import Popularity, SegmentPopularity, Trending
+from app.ml.popularity import Popularity, SegmentPopularity, TimedEvents, Trending
 from tests.ml.conftest import clustered_events
 
 
@@ -52,9 +52,11 @@ MODELS: dict[str, tuple[Callable[[], BaseScorer], Callable[[BaseScorer, Data], B
     "popularity": (Popularity, lambda m, d: m.fit(d.X)),
     "trending": (
         lambda: Trending(window_days=1.0, half_life_days=0.2),
-        lambda m, d: m.fit(d.event_users, d.event_items, d.times, n_items=len(d.items)),
+        lambda m, d: m.fit(
+            TimedEvents(d.event_users, d.event_items, d.times, n_items=len(d.items))
+        ),
     ),
-    "segment_popularity": (SegmentPopularity, lambda m, d: m.fit(d.X, d.segments)),
+    "segment_popularity": (SegmentPopularity, lambda m, d: m.fit(d.X, segments=d.segments)),
 }
 PERSONALISED = {
     "item_knn_cosine",
@@ -171,3 +173,16 @@ def test_batch_scores_equal_single_scores(name: str) -> None:
         row = histories.getrow(r)
         single = model.score(row.indices.astype(np.int64), row.data.astype(np.float32))
         np.testing.assert_allclose(batch[r], single, rtol=1e-5, atol=1e-6)
+
+
+def test_params_are_read_from_init() -> None:
+    assert ItemKNN(k=3).get_params() == {
+        "k": 3,
+        "shrink": 0.0,
+        "similarity": "cosine",
+        "neighbourhood": "target",
+        "max_block_entries": 1 << 24,
+    }
+    assert Trending(window_days=2.0).get_params() == {"window_days": 2.0, "half_life_days": 7.0}
+    assert Popularity().get_params() == {}
+    assert repr(EASE(l2=1.0)) == "EASE(l2=1.0, max_items=8000, n_threads=1)"

@@ -5,7 +5,7 @@ import pytest
 from scipy import sparse
 
 from app.ml.interactions import Catalog, EventLog, build_interactions
-from app.ml.popularity import Popularity, SegmentPopularity, Trending, capped_counts
+from app.ml.popularity import Popularity, SegmentPopularity, TimedEvents, Trending, capped_counts
 from app.ml.recommender import RecommenderConfig, train_recommender
 from app.ml.vocabulary import Vocabulary
 from tests.ml.conftest import as_history
@@ -27,11 +27,13 @@ def test_trending_uses_window_and_half_life() -> None:
     users = np.array([0, 1, 2, 3])
     items = np.array([0, 1, 1, 2])
     times = np.array([100 * DAY, 100 * DAY, 93 * DAY, 10 * DAY])
-    model = Trending(window_days=30, half_life_days=7).fit(users, items, times, n_items=3)
+    model = Trending(window_days=30, half_life_days=7).fit(
+        TimedEvents(users, items, times, n_items=3)
+    )
     np.testing.assert_allclose(model.counts_, [1.0, 1.5, 0.0])
     assert model.has_signal()
     old = Trending(window_days=1, half_life_days=1).fit(
-        users, items, times, n_items=3, now=500 * DAY
+        TimedEvents(users, items, times, n_items=3), now=500 * DAY
     )
     assert not old.has_signal()
 
@@ -50,7 +52,9 @@ def test_a_thousand_events_of_one_user_count_as_one_user() -> None:
     users = np.concatenate([[1, 2, 3, 4, 5, 6], np.zeros(1000, dtype=np.int64)])
     items = np.concatenate([[0, 0, 0, 1, 1, 1], np.full(1000, 2)])
     times = np.full(len(items), 100 * DAY)
-    trending = Trending(window_days=30, half_life_days=7).fit(users, items, times, n_items=3)
+    trending = Trending(window_days=30, half_life_days=7).fit(
+        TimedEvents(users, items, times, n_items=3)
+    )
     np.testing.assert_allclose(trending.counts_, [3, 3, 1])
     assert 2 not in trending.ranking(2).tolist()
     X = build_interactions(
@@ -67,13 +71,15 @@ def test_trending_counts_a_users_latest_event_of_an_item_in_the_window() -> None
     users = np.array([0, 0, 0, 1])
     items = np.array([0, 0, 0, 1])
     times = np.array([1 * DAY, 93 * DAY, 86 * DAY, 100 * DAY])  # outside, 7 and 14 days old
-    model = Trending(window_days=30, half_life_days=7).fit(users, items, times, n_items=2)
+    model = Trending(window_days=30, half_life_days=7).fit(
+        TimedEvents(users, items, times, n_items=2)
+    )
     np.testing.assert_allclose(model.counts_, [0.5, 1.0])
 
 
 def test_segment_popularity_per_segment() -> None:
     X = sparse.csr_matrix(np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 1, 1]], dtype=np.float32))
-    model = SegmentPopularity().fit(X, np.array([7, 7, 9, -1]))
+    model = SegmentPopularity().fit(X, segments=np.array([7, 7, 9, -1]))
     np.testing.assert_allclose(model.score_segment(7), [1.0, 0.5, 0.0])
     np.testing.assert_allclose(model.score_segment(9), [0.0, 0.0, 1.0])
     assert model.has_segment(9) and not model.has_segment(3)
@@ -81,7 +87,9 @@ def test_segment_popularity_per_segment() -> None:
 
 
 def test_trending_state_keeps_reference_time() -> None:
-    model = Trending().fit(np.array([0]), np.array([0]), np.array([5 * DAY]), n_items=2)
+    model = Trending().fit(
+        TimedEvents(np.array([0]), np.array([0]), np.array([5 * DAY]), n_items=2)
+    )
     arrays, meta = model.to_state()
     assert Trending.from_state(arrays, meta).now_ == pytest.approx(5 * DAY)
 

@@ -1,19 +1,31 @@
 """The façade: config, training with evaluation, recommend, similar items, save and load."""
 
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from app.ml.bundle import BundleError
-from app.ml.interactions import EventLog
+from app.ml.bundle import BundleError, read_component, write_component
+from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
+from app.ml.content import ContentTfidf
+from app.ml.interactions import AGGREGATIONS, EventLog
+from app.ml.popularity import Trending
 from app.ml.recommender import (
+    ContentConfig,
+    EASEConfig,
+    ItemKNNConfig,
     Recommender,
     RecommenderConfig,
+    RP3betaConfig,
     TrainedRecommender,
+    TrendingConfig,
+    UserKNNConfig,
     load_recommender,
     train_recommender,
 )
+from app.ml.recommender.config import Aggregation
 from tests.ml.conftest import as_history, clustered_events
 
 
@@ -24,7 +36,11 @@ def trained() -> TrainedRecommender:
     segments = {f"u{u}": u % 3 for u in range(120)}
     messages: list[str] = []
     config = RecommenderConfig(
-        ease_l2=10.0, item_knn_k=10, rp3_k=10, content_max_df=0.9, aggregation="log1p"
+        ease=EASEConfig(l2=10.0),
+        item_knn=ItemKNNConfig(k=10),
+        rp3beta=RP3betaConfig(k=10),
+        content=ContentConfig(max_df=0.9),
+        aggregation="log1p",
     )
     result = train_recommender(
         events, catalog, config, user_segments=segments, progress=messages.append
@@ -38,9 +54,71 @@ def test_config_rejects_unknown_keys_and_round_trips() -> None:
         RecommenderConfig.from_dict({"item_knn_k": 10, "itemknn_k": 5})
     with pytest.raises(ValueError, match="unknown models"):
         RecommenderConfig(models=("item_knn", "als"))
-    config = RecommenderConfig(item_knn_k=7, blend_weights={"ease": 1.0}, half_life_days=30.0)
+    config = RecommenderConfig(
+        item_knn=ItemKNNConfig(k=7), blend_weights={"ease": 1.0}, half_life_days=30.0
+    )
     assert RecommenderConfig.from_dict(config.to_dict()) == config
-    assert RecommenderConfig.from_dict({"ease_l2": 100}).ease_l2 == 100.0
+    assert RecommenderConfig.from_dict({"ease": {"l2": 100}}).ease.l2 == 100.0
+    with pytest.raises(ValidationError):
+        config.ease = EASEConfig()  # frozen
+    with pytest.raises(ValidationError):
+        ItemKNNConfig(k=7, neighbours=3)  # a model's config rejects unknown keys too
+
+
+def test_config_reads_the_previous_releases_flat_keys() -> None:
+    flat = {
+        "item_knn_k": 7,
+        "item_knn_similarity": "pearson",
+        "user_knn_shrink": 2,
+        "ease_l2": 100,
+        "ease_max_items": 500,
+        "rp3_alpha": 0.5,
+        "rp3_k": 20,
+        "content_max_df": 0.9,
+        "content_ngram_max": 2,
+        "content_stop_words": None,
+        "content_max_postings": 50,
+        "trending_window_days": 14,
+        "trending_half_life_days": 3.5,
+        "half_life_days": 30.0,
+    }
+    nested = {
+        "item_knn": {"k": 7, "similarity": "pearson"},
+        "user_knn": {"shrink": 2.0},
+        "ease": {"l2": 100.0, "max_items": 500},
+        "rp3beta": {"alpha": 0.5, "k": 20},
+        "content": {"max_df": 0.9, "ngram_max": 2, "stop_words": None, "max_postings": 50},
+        "trending": {"window_days": 14.0, "half_life_days": 3.5},
+        "half_life_days": 30.0,
+    }
+    config = RecommenderConfig.from_dict(flat)
+    assert config == RecommenderConfig.from_dict(nested)
+    assert config.ease.l2 == 100.0 and config.trending.half_life_days == 3.5
+    merged = RecommenderConfig.from_dict({"ease_l2": 100, "ease": {"max_items": 500}})
+    assert merged.ease == EASEConfig(l2=100.0, max_items=500)
+    with pytest.raises(ValueError, match="also given"):
+        RecommenderConfig.from_dict({"ease_l2": 1.0, "ease": {"l2": 2.0}})
+    with pytest.raises(ValueError, match="item_knn_neighbours"):
+        RecommenderConfig.from_dict({"item_knn_neighbours": 5})
+
+
+def test_model_configs_hold_their_models_init_parameters() -> None:
+    models = {
+        ItemKNNConfig: ItemKNN,
+        UserKNNConfig: UserKNN,
+        EASEConfig: EASE,
+        RP3betaConfig: RP3beta,
+        ContentConfig: ContentTfidf,
+        TrendingConfig: Trending,
+    }
+    for config, model in models.items():
+        params = model().get_params()
+        assert set(config.model_fields) <= set(params), model
+        assert {k: params[k] for k in config.model_fields} == config().model_dump(), model
+
+
+def test_config_aggregations_are_the_matrix_builders() -> None:
+    assert set(get_args(Aggregation)) == set(AGGREGATIONS)
 
 
 @pytest.mark.parametrize(
@@ -48,6 +126,14 @@ def test_config_rejects_unknown_keys_and_round_trips() -> None:
     [
         {"item_knn_k": "200"},
         {"item_knn_k": 2.5},
+        {"item_knn": {"k": True}},
+        {"item_knn": {"similarity": "jaccard"}},
+        {"content": {"stop_words": "french"}},
+        {"holdout_fraction": 1.0},
+        {"home_repeat_share": 1.5},
+        {"history_length": 0},
+        {"eval_k": 0},
+        {"blend_weights": {"trending": 1.0}},
         {"tune": 1},
         {"ease_l2": None},
         {"models": "ease"},
@@ -87,9 +173,9 @@ def test_recommend_personalised_filters_and_reasons() -> None:
     events, catalog = clustered_events()
     catalog.available[catalog.item_ids.index("c0i7")] = False
     config = RecommenderConfig(
-        item_knn_k=10,
-        rp3_k=10,
-        content_max_df=0.9,
+        item_knn=ItemKNNConfig(k=10),
+        rp3beta=RP3betaConfig(k=10),
+        content=ContentConfig(max_df=0.9),
         evaluate=False,
         blend_weights={"item_knn": 1.0, "rp3beta": 0.5, "content": 0.3, "popularity": 0.1},
     )
@@ -154,7 +240,7 @@ def test_items_without_events_are_reachable(trained: TrainedRecommender) -> None
         models=("item_knn", "content", "popularity"),
         blend_weights={"item_knn": 1.0, "content": 1.0, "popularity": 0.0},
         evaluate=False,
-        content_max_df=0.9,
+        content=ContentConfig(max_df=0.9),
     )
     fixed = train_recommender(events, catalog, config).recommender
     out = fixed.recommend_user(as_history([f"c0i{i}" for i in range(8)]), n=3)
@@ -164,7 +250,9 @@ def test_items_without_events_are_reachable(trained: TrainedRecommender) -> None
 
 def test_an_open_aggregation_is_chosen_on_validation_and_served() -> None:
     events, catalog = clustered_events(n_users=60, seed=1)
-    trained = train_recommender(events, catalog, RecommenderConfig(content_max_df=0.9))
+    trained = train_recommender(
+        events, catalog, RecommenderConfig(content=ContentConfig(max_df=0.9))
+    )
     blend = trained.metrics["blend"]
     assert set(blend["aggregations"]) == {"binary", "log1p"}
     assert trained.recommender.config.aggregation == blend["aggregation"]
@@ -196,6 +284,33 @@ def test_save_load_gives_identical_answers(trained: TrainedRecommender, tmp_path
     assert loaded.similar_items("new_b", n=3) == trained.recommender.similar_items("new_b", n=3)
 
 
+def test_a_bundle_of_the_previous_release_loads(
+    trained: TrainedRecommender, tmp_path: Path
+) -> None:
+    # The previous release stored the config flat (item_knn_k, rp3_alpha, ...) and the content
+    # model's n-grams as ngram_range; rewrite a bundle so and load it.
+    trained.save(tmp_path)
+    root = tmp_path / "recommender"
+    arrays, meta = read_component(root / "core", mmap=False)
+    prefixes = {"rp3beta": "rp3", **{name: name for name in _SECTIONS if name != "rp3beta"}}
+    flat = {k: v for k, v in meta["config"].items() if k not in _SECTIONS}
+    for name, prefix in prefixes.items():
+        flat.update({f"{prefix}_{k}": v for k, v in meta["config"][name].items()})
+    write_component(root / "core", arrays, {**meta, "config": flat})
+    arrays, meta = read_component(root / "content", mmap=False)
+    params = {k: v for k, v in meta["params"].items() if k != "ngram_max"}
+    params["ngram_range"] = [1, meta["params"]["ngram_max"]]
+    write_component(root / "content", arrays, {**meta, "params": params})
+    loaded = load_recommender(tmp_path)
+    assert loaded.config == trained.recommender.config
+    for history in (["c0i0", "c0i3"], ["c1i1"]):
+        a = trained.recommender.recommend_user(as_history(history), n=6)
+        assert loaded.recommend_user(as_history(history), n=6) == a
+
+
+_SECTIONS = ("item_knn", "user_knn", "ease", "rp3beta", "content", "trending")
+
+
 def test_load_refuses_a_damaged_bundle(trained: TrainedRecommender, tmp_path: Path) -> None:
     trained.save(tmp_path)
     target = next((tmp_path / "recommender" / "item_knn").glob("*.data.npy"))
@@ -224,7 +339,7 @@ def test_forget_users_drops_them_from_lookups_and_neighbours() -> None:
         models=("user_knn", "popularity"),
         blend_weights={"user_knn": 1.0, "popularity": 0.0},
         evaluate=False,
-        user_knn_k=3,
+        user_knn=UserKNNConfig(k=3),
     )
     rec = train_recommender(events, catalog, config).recommender
     before = rec.recommend_user(as_history(["c0i0"]), n=3)
@@ -238,7 +353,7 @@ def test_forget_users_drops_them_from_lookups_and_neighbours() -> None:
 
 def test_training_is_deterministic_for_a_seed() -> None:
     events, catalog = clustered_events(n_users=60, seed=3)
-    config = RecommenderConfig(ease_l2=10.0, content_max_df=0.9, seed=7)
+    config = RecommenderConfig(ease=EASEConfig(l2=10.0), content=ContentConfig(max_df=0.9), seed=7)
     a = train_recommender(events, catalog, config)
     b = train_recommender(events, catalog, config)
     assert a.metrics == b.metrics

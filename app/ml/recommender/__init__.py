@@ -1,6 +1,7 @@
 """The recommender: its config, the model the service serves, and training.
 
-- :mod:`.config` — :class:`RecommenderConfig`, every hyper-parameter, checked.
+- :mod:`.config` — :class:`RecommenderConfig`, every hyper-parameter, checked, with one
+  nested config per model (:class:`ItemKNNConfig`, ...).
 - :mod:`.model` — :class:`Recommender`, the one scoring path of ``GET /recommend``,
   evaluation and tuning; :func:`load_recommender`.
 - :mod:`.fitting` — fitting every model of a config on a set of events.
@@ -12,7 +13,13 @@ from app.ml.recommender.config import (
     DEFAULT_AGGREGATION,
     MODEL_NAMES,
     TUNED_AGGREGATIONS,
+    ContentConfig,
+    EASEConfig,
+    ItemKNNConfig,
     RecommenderConfig,
+    RP3betaConfig,
+    TrendingConfig,
+    UserKNNConfig,
 )
 from app.ml.recommender.fitting import TrainingMatrices, training_matrices
 from app.ml.recommender.model import (
@@ -28,11 +35,17 @@ __all__ = [
     "DEFAULT_HOME_REPEAT_SHARE",
     "MODEL_NAMES",
     "TUNED_AGGREGATIONS",
+    "ContentConfig",
+    "EASEConfig",
+    "ItemKNNConfig",
+    "RP3betaConfig",
     "Recommendations",
     "Recommender",
     "RecommenderConfig",
     "TrainedRecommender",
     "TrainingMatrices",
+    "TrendingConfig",
+    "UserKNNConfig",
     "load_recommender",
     "train_recommender",
     "training_matrices",

@@ -1,70 +1,134 @@
-"""The recommender's hyper-parameters: one frozen config, checked when built from untrusted input."""
+"""The recommender's hyper-parameters: one frozen config per model, nested in the recommender's.
+
+Every config rejects unknown keys and values of the wrong type (pydantic's strict mode: an int
+widens to a float, but a bool or a string is no number). A model's config holds exactly the
+keyword parameters of that model's ``__init__``, so training builds it as
+``ItemKNN(**config.item_knn.model_dump(), ...)`` and each hyper-parameter is declared once here
+and once in the model.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from app.ml.interactions import (
-    AGGREGATIONS,
-    DEFAULT_EVENT_WEIGHTS,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-MODEL_NAMES = ("item_knn", "user_knn", "ease", "rp3beta", "content", "popularity", "trending")
+from app.ml.collaborative import UserSimilarity
+from app.ml.similarity import Similarity
+from app.ml.weights import DEFAULT_EVENT_WEIGHTS
 
+ModelName = Literal["item_knn", "user_knn", "ease", "rp3beta", "content", "popularity", "trending"]
+MODEL_NAMES: tuple[ModelName, ...] = get_args(ModelName)
+
+#: How repeated events of a user and an item add up (:data:`app.ml.interactions.AGGREGATIONS`).
+Aggregation = Literal["log1p", "sum", "binary"]
 #: Aggregations tried at tuning when the config leaves it open, and the one used untuned.
-TUNED_AGGREGATIONS = ("binary", "log1p")
-DEFAULT_AGGREGATION = "log1p"
+TUNED_AGGREGATIONS: tuple[Aggregation, ...] = ("binary", "log1p")
+DEFAULT_AGGREGATION: Aggregation = "log1p"
+
+PositiveDays = Annotated[float, Field(gt=0)]
+Share = Annotated[float, Field(ge=0, le=1)]
 
 
-@dataclass(frozen=True)
-class RecommenderConfig:
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ItemKNNConfig(_Config):
+    """:class:`~app.ml.collaborative.ItemKNN`'s hyper-parameters."""
+
+    k: int = 200
+    shrink: float = 0.0
+    similarity: Similarity = "cosine"
+
+
+class UserKNNConfig(_Config):
+    """:class:`~app.ml.collaborative.UserKNN`'s hyper-parameters."""
+
+    k: int = 50
+    shrink: float = 0.0
+    similarity: UserSimilarity = "cosine"
+
+
+class EASEConfig(_Config):
+    """:class:`~app.ml.collaborative.EASE`'s hyper-parameters.
+
+    A catalogue above ``max_items`` gets RP3beta instead (EASE is dense items x items).
+    """
+
+    l2: float = 500.0
+    max_items: int = 8000
+
+
+class RP3betaConfig(_Config):
+    """:class:`~app.ml.collaborative.RP3beta`'s hyper-parameters."""
+
+    alpha: float = 1.0
+    beta: float = 0.5
+    k: int = 200
+
+
+class ContentConfig(_Config):
+    """:class:`~app.ml.content.ContentTfidf`'s hyper-parameters.
+
+    ``max_postings`` bounds how many items one term links (exact below it), so that the fit
+    does not grow with the square of the shop.
+    """
+
+    k: int = 100
+    max_df: float = 0.5
+    min_df: int = 1
+    ngram_max: int = 1
+    stop_words: Literal["english"] | None = "english"
+    max_postings: int = 400
+
+
+class TrendingConfig(_Config):
+    """:class:`~app.ml.popularity.Trending`'s hyper-parameters."""
+
+    window_days: float = 30.0
+    half_life_days: float = 7.0
+
+
+class RecommenderConfig(_Config):
     """Every hyper-parameter of training, with defaults chosen on a validation split.
 
     Build it from untrusted input with :meth:`from_dict`, which rejects unknown keys.
     ``min_content_weight`` floors the tuned content weight (as a share of the largest weight)
-    so that items nobody has bought yet stay reachable. ``content_max_postings`` bounds how many
-    items one term links (exact below it, see :class:`ContentTfidf`) and ``eval_max_users`` how
-    many users evaluation scores (a seeded sample beyond it), so that neither phase grows with
-    the square of the shop.
+    so that items nobody has bought yet stay reachable. ``eval_max_users`` bounds how many
+    users evaluation scores (a seeded sample beyond it). ``max_block_entries`` bounds the
+    memory of the blocked similarity products and ``blas_threads`` the BLAS threads.
     """
 
-    event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
-    aggregation: str | None = None
-    half_life_days: float | None = None
-    history_half_life_days: float | None = 60.0
-    history_length: int = 500
-    repeat_half_life_days: float | None = 90.0
-    home_repeat_share: float | None = None
-    models: tuple[str, ...] = ("item_knn", "user_knn", "ease", "rp3beta", "content", "popularity")
-    item_knn_k: int = 200
-    item_knn_shrink: float = 0.0
-    item_knn_similarity: str = "cosine"
-    user_knn_k: int = 50
-    user_knn_shrink: float = 0.0
-    user_knn_similarity: str = "cosine"
-    ease_l2: float = 500.0
-    ease_max_items: int = 8000
-    rp3_alpha: float = 1.0
-    rp3_beta: float = 0.5
-    rp3_k: int = 200
-    content_k: int = 100
-    content_max_df: float = 0.5
-    content_min_df: int = 1
-    content_ngram_max: int = 1
-    content_stop_words: str | None = "english"
-    content_max_postings: int = 400
-    trending_window_days: float = 30.0
-    trending_half_life_days: float = 7.0
+    event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    aggregation: Aggregation | None = None
+    half_life_days: PositiveDays | None = None
+    history_half_life_days: PositiveDays | None = 60.0
+    history_length: int = Field(default=500, ge=1)
+    repeat_half_life_days: PositiveDays | None = 90.0
+    home_repeat_share: Share | None = None
+    models: tuple[ModelName, ...] = (
+        "item_knn",
+        "user_knn",
+        "ease",
+        "rp3beta",
+        "content",
+        "popularity",
+    )
+    item_knn: ItemKNNConfig = ItemKNNConfig()
+    user_knn: UserKNNConfig = UserKNNConfig()
+    ease: EASEConfig = EASEConfig()
+    rp3beta: RP3betaConfig = RP3betaConfig()
+    content: ContentConfig = ContentConfig()
+    trending: TrendingConfig = TrendingConfig()
     evaluate: bool = True
-    eval_k: int = 10
+    eval_k: int = Field(default=10, ge=1)
     eval_max_users: int = 10_000
-    holdout_fraction: float = 0.2
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     min_interactions: int = 2
     tune: bool = True
-    blend_weights: Mapping[str, float] | None = None
+    blend_weights: dict[str, float] | None = None
     tune_max_users: int = 2500
     tune_candidates: int = 30
     tune_min_coverage: float = 0.0
@@ -73,97 +137,83 @@ class RecommenderConfig:
     max_block_entries: int = 1 << 24
     blas_threads: int = 1
 
-    def __post_init__(self) -> None:
-        unknown = set(self.models) - set(MODEL_NAMES)
-        if unknown:
-            raise ValueError(f"unknown models {sorted(unknown)}; expected some of {MODEL_NAMES}")
-        if self.aggregation is not None and self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}")
-        if not 0.0 < self.holdout_fraction < 1.0:
-            raise ValueError("holdout_fraction must be in (0, 1)")
-        if self.history_length < 1:
-            raise ValueError("history_length must be at least 1")
-        if self.home_repeat_share is not None and not 0.0 <= self.home_repeat_share <= 1.0:
-            raise ValueError("home_repeat_share must be in [0, 1]")
-        for name in ("half_life_days", "history_half_life_days", "repeat_half_life_days"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive or None")
-        if self.eval_k < 1:
-            raise ValueError("eval_k must be at least 1")
+    @field_validator("models", mode="before")
+    @classmethod
+    def _known_models(cls, value: Any) -> Any:
+        # JSON has no tuples: a list is read as one (a string stays a type error).
+        if isinstance(value, list | tuple):
+            unknown = sorted(set(value) - set(MODEL_NAMES))
+            if unknown:
+                raise ValueError(f"unknown models {unknown}; expected some of {MODEL_NAMES}")
+            return tuple(value)
+        return value
+
+    @model_validator(mode="after")
+    def _blend_weights_of_trained_models(self) -> RecommenderConfig:
         if self.blend_weights is not None:
             stray = set(self.blend_weights) - set(self.models)
             if stray:
                 raise ValueError(f"blend_weights for models not trained: {sorted(stray)}")
+        return self
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RecommenderConfig:
-        """Build a config from a mapping; raise ``ValueError`` on unknown keys."""
-        defaults = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(data) - set(defaults)
+        """Build a config from a mapping; raise ``ValueError`` on unknown keys or bad values.
+
+        Besides the nested form of :meth:`to_dict` it reads the previous release's flat keys
+        (``item_knn_k``, ``rp3_alpha``, ``content_max_df``, ...), so that older bundles and
+        settings still load.
+        """
+        values = _nested(data)
+        unknown = set(values) - set(cls.model_fields)
         if unknown:
             raise ValueError(f"unknown recommender config keys: {sorted(unknown)}")
-        values = {name: _checked(name, value) for name, value in data.items()}
-        return cls(**values)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, error['loc'])) or 'config'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise ValueError(f"invalid recommender config: {problems}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-able dict (round-trips through :meth:`from_dict`)."""
-        out = dataclasses.asdict(self)
-        out["models"] = list(self.models)
-        out["event_weights"] = dict(self.event_weights)
-        if self.blend_weights is not None:
-            out["blend_weights"] = dict(self.blend_weights)
-        return out
+        return self.model_dump(mode="json")
 
 
-_NULLABLE = {
-    "aggregation",
-    "half_life_days",
-    "history_half_life_days",
-    "repeat_half_life_days",
-    "home_repeat_share",
-    "content_stop_words",
-    "blend_weights",
+#: The previous release's flat key prefixes, by the nested config they now belong to.
+_LEGACY_PREFIXES = {
+    "item_knn_": "item_knn",
+    "user_knn_": "user_knn",
+    "ease_": "ease",
+    "rp3_": "rp3beta",
+    "content_": "content",
+    "trending_": "trending",
 }
-_NULLABLE_TEXT = {"aggregation", "content_stop_words"}
-_MAPPINGS = {"event_weights", "blend_weights"}
 
 
-def _checked(name: str, value: Any) -> Any:
-    """Validate one config value against the type of its default (ints widen to floats)."""
-    if value is None:
-        if name in _NULLABLE:
-            return None
-        raise ValueError(f"config {name!r} must not be null")
-    if name in _MAPPINGS:
-        ok = isinstance(value, Mapping) and all(
-            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
-            for k, v in value.items()
-        )
-        if not ok:
-            raise ValueError(f"config {name!r} must map names to numbers")
-        return {k: float(v) for k, v in value.items()}
-    if name == "models":
-        if isinstance(value, str) or not all(isinstance(m, str) for m in value):
-            raise ValueError("config 'models' must be a list of model names")
-        return tuple(value)
-    default = _DEFAULTS.get(name)
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif name in _NULLABLE_TEXT:
-        ok = isinstance(value, str)
-    elif isinstance(default, float) or name in _NULLABLE:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ValueError(f"config {name!r} has the wrong type: {value!r}")
-    return value
+def _nested(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with every flat key of the previous release moved into its nested config.
 
-
-_DEFAULTS: dict[str, Any] = {
-    f.name: f.default for f in dataclasses.fields(RecommenderConfig) if f.default is not None
-}
+    A flat key is moved only when it names a field of that config; others stay, to be
+    reported as unknown under the name they were given.
+    """
+    out = dict(data)
+    for key in list(out):
+        prefix = next((p for p in _LEGACY_PREFIXES if key.startswith(p)), None)
+        if prefix is None or key in RecommenderConfig.model_fields:
+            continue
+        name, field = _LEGACY_PREFIXES[prefix], key.removeprefix(prefix)
+        section = RecommenderConfig.model_fields[name].annotation
+        if not (
+            isinstance(section, type)
+            and issubclass(section, BaseModel)
+            and field in section.model_fields
+        ):
+            continue
+        nested = out.get(name, {})
+        if not isinstance(nested, Mapping) or field in nested:
+            raise ValueError(f"recommender config {key!r} is also given as {name}.{field}")
+        out[name] = {**nested, field: out.pop(key)}
+    return out

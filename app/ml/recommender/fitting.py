@@ -23,7 +23,7 @@ from app.ml.interactions import (
     item_vocabulary,
     user_vocabulary,
 )
-from app.ml.popularity import Popularity, SegmentPopularity, Trending
+from app.ml.popularity import Popularity, SegmentPopularity, TimedEvents, Trending
 from app.ml.recommender.config import (
     DEFAULT_AGGREGATION,
     RecommenderConfig,
@@ -101,13 +101,7 @@ def prepare_run(
         say("content: fitting TF-IDF similarity")
         t0 = time.perf_counter()
         content = ContentTfidf(
-            k=config.content_k,
-            max_df=config.content_max_df,
-            min_df=config.content_min_df,
-            stop_words=config.content_stop_words,
-            ngram_range=(1, config.content_ngram_max),
-            max_postings=config.content_max_postings,
-            max_block_entries=config.max_block_entries,
+            **config.content.model_dump(), max_block_entries=config.max_block_entries
         ).fit(_item_texts(catalog, items))
         timings["content"] = time.perf_counter() - t0
     available = np.ones(len(items), dtype=bool)
@@ -125,30 +119,17 @@ def _item_texts(catalog: Catalog, items: Vocabulary) -> list[str]:
 
 def _collaborative_models(config: RecommenderConfig, n_items: int) -> dict[str, BaseScorer]:
     wanted = list(config.models)
-    if "ease" in wanted and n_items > config.ease_max_items:
+    if "ease" in wanted and n_items > config.ease.max_items:
         # EASE is dense items x items; a big catalogue gets the sparse random-walk model.
         wanted.remove("ease")
         if "rp3beta" not in wanted:
             wanted.append("rp3beta")
+    blocks = config.max_block_entries
     factories: dict[str, Callable[[], BaseScorer]] = {
-        "item_knn": lambda: ItemKNN(
-            k=config.item_knn_k,
-            shrink=config.item_knn_shrink,
-            similarity=config.item_knn_similarity,
-            max_block_entries=config.max_block_entries,
-        ),
-        "user_knn": lambda: UserKNN(
-            k=config.user_knn_k,
-            shrink=config.user_knn_shrink,
-            similarity=config.user_knn_similarity,
-        ),
-        "ease": lambda: EASE(l2=config.ease_l2, max_items=config.ease_max_items),
-        "rp3beta": lambda: RP3beta(
-            alpha=config.rp3_alpha,
-            beta=config.rp3_beta,
-            k=config.rp3_k,
-            max_block_entries=config.max_block_entries,
-        ),
+        "item_knn": lambda: ItemKNN(**config.item_knn.model_dump(), max_block_entries=blocks),
+        "user_knn": lambda: UserKNN(**config.user_knn.model_dump()),
+        "ease": lambda: EASE(**config.ease.model_dump()),
+        "rp3beta": lambda: RP3beta(**config.rp3beta.model_dump(), max_block_entries=blocks),
     }
     return {name: factories[name]() for name in wanted if name in factories}
 
@@ -198,7 +179,7 @@ def fit_models(
     models: dict[str, BaseScorer] = {}
     for name, model in _collaborative_models(config, len(items)).items():
         t0 = time.perf_counter()
-        models[name] = model.fit(X)  # type: ignore[attr-defined]
+        models[name] = model.fit(X)
         timings[f"{phase}.{name}"] = time.perf_counter() - t0
     if content is not None:
         models["content"] = content
@@ -206,19 +187,19 @@ def fit_models(
     if "popularity" in config.models:
         models["popularity"] = popularity
     counted = encoded.weights > 0  # an event that weighs nothing counts nowhere (as in X)
-    trending = Trending(
-        window_days=config.trending_window_days, half_life_days=config.trending_half_life_days
-    ).fit(
-        encoded.rows[counted],
-        encoded.cols[counted],
-        encoded.occurred_at[counted],
-        n_items=len(items),
+    trending = Trending(**config.trending.model_dump()).fit(
+        TimedEvents(
+            encoded.rows[counted],
+            encoded.cols[counted],
+            encoded.occurred_at[counted],
+            n_items=len(items),
+        )
     )
     if "trending" in config.models:
         models["trending"] = trending
     segment_popularity = None
     if segments is not None:
-        segment_popularity = SegmentPopularity().fit(X, segments)
+        segment_popularity = SegmentPopularity().fit(X, segments=segments)
     return Fitted(X, models, popularity, trending, segment_popularity)
 
 

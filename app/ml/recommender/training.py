@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,11 +71,11 @@ def _reference_models(
     config: RecommenderConfig, events: EventLog, users: Vocabulary, items: Vocabulary
 ) -> dict[str, BaseScorer]:
     """Binary EASE, the published baseline the served blend must match, when it fits."""
-    if "ease" not in config.models or len(items) > config.ease_max_items:
+    if "ease" not in config.models or len(items) > config.ease.max_items:
         return {}
-    binary = dataclasses.replace(config, aggregation="binary", half_life_days=None)
+    binary = config.model_copy(update={"aggregation": "binary", "half_life_days": None})
     X = training_matrices(events, users, items, binary).X
-    return {"ease_binary": EASE(l2=config.ease_l2, max_items=config.ease_max_items).fit(X)}
+    return {"ease_binary": EASE(**config.ease.model_dump()).fit(X)}
 
 
 def _split(events: EventLog, run: TrainingRun, config: RecommenderConfig) -> TimeSplit:
@@ -130,7 +129,7 @@ def _tune(
     best: _Candidate | None = None
     for aggregation in [config.aggregation] if config.aggregation else TUNED_AGGREGATIONS:
         candidate = _tune_blend(
-            run, dataclasses.replace(config, aggregation=aggregation), weights, validation
+            run, config.model_copy(update={"aggregation": aggregation}), weights, validation
         )
         if candidate.report is not None:
             info.setdefault("aggregations", {})[aggregation] = candidate.report
@@ -147,7 +146,7 @@ def _tune(
         share, report = tune_home_share(
             probe, validation.histories, validation.next_basket, k=config.eval_k
         )
-        config = dataclasses.replace(config, home_repeat_share=share)
+        config = config.model_copy(update={"home_repeat_share": share})
         info["home"] = report
     return config, weights, info
 
@@ -237,8 +236,9 @@ def _serve(run: TrainingRun, config: RecommenderConfig, weights: dict[str, float
     """Refit on all events the models the blend uses (and those similar_items needs)."""
     run.say("serving: fitting on all events")
     needed = {name for name, w in weights.items() if w > 0} | {"item_knn", "content", "popularity"}
-    serving_config = dataclasses.replace(
-        config, models=tuple(m for m in config.models if m in needed), blend_weights=None
+    # A subset of the models without pinned weights: nothing the validators could refuse.
+    serving_config = config.model_copy(
+        update={"models": tuple(m for m in config.models if m in needed), "blend_weights": None}
     )
     return run.fit(run.events, serving_config, "serving")
 
@@ -288,7 +288,7 @@ def _train(
     blend_info: dict[str, Any] = {}
     tune = config.tune and (weights is None or config.home_repeat_share is None)
     if config.aggregation is None and not (config.tune and weights is None):
-        config = dataclasses.replace(config, aggregation=DEFAULT_AGGREGATION)
+        config = config.model_copy(update={"aggregation": DEFAULT_AGGREGATION})
     if config.evaluate or tune:
         split = _split(events, run, config)
         train_events = events.subset(split.train_mask)
