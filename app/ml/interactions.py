@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,7 +14,9 @@ from scipy import sparse
 from app.ml.vocabulary import Vocabulary
 from app.ml.weights import DEFAULT_EVENT_WEIGHTS, RATING_TYPE
 
-AGGREGATIONS = ("log1p", "sum", "binary")
+#: How repeated events of a user and an item add up.
+Aggregation = Literal["log1p", "sum", "binary"]
+AGGREGATIONS: tuple[Aggregation, ...] = get_args(Aggregation)
 SECONDS_PER_DAY = 86_400.0
 
 

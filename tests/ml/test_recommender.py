@@ -1,7 +1,6 @@
 """The façade: config, training with evaluation, recommend, similar items, save and load."""
 
 from pathlib import Path
-from typing import get_args
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from pydantic import ValidationError
 from app.ml.bundle import BundleError, read_component, write_component
 from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.content import ContentTfidf
-from app.ml.interactions import AGGREGATIONS, EventLog
+from app.ml.interactions import EventLog
 from app.ml.popularity import Trending
 from app.ml.recommender import (
     ContentConfig,
@@ -25,7 +24,6 @@ from app.ml.recommender import (
     load_recommender,
     train_recommender,
 )
-from app.ml.recommender.config import Aggregation
 from tests.ml.conftest import as_history, clustered_events
 
 
@@ -115,10 +113,6 @@ def test_model_configs_hold_their_models_init_parameters() -> None:
         params = model().get_params()
         assert set(config.model_fields) <= set(params), model
         assert {k: params[k] for k in config.model_fields} == config().model_dump(), model
-
-
-def test_config_aggregations_are_the_matrix_builders() -> None:
-    assert set(get_args(Aggregation)) == set(AGGREGATIONS)
 
 
 @pytest.mark.parametrize(

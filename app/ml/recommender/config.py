@@ -15,14 +15,13 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.ml.collaborative import UserSimilarity
+from app.ml.interactions import Aggregation
 from app.ml.similarity import Similarity
 from app.ml.weights import DEFAULT_EVENT_WEIGHTS
 
 ModelName = Literal["item_knn", "user_knn", "ease", "rp3beta", "content", "popularity", "trending"]
 MODEL_NAMES: tuple[ModelName, ...] = get_args(ModelName)
 
-#: How repeated events of a user and an item add up (:data:`app.ml.interactions.AGGREGATIONS`).
-Aggregation = Literal["log1p", "sum", "binary"]
 #: Aggregations tried at tuning when the config leaves it open, and the one used untuned.
 TUNED_AGGREGATIONS: tuple[Aggregation, ...] = ("binary", "log1p")
 DEFAULT_AGGREGATION: Aggregation = "log1p"
