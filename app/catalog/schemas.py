@@ -15,7 +15,22 @@ Category = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_w
 class ItemIn(BaseModel):
     """An item's catalogue data as the shop sends it."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Red mug",
+                    "description": "A 350 ml stoneware mug",
+                    "categories": ["kitchen", "mugs"],
+                    "price": 12.5,
+                    "attributes": {"brand": "Acme"},
+                    "is_available": True,
+                }
+            ]
+        },
+    )
 
     title: str = Field("", max_length=512)
     description: str = Field("", max_length=10_000)
@@ -28,13 +43,49 @@ class ItemIn(BaseModel):
 class ItemWithId(ItemIn):
     """An item in a batch upsert."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "sku-7",
+                    "title": "Red mug",
+                    "description": "A 350 ml stoneware mug",
+                    "categories": ["kitchen", "mugs"],
+                    "price": 12.5,
+                    "attributes": {"brand": "Acme"},
+                    "is_available": True,
+                }
+            ]
+        }
+    )
+
     id: ExternalId
 
 
 class ItemBatchIn(BaseModel):
     """A batch of items to create or replace."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": "sku-7",
+                            "title": "Red mug",
+                            "description": "A 350 ml stoneware mug",
+                            "categories": ["kitchen", "mugs"],
+                            "price": 12.5,
+                            "attributes": {"brand": "Acme"},
+                            "is_available": True,
+                        },
+                        {"id": "sku-9", "title": "Blue mug"},
+                    ]
+                }
+            ]
+        },
+    )
 
     items: list[ItemWithId] = Field(min_length=1)
 
@@ -42,7 +93,25 @@ class ItemBatchIn(BaseModel):
 class ItemOut(BaseModel):
     """A stored item."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "sku-7",
+                    "title": "Red mug",
+                    "description": "A 350 ml stoneware mug",
+                    "categories": ["kitchen", "mugs"],
+                    "price": 12.5,
+                    "attributes": {"brand": "Acme"},
+                    "is_available": True,
+                    "is_placeholder": False,
+                    "created_at": "2026-11-01T09:00:00Z",
+                    "updated_at": "2026-11-30T18:00:00Z",
+                }
+            ]
+        },
+    )
 
     id: str
     title: str
@@ -60,5 +129,7 @@ class ItemOut(BaseModel):
 
 class ItemBatchResult(BaseModel):
     """How many items a batch upsert wrote."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"upserted": 2}]})
 
     upserted: int

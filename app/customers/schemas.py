@@ -14,7 +14,10 @@ from app.schemas import Attributes
 class UserIn(BaseModel):
     """A customer's profile attributes (segment hints, country, channel…)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"attributes": {"country": "FR", "channel": "app"}}]},
+    )
 
     attributes: Attributes = Field(default_factory=dict)
 
@@ -22,7 +25,19 @@ class UserIn(BaseModel):
 class UserOut(BaseModel):
     """A stored customer."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "c42",
+                    "attributes": {"country": "FR"},
+                    "created_at": "2026-10-02T10:00:00Z",
+                    "updated_at": "2026-11-30T18:05:01Z",
+                }
+            ]
+        },
+    )
 
     id: str
     attributes: dict[str, Any]
@@ -32,6 +47,23 @@ class UserOut(BaseModel):
 
 class UserExport(BaseModel):
     """Everything stored about a customer (GDPR access request)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user": {
+                        "id": "c42",
+                        "attributes": {"country": "FR"},
+                        "created_at": "2026-10-02T10:00:00Z",
+                        "updated_at": "2026-11-30T18:05:01Z",
+                    },
+                    "events": [],
+                    "exported_at": "2026-12-01T09:00:00Z",
+                }
+            ]
+        }
+    )
 
     user: UserOut
     events: list[EventOut]

@@ -13,7 +13,23 @@ from app.schemas import ExternalId
 class EventIn(BaseModel):
     """One interaction as a client sends it."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "e-1001",
+                    "user_id": "c42",
+                    "item_id": "sku-7",
+                    "type": "purchase",
+                    "value": 2.0,
+                    "order_id": "o-77",
+                    "occurred_at": "2026-11-30T18:05:00Z",
+                }
+            ]
+        },
+    )
 
     event_id: ExternalId | None = Field(None, description="Client id; a repeat is not stored again")
     user_id: ExternalId
@@ -33,13 +49,37 @@ class EventIn(BaseModel):
 class EventBatchIn(BaseModel):
     """A batch of events, validated as a whole before any is written."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "event_id": "e-1001",
+                            "user_id": "c42",
+                            "item_id": "sku-7",
+                            "type": "purchase",
+                            "value": 2.0,
+                            "order_id": "o-77",
+                            "occurred_at": "2026-11-30T18:05:00Z",
+                        },
+                        {"user_id": "c42", "item_id": "sku-9", "type": "view"},
+                    ]
+                }
+            ]
+        },
+    )
 
     events: list[EventIn] = Field(min_length=1)
 
 
 class IngestResult(BaseModel):
     """How many events of a batch were stored, how many were repeats, and which conflicted."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"accepted": 2, "duplicates": 0, "conflicts": []}]}
+    )
 
     accepted: int = Field(description="Events stored")
     duplicates: int = Field(description="Repeats of a stored or earlier event_id, same payload")
@@ -53,7 +93,23 @@ class IngestResult(BaseModel):
 class EventOut(BaseModel):
     """A stored event."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "e-1001",
+                    "user_id": "c42",
+                    "item_id": "sku-7",
+                    "type": "purchase",
+                    "value": 2.0,
+                    "order_id": "o-77",
+                    "occurred_at": "2026-11-30T18:05:00Z",
+                    "received_at": "2026-11-30T18:05:01Z",
+                }
+            ]
+        },
+    )
 
     event_id: str | None
     user_id: str

@@ -69,6 +69,27 @@ class RecommendedItem(BaseModel):
 class RecommendationOut(BaseModel):
     """A recommendation answer."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "c42",
+                    "recommendation_id": "5f0c7d2e9a4b4c1d8e6f3a2b1c0d9e8f",
+                    "model_version": 3,
+                    "source": "personalized",
+                    "degraded": False,
+                    "items": [
+                        {
+                            "item_id": "sku-9",
+                            "score": 0.8125,
+                            "reason": {"type": "similar_to", "item_id": "sku-7"},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     user_id: str
     recommendation_id: str = Field(description="Quote it when reporting clicks (attribution)")
     model_version: int | None
@@ -90,6 +111,25 @@ SimilarParams = Annotated[SimilarQuery, Depends(query_model(SimilarQuery))]
 
 class SimilarOut(BaseModel):
     """Items similar to one item."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "item_id": "sku-7",
+                    "model_version": 3,
+                    "source": "personalized",
+                    "items": [
+                        {
+                            "item_id": "sku-9",
+                            "score": 0.8125,
+                            "reason": {"type": "similar_to", "item_id": "sku-7"},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
     item_id: str
     model_version: int | None
