@@ -42,7 +42,7 @@ def document(app: FastAPI, settings: Settings, routers: Iterable[APIRouter]) -> 
         if app.openapi_schema is None:
             schema = build()
             _security(routes, schema)
-            _event_types(schema, settings.event_types)
+            _event_types(schema, settings.event_types, settings.signed_value_types)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -76,7 +76,15 @@ def _security(routes: list[Any], schema: dict[str, Any]) -> None:
             operation["description"] = (operation.get("description", "") + "\n\n" + note).strip()
 
 
-def _event_types(schema: dict[str, Any], event_types: list[str]) -> None:
+def _event_types(schema: dict[str, Any], event_types: list[str], signed: list[str]) -> None:
+    """The configured event types as an enum; a value is negative only for the signed ones."""
     event = schema.get("components", {}).get("schemas", {}).get("EventIn")
-    if event is not None:
-        event["properties"]["type"]["enum"] = list(event_types)
+    if event is None:
+        return
+    event["properties"]["type"]["enum"] = list(event_types)
+    unsigned = [t for t in event_types if t not in signed]
+    if unsigned:
+        event["if"] = {"properties": {"type": {"enum": unsigned}}, "required": ["type"]}
+        event["then"] = {
+            "properties": {"value": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}]}}
+        }

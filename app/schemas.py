@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@+\-]+$"
 ID_MAX_LENGTH = 128
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_BYTES = 4096
+MAX_ATTRIBUTE_NAME = 64
 
 ExternalId = Annotated[
     str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
@@ -25,14 +27,42 @@ ItemIdPath = Annotated[
 ]
 
 
+_INT64 = (-(2**63), 2**64 - 1)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def well_formed(text: Any) -> Any:
+    """The text with any lone UTF-16 surrogate (valid JSON escapes, not Unicode) as U+FFFD;
+    anything else unchanged (the type check comes after)."""
+    if not isinstance(text, str):
+        return text
+    # A pair of escapes is one character once parsed: a surrogate left is a lone one.
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value every store can hold: well-formed text, integers beyond 64 bits as floats."""
+    if isinstance(value, str):
+        return well_formed(value)
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if _INT64[0] <= value <= _INT64[1] else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {well_formed(str(k)): _plain(v) for k, v in value.items()}
+    return value
+
+
+#: Free text as clients send it, made well-formed (see :func:`well_formed`).
+Text = Annotated[str, BeforeValidator(well_formed)]
+
+
 def _bounded_attributes(value: dict[str, Any]) -> dict[str, Any]:
     import orjson
 
-    if len(value) > MAX_ATTRIBUTES:
-        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes are allowed")
-    for key in value:
-        if not 1 <= len(key) <= 64:
-            raise ValueError("attribute names must be 1 to 64 characters long")
+    value = _plain(value)
     try:
         size = len(orjson.dumps(value))
     except (TypeError, orjson.JSONEncodeError) as exc:
@@ -44,4 +74,15 @@ def _bounded_attributes(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Attributes = Annotated[dict[str, Any], AfterValidator(_bounded_attributes)]
+AttributeName = Annotated[
+    str,
+    BeforeValidator(well_formed),
+    StringConstraints(min_length=1, max_length=MAX_ATTRIBUTE_NAME),
+]
+# The count and the names are in the published schema (maxProperties, propertyNames); the size
+# as JSON is checked after.
+Attributes = Annotated[
+    dict[AttributeName, Any],
+    Field(max_length=MAX_ATTRIBUTES),
+    AfterValidator(_bounded_attributes),
+]

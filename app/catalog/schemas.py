@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints
 
-from app.schemas import Attributes, ExternalId
+from app.schemas import Attributes, ExternalId, Text
 
-Category = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+Category = Annotated[Text, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 
 
 class ItemIn(BaseModel):
@@ -32,8 +32,8 @@ class ItemIn(BaseModel):
         },
     )
 
-    title: str = Field("", max_length=512)
-    description: str = Field("", max_length=10_000)
+    title: Text = Field("", max_length=512)
+    description: Text = Field("", max_length=10_000)
     categories: list[Category] = Field(default_factory=list, max_length=20)
     price: Annotated[float, Strict()] | None = Field(None, ge=0, le=1e9)
     attributes: Attributes = Field(default_factory=dict)

@@ -43,7 +43,11 @@ class EventIn(BaseModel):
         "negative only for the signed types (default: rating)",
     )
     order_id: ExternalId | None = Field(None, description="Order/invoice the purchase belongs to")
-    occurred_at: datetime | None = Field(None, description="When it happened (default: now)")
+    occurred_at: datetime | None = Field(
+        None,
+        description="When it happened (default: now); at most TASTEMAKER_MAX_PAST_YEARS (20) "
+        "years before and TASTEMAKER_MAX_FUTURE_SECONDS (300) after the time of the request",
+    )
 
 
 class EventBatchIn(BaseModel):

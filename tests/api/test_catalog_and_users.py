@@ -91,3 +91,21 @@ def test_unknown_route_and_method_are_json(client):
     assert response.status_code == 404 and response.json()["error"] == "not_found"
     response = client.patch("/events")
     assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+
+
+def test_a_method_not_allowed_names_every_method_of_the_path(client):
+    response = client.patch("/items/m1", json={})
+    assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+    assert set(response.headers["allow"].split(", ")) == {"GET", "PUT", "DELETE"}
+    users = client.options("/users/u1")
+    assert set(users.headers["allow"].split(", ")) == {"GET", "PUT", "DELETE"}
+
+
+def test_attribute_rules_are_enforced_as_published(client):
+    long_name = {"x" * 65: 1}
+    assert client.put("/users/u1", json={"attributes": long_name}).status_code == 422
+    assert client.put("/users/u1", json={"attributes": {"": 1}}).status_code == 422
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["UserIn"]
+    attributes = schema["properties"]["attributes"]
+    assert attributes["propertyNames"] == {"minLength": 1, "maxLength": 64}
+    assert attributes["maxProperties"] == 50
