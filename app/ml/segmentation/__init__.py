@@ -15,7 +15,7 @@ from app.ml.segmentation.assignment import SegmentAssignment
 from app.ml.segmentation.clustering import NO_PURCHASE_SEGMENT, OUTLIER_SEGMENT
 from app.ml.segmentation.features import CustomerAggregates, ItemCounts, aggregate_events
 from app.ml.segmentation.model import CustomerSegmentation, NotEnoughData
-from app.ml.segmentation.profiles import NO_PURCHASE_LABEL
+from app.ml.segmentation.profiles import NO_PURCHASE_LABEL, SegmentProfile
 from app.ml.segmentation.rfm import (
     NO_PURCHASE_GROUP,
     RFM_GROUPS,
@@ -36,6 +36,7 @@ __all__ = [
     "ItemCounts",
     "NotEnoughData",
     "SegmentAssignment",
+    "SegmentProfile",
     "aggregate_events",
     "rfm_edges",
     "rfm_group",
