@@ -38,7 +38,13 @@ async def get_segment(user_id: UserIdPath, serving: ServingDep) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.get("/segments", dependencies=[ReadKey])
+# Unset fields stay out: profiles fitted without purchase counts have no top_items at all.
+@router.get(
+    "/segments",
+    dependencies=[ReadKey],
+    response_model=SegmentsOut,
+    response_model_exclude_unset=True,
+)
 async def list_segments(registry: RegistryDep, settings: SettingsDep) -> SegmentsOut:
     """Every segment's profile (size, R/F/M, top categories and items) and quality figures."""
     return service.profiles(registry, settings)

@@ -138,12 +138,14 @@ def profiles(registry: ModelRegistry, settings: Settings) -> SegmentsOut:
     seg = bundle.segmentation
     algorithm = settings.segment_algorithm
     other = "dbscan" if algorithm == "kmeans" else "kmeans"
-    return SegmentsOut(
-        model_version=bundle.version,
-        algorithm=algorithm,
-        quality=seg.quality_,
-        segments=seg.profiles(algorithm),
-        other_algorithm={"algorithm": other, "segments": seg.profiles(other)},
+    return SegmentsOut.model_validate(
+        {
+            "model_version": bundle.version,
+            "algorithm": algorithm,
+            "quality": seg.quality_,
+            "segments": seg.profiles(algorithm),
+            "other_algorithm": {"algorithm": other, "segments": seg.profiles(other)},
+        }
     )
 
 

@@ -10,7 +10,7 @@ distribution (see ``_base_label``): "High-value loyal", "Lapsed bargain hunters"
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import scipy.sparse as sp
@@ -56,13 +56,8 @@ class ItemCount(TypedDict):
     count: float
 
 
-class SegmentProfile(TypedDict):
-    """One segment described in real units: the JSON-able value saved in the state.
-
-    ``reserved`` marks the segments below zero (no purchase yet, outliers); R/F/M and order
-    figures are ``Stats`` in days, orders and money; ``rfm_groups`` maps the (at most three)
-    commonest RFM groups to their share; ``top_items`` is absent when fitted without item counts.
-    """
+class _ProfileFigures(TypedDict):
+    """The fields every profile has (``SegmentProfile`` adds the optional ``top_items``)."""
 
     segment_id: int
     label: str
@@ -80,7 +75,19 @@ class SegmentProfile(TypedDict):
     views_per_customer: float
     rfm_groups: dict[str, float]
     top_categories: list[CategoryShare]
-    top_items: NotRequired[list[ItemCount]]
+
+
+# A base with total=False rather than NotRequired: under postponed annotations the runtime
+# __required_keys__ (which pydantic and the schema tests read) misses NotRequired.
+class SegmentProfile(_ProfileFigures, total=False):
+    """One segment described in real units: the JSON-able value saved in the state.
+
+    ``reserved`` marks the segments below zero (no purchase yet, outliers); R/F/M and order
+    figures are ``Stats`` in days, orders and money; ``rfm_groups`` maps the (at most three)
+    commonest RFM groups to their share; ``top_items`` is absent when fitted without item counts.
+    """
+
+    top_items: list[ItemCount]
 
 
 _StatsName = Literal["recency_days", "frequency", "monetary", "tenure_days", "line_value"]
