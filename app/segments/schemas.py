@@ -18,7 +18,7 @@ class SegmentRef(BaseModel):
 
     id: int
     label: str
-    algorithm: str
+    algorithm: Algorithm
 
 
 class RfmOut(BaseModel):
