@@ -53,6 +53,7 @@ async def list_segments(registry: RegistryDep, settings: SettingsDep) -> Segment
 @router.get(
     "/segments/{segment_id}/users",
     dependencies=[AdminKey],
+    response_model=MembersOut,
     responses={200: {"content": {"text/csv": {}}}},
     openapi_extra=query_openapi(MembersQuery),
 )
@@ -61,7 +62,7 @@ async def segment_members(
     q: MembersParams,
     registry: RegistryDep,
     accept: Annotated[str | None, Header()] = None,
-) -> MembersOut:
+) -> MembersOut | Response:
     """A page of a segment's members; CSV with `Accept: text/csv`."""
     page = service.members(registry, segment_id, q)
     if accept and "text/csv" in accept:
