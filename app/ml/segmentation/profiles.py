@@ -142,7 +142,7 @@ def _profile(
     agg: CustomerAggregates,
     group_idx: NDArray[np.int8],
 ) -> SegmentProfile:
-    """The profile of segment ``sid`` (customers ``rows`` of ``n``), unlabelled, no tastes."""
+    """The profile of segment ``sid`` (customers ``rows`` of ``n``); label and tastes empty."""
     bought = sid != NO_PURCHASE_SEGMENT
 
     def stats(name: str) -> Stats:
