@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from typing import cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -64,6 +65,7 @@ class RedisCache:
         self.url = url
         self.prefix = prefix
         self.breaker_seconds = breaker_seconds
+        # Without decode_responses the client answers bytes; redis-py's types say bytes or str.
         self._client = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout,
@@ -94,7 +96,7 @@ class RedisCache:
         if self.degraded:
             return None
         try:
-            return await self._client.get(self.prefix + key)
+            return cast("bytes | None", await self._client.get(self.prefix + key))
         except (RedisError, OSError) as exc:
             await self._failed(exc)
             return None
@@ -104,7 +106,8 @@ class RedisCache:
         if self.degraded:
             return [None] * len(keys)
         try:
-            return list(await self._client.mget([self.prefix + k for k in keys]))
+            values = await self._client.mget([self.prefix + k for k in keys])
+            return cast("list[bytes | None]", list(values))
         except (RedisError, OSError) as exc:
             await self._failed(exc)
             return [None] * len(keys)
@@ -135,7 +138,7 @@ class RedisCache:
         if self.degraded:
             return None
         try:
-            return await self._client.hget(self.prefix + key, field)
+            return cast("bytes | None", await self._client.hget(self.prefix + key, field))
         except (RedisError, OSError) as exc:
             await self._failed(exc)
             return None

@@ -48,7 +48,9 @@ class TieredCache:
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         """Local tier first; whatever it lacks from the shared tier in one round trip."""
-        values = await self.local.get_many(keys) if self.local_ttl > 0 else [None] * len(keys)
+        values: list[bytes | None] = (
+            await self.local.get_many(keys) if self.local_ttl > 0 else [None] * len(keys)
+        )
         missing = [i for i, value in enumerate(values) if value is None]
         if missing:
             fetched = await self.shared.get_many([keys[i] for i in missing])

@@ -152,10 +152,11 @@ class OnlineRetailReader:
         except ValueError:
             self.dropped["malformed"] += 1
             return None
-        reason = None
         if user is None:
-            reason = "no_customer"
-        elif invoice.upper().startswith("C"):
+            self.dropped["no_customer"] += 1
+            return None
+        reason = None
+        if invoice.upper().startswith("C"):
             reason = "cancellation"
         elif quantity <= 0:
             reason = "non_positive_quantity"

@@ -29,25 +29,26 @@ router = APIRouter(tags=["segments"])
 )
 async def get_segment(user_id: UserIdPath, serving: ServingDep) -> Response:
     """Which segment this customer is in now, with RFM scores and group."""
-    body = await service.segment(
-        user_id,
-        registry=serving.registry,
-        cache=serving.cache,
-        factory=serving.factory,
-        settings=serving.settings,
-    )
+    body = await service.segment(user_id, serving)
     return Response(body, media_type="application/json")
 
 
-@router.get("/segments", dependencies=[ReadKey])
+# Unset fields stay out: profiles fitted without purchase counts have no top_items at all.
+@router.get(
+    "/segments",
+    dependencies=[ReadKey],
+    response_model=SegmentsOut,
+    response_model_exclude_unset=True,
+)
 async def list_segments(serving: ServingDep) -> SegmentsOut:
     """Every segment's profile (size, R/F/M, top categories and items) and quality figures."""
-    return service.profiles(serving.registry, serving.settings)
+    return service.profiles(serving)
 
 
 @router.get(
     "/segments/{segment_id}/users",
     dependencies=[AdminKey],
+    response_model=MembersOut,
     responses={200: {"content": {"text/csv": {}}}},
     openapi_extra=query_openapi(MembersQuery),
 )
@@ -56,9 +57,9 @@ async def segment_members(
     q: MembersParams,
     serving: ServingDep,
     accept: Annotated[str | None, Header()] = None,
-) -> MembersOut:
+) -> MembersOut | Response:
     """A page of a segment's members; CSV with `Accept: text/csv`."""
-    page = service.members(serving.registry, segment_id, q)
+    page = service.members(serving, segment_id, q)
     if accept and "text/csv" in accept:
         headers = {"X-Next-Cursor": page.next_cursor} if page.next_cursor else {}
         return Response(service.members_csv(page), media_type="text/csv", headers=headers)

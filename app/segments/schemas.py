@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 from fastapi import Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import query_model
+from app.ml.segmentation import Algorithm
 from app.schemas import ID_MAX_LENGTH, ID_PATTERN
 
 
@@ -17,7 +18,7 @@ class SegmentRef(BaseModel):
 
     id: int
     label: str
-    algorithm: str
+    algorithm: Algorithm
 
 
 class RfmOut(BaseModel):
@@ -48,14 +49,113 @@ class SegmentOut(BaseModel):
     degraded: bool = False
 
 
+class StatsOut(BaseModel):
+    """Mean and median of one figure over a segment's customers; null where undefined."""
+
+    mean: float | None
+    median: float | None
+
+
+class CategoryShareOut(BaseModel):
+    """A category and its share of the segment's purchases."""
+
+    category: str
+    share: float
+
+
+class ItemCountOut(BaseModel):
+    """An item and how many times the segment's customers bought it."""
+
+    item_id: str
+    count: float
+
+
+class SegmentProfileOut(BaseModel):
+    """One segment in real units: size, R/F/M, order habits, RFM groups and tastes."""
+
+    segment_id: int = Field(description="-1: no purchase yet, -2: outliers (DBSCAN)")
+    label: str = Field(description="Unique human-readable name, e.g. 'High-value loyal'")
+    reserved: bool = Field(description="A reserved segment (no purchase yet, outliers)")
+    size: int = Field(description="Customers in the segment")
+    share: float = Field(description="Share of all customers")
+    recency_days: StatsOut = Field(description="Days since the last purchase")
+    frequency: StatsOut = Field(description="Orders per customer")
+    monetary: StatsOut = Field(description="Spend per customer")
+    avg_order_value: StatsOut
+    tenure_days: StatsOut = Field(description="Days since the first event")
+    lines_per_order: StatsOut
+    line_value: StatsOut = Field(description="Value of one order line")
+    single_order_share: float | None = Field(
+        description="Share of customers with one order; null for 'no purchase yet'"
+    )
+    views_per_customer: float
+    rfm_groups: dict[str, float] = Field(
+        description="The (at most three) commonest RFM groups and their shares"
+    )
+    top_categories: list[CategoryShareOut]
+    top_items: list[ItemCountOut] | None = Field(
+        None, description="Absent when the model was fitted without purchase counts"
+    )
+
+
+class ClusterQualityOut(BaseModel):
+    """Silhouette (on a sample), Davies-Bouldin and Calinski-Harabasz; null if undefined."""
+
+    silhouette: float | None
+    davies_bouldin: float | None
+    calinski_harabasz: float | None
+
+
+class KMeansQualityOut(ClusterQualityOut):
+    """How k was chosen and how well K-means separates the purchasers."""
+
+    k: int
+    k_selection: Literal["fixed", "silhouette"]
+    silhouette_by_k: dict[str, float | None] = Field(
+        description="Silhouette of every k tried (empty when k is fixed)"
+    )
+    stability_ari: float | None = Field(
+        description="Adjusted Rand index against a fit with another seed"
+    )
+    inertia: float
+
+
+class DbscanQualityOut(ClusterQualityOut):
+    """DBSCAN's parameters, clusters and outliers (figures over clustered purchasers)."""
+
+    eps: float
+    min_samples: int
+    fit_sample_size: int
+    n_clusters: int
+    n_core_samples: int
+    outlier_share: float
+
+
+class QualityOut(BaseModel):
+    """Clustering quality figures of both algorithms, from the last retrain."""
+
+    n_customers: int
+    n_purchasers: int
+    kmeans: KMeansQualityOut
+    dbscan: DbscanQualityOut
+    fit_seconds: float
+
+
+class OtherAlgorithmOut(BaseModel):
+    """The profiles of the algorithm not configured, for comparison."""
+
+    algorithm: Algorithm
+    segments: list[SegmentProfileOut]
+
+
 class SegmentsOut(BaseModel):
     """Every segment's profile and the clustering quality figures."""
 
     model_version: int
-    algorithm: str
-    quality: dict[str, Any]
-    segments: list[dict[str, Any]]
-    other_algorithm: dict[str, Any]
+    algorithm: Algorithm
+    quality: QualityOut
+    segments: list[SegmentProfileOut]
+    other_algorithm: OtherAlgorithmOut
 
 
 class MembersQuery(BaseModel):

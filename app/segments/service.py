@@ -7,26 +7,24 @@ import csv
 import io
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
-from app.cache import Cache
-from app.config import Settings
 from app.errors import ModelNotReady, NotFound, ServiceUnavailable
 from app.events import user_record
-from app.ml.segmentation import aggregate_events
+from app.ml.segmentation import Algorithm, CustomerSegmentation, aggregate_events
 from app.segments import repository
 from app.segments.schemas import MembersOut, MembersQuery, SegmentsOut
 from app.training.registry import LoadedBundle, ModelRegistry
+from app.training.serving import Serving
 
 
-def _bundle(registry: ModelRegistry) -> LoadedBundle:
-    """The active bundle, which must hold a segmentation (every segment answer starts here)."""
+def _bundle(registry: ModelRegistry) -> tuple[LoadedBundle, CustomerSegmentation]:
+    """The active bundle and its segmentation, which it must hold (every answer starts here)."""
     bundle = registry.current
     if bundle is None:
         raise ModelNotReady("no trained segmentation yet: POST /retrain, then ask again")
@@ -34,12 +32,17 @@ def _bundle(registry: ModelRegistry) -> LoadedBundle:
         raise ModelNotReady(
             f"no segmentation in model version {bundle.version}: {bundle.segmentation_skipped}"
         )
-    return bundle
+    return bundle, bundle.segmentation
 
 
-def _assign(bundle: LoadedBundle, user_id: str, rows: list[Any], algorithm: str) -> dict[str, Any]:
+def _assign(
+    bundle: LoadedBundle,
+    seg: CustomerSegmentation,
+    user_id: str,
+    rows: list[Any],
+    algorithm: Algorithm,
+) -> dict[str, Any]:
     """One customer's segment and RFM from their events, on the data's clock of training."""
-    seg = bundle.segmentation  # _bundle() lets only bundles with a segmentation through
     wall = time.time()
     categories = {item_id: list(cats or []) for item_id, *_, cats in rows}
     aggregates, _ = aggregate_events(
@@ -70,16 +73,10 @@ def _assign(bundle: LoadedBundle, user_id: str, rows: list[Any], algorithm: str)
     }
 
 
-async def segment(
-    user_id: str,
-    *,
-    registry: ModelRegistry,
-    cache: Cache,
-    factory: sessionmaker[Session],
-    settings: Settings,
-) -> bytes:
+async def segment(user_id: str, serving: Serving) -> bytes:
     """The JSON answer of GET /segment/{user_id}, from the user's live behaviour."""
-    bundle = _bundle(registry)
+    registry, cache, settings = serving.registry, serving.cache, serving.settings
+    bundle, seg = _bundle(registry)
     field = user_record.segment_field(bundle.version, settings.segment_algorithm)
     cached = await user_record.cached(cache, user_id, field)
     if cached is not None:
@@ -88,7 +85,7 @@ async def segment(
     version, _ = await user_record.claim(cache, user_id, None, settings.cache_ttl_seconds)
 
     def read() -> list[Any] | None:
-        with factory() as session:
+        with serving.factory() as session:
             if not repository.user_exists(session, user_id):
                 return None
             return list(repository.user_events(session, user_id))
@@ -96,16 +93,16 @@ async def segment(
     try:
         rows = await run_in_threadpool(read)
     except SQLAlchemyError:
-        return _from_training(bundle, registry, user_id, settings)
+        return _from_training(bundle, seg, registry, user_id)
     if rows is None:
         raise NotFound(f"user {user_id!r} does not exist")
-    body = orjson.dumps(_assign(bundle, user_id, rows, settings.segment_algorithm))
+    body = orjson.dumps(_assign(bundle, seg, user_id, rows, settings.segment_algorithm))
     await user_record.store(cache, user_id, version, {field: body})
     return body
 
 
 def _from_training(
-    bundle: LoadedBundle, registry: ModelRegistry, user_id: str, settings: Settings
+    bundle: LoadedBundle, seg: CustomerSegmentation, registry: ModelRegistry, user_id: str
 ) -> bytes:
     """The segment assigned at training time, for when the store cannot be read."""
     segment_id = bundle.user_segment.get(user_id)
@@ -113,7 +110,8 @@ def _from_training(
         raise ServiceUnavailable(
             "the store is unavailable and this customer's segment is not cached; retry later"
         )
-    profiles_ = bundle.segmentation.profiles(bundle.member_algorithm)
+    # The manifest's name of the membership algorithm: profiles() refuses any other.
+    profiles_ = seg.profiles(cast(Algorithm, bundle.member_algorithm))
     labels = {p["segment_id"]: p["label"] for p in profiles_}
     return orjson.dumps(
         {
@@ -132,25 +130,27 @@ def _from_training(
     )
 
 
-def profiles(registry: ModelRegistry, settings: Settings) -> SegmentsOut:
+def profiles(serving: Serving) -> SegmentsOut:
     """Profiles, sizes and quality figures of the active segmentation."""
-    bundle = _bundle(registry)
-    seg = bundle.segmentation
-    algorithm = settings.segment_algorithm
-    other = "dbscan" if algorithm == "kmeans" else "kmeans"
-    return SegmentsOut(
-        model_version=bundle.version,
-        algorithm=algorithm,
-        quality=seg.quality_,
-        segments=seg.profiles(algorithm),
-        other_algorithm={"algorithm": other, "segments": seg.profiles(other)},
+    bundle, seg = _bundle(serving.registry)
+    algorithm = serving.settings.segment_algorithm
+    other: Algorithm = "dbscan" if algorithm == "kmeans" else "kmeans"
+    return SegmentsOut.model_validate(
+        {
+            "model_version": bundle.version,
+            "algorithm": algorithm,
+            "quality": seg.quality_,
+            "segments": seg.profiles(algorithm),
+            "other_algorithm": {"algorithm": other, "segments": seg.profiles(other)},
+        }
     )
 
 
-def members(registry: ModelRegistry, segment_id: int, q: MembersQuery) -> MembersOut:
+def members(serving: Serving, segment_id: int, q: MembersQuery) -> MembersOut:
     """One page of a segment's members in user-id order; the cursor is the last id seen."""
-    bundle = _bundle(registry)
-    known = {int(p["segment_id"]) for p in bundle.segmentation.profiles()} | set(
+    registry = serving.registry
+    bundle, seg = _bundle(registry)
+    known = {int(p["segment_id"]) for p in seg.profiles()} | set(
         np.unique(bundle.member_segments).tolist()
     )
     if segment_id not in known:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Boolean, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, JSONType, UTCDateTime, utcnow
 
-ACTIVE_RUN_STATUSES = ("queued", "running")
+#: A run's life: queued, then running, then succeeded or failed (a silent trainer is failed).
+RunStatus = Literal["queued", "running", "succeeded", "failed"]
+ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
 
 
 class TrainingRun(Base):
@@ -19,7 +21,7 @@ class TrainingRun(Base):
     __tablename__ = "training_run"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[RunStatus] = mapped_column(String(16), default="queued")
     # 1 while queued or running, NULL otherwise: the unique constraint lets the database,
     # not process memory, guarantee a single run at a time across every replica.
     active_slot: Mapped[int | None] = mapped_column(Integer, unique=True, nullable=True)

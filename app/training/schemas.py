@@ -7,12 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from app.training.models import RunStatus
+
 
 class RetrainAccepted(BaseModel):
     """A queued (or already running) training run."""
 
     run_id: int
-    status: str
+    status: RunStatus
     status_url: str
     already_running: bool = False
 
@@ -23,7 +25,7 @@ class RunOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    status: str
+    status: RunStatus
     requested_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -47,7 +47,13 @@ def _draw_items(
     # Zipf-like popularity over a random global ranking.
     rank = rng.permutation(n_items)
     popularity = 1.0 / (rank + 1.0)
-    return category, tier, price, popularity
+    # The dtypes are already these; numpy's stubs lose them through concatenate and where.
+    return (
+        category.astype(np.int64, copy=False),
+        tier,
+        price.astype(np.float64, copy=False),
+        popularity.astype(np.float64, copy=False),
+    )
 
 
 def _describe_items(
@@ -57,7 +63,7 @@ def _describe_items(
     cats: tuple[Category, ...],
 ) -> dict[str, list[Any]]:
     """Titles, descriptions, category lists (primary first) and attributes of the items."""
-    n_items, n_cat = category.shape[0], len(cats)
+    n_items, n_cat = len(category), len(cats)
     picks = rng.integers(0, 1 << 30, size=(n_items, 8))
     secondary = rng.random(n_items) < 0.15
     second_cat = (category + 1 + rng.integers(0, max(n_cat - 1, 1), n_items)) % n_cat

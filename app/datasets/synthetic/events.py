@@ -30,7 +30,7 @@ def _pick_categories(
     fav_p = np.array([0.55, 0.3, 0.15][:n_fav])
     slot = rng.choice(n_fav, user.shape[0], p=fav_p / fav_p.sum())
     cat = favs[user, slot]
-    explore = rng.random(user.shape[0]) < 0.15
+    explore = rng.random(len(user)) < 0.15
     cat[explore] = rng.choice(users["global_p"].shape[0], int(explore.sum()), p=users["global_p"])
     return cat
 
@@ -66,7 +66,7 @@ def make_purchases(
     s = _purchase_scale(users, _MAX_PURCHASE_SHARE * n_events)
     order_user, order_t = _draw_orders(rng, users, s, span, t0)
     line_order, line_user = _draw_lines(rng, users, order_user, s, n_events)
-    n = line_order.shape[0]
+    n = len(line_order)
 
     level = group_param(users, "price_level").astype(np.int64)[line_user]
     item = catalog["sampler"].sample(rng, _pick_categories(rng, users, line_user), level)

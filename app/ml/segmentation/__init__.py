@@ -14,8 +14,8 @@ The package exports what the rest of Tastemaker uses; the modules hold the parts
 from app.ml.segmentation.assignment import SegmentAssignment
 from app.ml.segmentation.clustering import NO_PURCHASE_SEGMENT, OUTLIER_SEGMENT
 from app.ml.segmentation.features import CustomerAggregates, ItemCounts, aggregate_events
-from app.ml.segmentation.model import CustomerSegmentation, NotEnoughData
-from app.ml.segmentation.profiles import NO_PURCHASE_LABEL
+from app.ml.segmentation.model import Algorithm, CustomerSegmentation, NotEnoughData
+from app.ml.segmentation.profiles import NO_PURCHASE_LABEL, SegmentProfile
 from app.ml.segmentation.rfm import (
     NO_PURCHASE_GROUP,
     RFM_GROUPS,
@@ -31,11 +31,13 @@ __all__ = [
     "NO_PURCHASE_SEGMENT",
     "OUTLIER_SEGMENT",
     "RFM_GROUPS",
+    "Algorithm",
     "CustomerAggregates",
     "CustomerSegmentation",
     "ItemCounts",
     "NotEnoughData",
     "SegmentAssignment",
+    "SegmentProfile",
     "aggregate_events",
     "rfm_edges",
     "rfm_group",

@@ -57,7 +57,12 @@ from app.ml.segmentation.features import (
     category_components,
     feature_matrix,
 )
-from app.ml.segmentation.profiles import NO_PURCHASE_LABEL, json_float, segment_profiles
+from app.ml.segmentation.profiles import (
+    NO_PURCHASE_LABEL,
+    SegmentProfile,
+    json_float,
+    segment_profiles,
+)
 from app.ml.segmentation.rfm import rfm_edges, rfm_group_index, rfm_group_names, rfm_scores
 from app.ml.segmentation.state import restore_state, state_of, state_params
 
@@ -107,6 +112,8 @@ class CustomerSegmentation:
     #: The data's clock at fit (latest event) and the wall clock then; None in old states.
     reference_time_: float | None
     fitted_at_: float | None
+    #: Each algorithm's segment profiles, labelled, in segment order (reserved ones last).
+    profiles_: dict[str, list[SegmentProfile]]
 
     def __init__(
         self,
@@ -441,13 +448,13 @@ class CustomerSegmentation:
 
     # -- reporting ----------------------------------------------------------------------------
 
-    def profiles(self, algorithm: Algorithm | None = None) -> list[dict[str, Any]]:
+    def profiles(self, algorithm: Algorithm | None = None) -> list[SegmentProfile]:
         """JSON-able profiles of the segments of ``algorithm`` (default ``self.algorithm``)."""
         self._check_fitted()
         algorithm = algorithm or self.algorithm
         if algorithm not in self.profiles_:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-        return [dict(p) for p in self.profiles_[algorithm]]
+        return [p.copy() for p in self.profiles_[algorithm]]
 
     # -- persistence --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ distribution (see ``_base_label``): "High-value loyal", "Lapsed bargain hunters"
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,10 +20,77 @@ from app.ml.segmentation.clustering import NO_PURCHASE_SEGMENT, OUTLIER_SEGMENT
 from app.ml.segmentation.features import CustomerAggregates, ItemCounts
 from app.ml.segmentation.rfm import RFM_GROUPS
 
-__all__ = ["NO_PURCHASE_LABEL", "OUTLIER_LABEL", "json_float", "segment_profiles"]
+__all__ = [
+    "NO_PURCHASE_LABEL",
+    "OUTLIER_LABEL",
+    "CategoryShare",
+    "ItemCount",
+    "SegmentProfile",
+    "Stats",
+    "json_float",
+    "segment_profiles",
+]
 
 NO_PURCHASE_LABEL = "No purchase yet"
 OUTLIER_LABEL = "Outliers (unusual behaviour)"
+
+
+class Stats(TypedDict):
+    """Mean and median of one feature over a segment; None where undefined (no purchase)."""
+
+    mean: float | None
+    median: float | None
+
+
+class CategoryShare(TypedDict):
+    """A category and its share of a segment's purchases."""
+
+    category: str
+    share: float
+
+
+class ItemCount(TypedDict):
+    """An item and how often a segment bought it."""
+
+    item_id: str
+    count: float
+
+
+class _ProfileFigures(TypedDict):
+    """The fields every profile has (``SegmentProfile`` adds the optional ``top_items``)."""
+
+    segment_id: int
+    label: str
+    reserved: bool
+    size: int
+    share: float
+    recency_days: Stats
+    frequency: Stats
+    monetary: Stats
+    avg_order_value: Stats
+    tenure_days: Stats
+    lines_per_order: Stats
+    line_value: Stats
+    single_order_share: float | None
+    views_per_customer: float
+    rfm_groups: dict[str, float]
+    top_categories: list[CategoryShare]
+
+
+# A base with total=False rather than NotRequired: under postponed annotations the runtime
+# __required_keys__ (which pydantic and the schema tests read) misses NotRequired.
+class SegmentProfile(_ProfileFigures, total=False):
+    """One segment described in real units: the JSON-able value saved in the state.
+
+    ``reserved`` marks the segments below zero (no purchase yet, outliers); R/F/M and order
+    figures are ``Stats`` in days, orders and money; ``rfm_groups`` maps the (at most three)
+    commonest RFM groups to their share; ``top_items`` is absent when fitted without item counts.
+    """
+
+    top_items: list[ItemCount]
+
+
+_StatsName = Literal["recency_days", "frequency", "monetary", "tenure_days", "line_value"]
 
 
 def json_float(x: float | np.floating) -> float | None:
@@ -32,7 +99,7 @@ def json_float(x: float | np.floating) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-def _stats(x: NDArray[np.float64]) -> dict[str, float | None]:
+def _stats(x: NDArray[np.float64]) -> Stats:
     if x.size == 0:
         return {"mean": None, "median": None}
     return {"mean": json_float(np.mean(x)), "median": json_float(np.median(x))}
@@ -45,7 +112,7 @@ def segment_profiles(
     group_idx: NDArray[np.int8],
     top_items: ItemCounts | None,
     n_top: int = 5,
-) -> list[dict[str, Any]]:
+) -> list[SegmentProfile]:
     """Profiles (sizes, R/F/M in real units, tastes) and unique labels of every segment."""
     n = labels.shape[0]
     bought = base["bought"]
@@ -58,82 +125,101 @@ def segment_profiles(
     profiles = []
     for sid in seg_ids:
         rows = np.flatnonzero(labels == sid)
-        prof: dict[str, Any] = {
-            "segment_id": int(sid),
-            "label": "",
-            "reserved": sid < 0,
-            "size": int(rows.shape[0]),
-            "share": rows.shape[0] / n,
-        }
-        for name in (
-            "recency_days",
-            "frequency",
-            "monetary",
-            "avg_order_value",
-            "tenure_days",
-            "lines_per_order",
-            "line_value",
-        ):
-            defined = sid != NO_PURCHASE_SEGMENT or name == "tenure_days"
-            prof[name] = _stats(base[name][rows] if defined else np.zeros(0))
-        prof["single_order_share"] = (
-            float(np.mean(base["frequency"][rows] <= 1)) if sid != NO_PURCHASE_SEGMENT else None
-        )
-        prof["views_per_customer"] = float(np.mean(agg.views[rows]))
-        groups = group_idx[rows]
-        counts = np.bincount(groups[groups >= 0], minlength=len(RFM_GROUPS))
-        prof["rfm_groups"] = {
-            RFM_GROUPS[g]: float(counts[g] / rows.shape[0])
-            for g in np.argsort(-counts, kind="stable")[:3]
-            if counts[g] > 0
-        }
-        prof.update(_tastes(rows, agg.categories, cat_counts, top_items, n_top))
+        prof = _profile(int(sid), rows, n, base, agg, group_idx)
+        prof["top_categories"] = _top_categories(rows, agg.categories, cat_counts, n_top)
+        if top_items is not None:
+            prof["top_items"] = _top_items(rows, top_items, n_top)
         profiles.append(prof)
     _label_profiles(profiles, pop)
     return profiles
 
 
-def _tastes(
+def _profile(
+    sid: int,
     rows: NDArray[np.int64],
-    categories: list[str],
-    cat_counts: sp.csr_matrix,
-    top_items: ItemCounts | None,
-    n_top: int,
-) -> dict[str, list[dict[str, Any]]]:
-    """The ``n_top`` categories (by share) and items (by count, if given) of customers ``rows``."""
+    n: int,
+    base: dict[str, NDArray[Any]],
+    agg: CustomerAggregates,
+    group_idx: NDArray[np.int8],
+) -> SegmentProfile:
+    """The profile of segment ``sid`` (customers ``rows`` of ``n``); label and tastes empty."""
+    bought = sid != NO_PURCHASE_SEGMENT
+
+    def stats(name: str) -> Stats:
+        # A customer without a purchase has a tenure but no R/F/M or order figures.
+        defined = bought or name == "tenure_days"
+        return _stats(base[name][rows] if defined else np.zeros(0))
+
+    groups = group_idx[rows]
+    counts = np.bincount(groups[groups >= 0], minlength=len(RFM_GROUPS))
+    return {
+        "segment_id": sid,
+        "label": "",
+        "reserved": sid < 0,
+        "size": int(rows.shape[0]),
+        "share": rows.shape[0] / n,
+        "recency_days": stats("recency_days"),
+        "frequency": stats("frequency"),
+        "monetary": stats("monetary"),
+        "avg_order_value": stats("avg_order_value"),
+        "tenure_days": stats("tenure_days"),
+        "lines_per_order": stats("lines_per_order"),
+        "line_value": stats("line_value"),
+        "single_order_share": float(np.mean(base["frequency"][rows] <= 1)) if bought else None,
+        "views_per_customer": float(np.mean(agg.views[rows])),
+        "rfm_groups": {
+            RFM_GROUPS[g]: float(counts[g] / rows.shape[0])
+            for g in np.argsort(-counts, kind="stable")[:3]
+            if counts[g] > 0
+        },
+        "top_categories": [],
+    }
+
+
+def _top_categories(
+    rows: NDArray[np.int64], categories: list[str], cat_counts: sp.csr_matrix, n_top: int
+) -> list[CategoryShare]:
+    """The ``n_top`` categories of customers ``rows`` by their share of purchases."""
     cat_sum = np.asarray(cat_counts[rows].sum(axis=0)).ravel()
     total = cat_sum.sum()
-    tastes = {
-        "top_categories": [
-            {"category": categories[j], "share": float(cat_sum[j] / total)}
-            for j in np.argsort(-cat_sum, kind="stable")[:n_top]
-            if cat_sum[j] > 0
-        ]
-    }
-    if top_items is not None:
-        item_sum = np.asarray(top_items.matrix[rows].sum(axis=0)).ravel()
-        tastes["top_items"] = [
-            {"item_id": top_items.item_ids[j], "count": float(item_sum[j])}
-            for j in np.argsort(-item_sum, kind="stable")[:n_top]
-            if item_sum[j] > 0
-        ]
-    return tastes
+    return [
+        {"category": categories[j], "share": float(cat_sum[j] / total)}
+        for j in np.argsort(-cat_sum, kind="stable")[:n_top]
+        if cat_sum[j] > 0
+    ]
 
 
-def _base_label(p: dict[str, Any], q: dict[str, NDArray[np.float64]]) -> str:
+def _top_items(rows: NDArray[np.int64], top_items: ItemCounts, n_top: int) -> list[ItemCount]:
+    """The ``n_top`` items customers ``rows`` bought most, with their counts."""
+    item_sum = np.asarray(top_items.matrix[rows].sum(axis=0)).ravel()
+    return [
+        {"item_id": top_items.item_ids[j], "count": float(item_sum[j])}
+        for j in np.argsort(-item_sum, kind="stable")[:n_top]
+        if item_sum[j] > 0
+    ]
+
+
+def _median(p: SegmentProfile, name: _StatsName) -> float:
+    """The median of feature ``name`` in a purchasers' segment, where it is always defined."""
+    median = p[name]["median"]
+    if median is None:
+        raise ValueError(f"segment {p['segment_id']} has no median {name}")
+    return median
+
+
+def _base_label(p: SegmentProfile, q: dict[str, NDArray[np.float64]]) -> str:
     """A label from a profile's medians against the purchasers' quantiles ``q``.
 
     ``q[name]`` holds the 20/25/40/50/75 % quantiles of a feature over purchasers.
     """
-    rec = p["recency_days"]["median"]
-    freq = p["frequency"]["median"]
-    mon = p["monetary"]["median"]
-    ten = p["tenure_days"]["median"]
-    line = p["line_value"]["median"]
+    rec, freq, mon, ten, line = (
+        _median(p, name)
+        for name in ("recency_days", "frequency", "monetary", "tenure_days", "line_value")
+    )
     recent = rec <= q["recency_days"][2]
     # Twice the typical gap and in the older half: a quantile edge alone flips on a hair.
     lapsed = rec >= max(2.0 * q["recency_days"][3], q["recency_days"][3] + 30.0)
-    one_time = p["single_order_share"] >= 0.6
+    one_time = (p["single_order_share"] or 0.0) >= 0.6
     high_value = mon >= q["monetary"][4]
     frequent = freq >= max(q["frequency"][4], 2)
     cheap = line <= q["line_value"][1]
@@ -165,7 +251,7 @@ def _base_label(p: dict[str, Any], q: dict[str, NDArray[np.float64]]) -> str:
     return "Active occasional buyers" if recent else "Occasional buyers"
 
 
-def _label_profiles(profiles: list[dict[str, Any]], pop: dict[str, NDArray[np.float64]]) -> None:
+def _label_profiles(profiles: list[SegmentProfile], pop: dict[str, NDArray[np.float64]]) -> None:
     """Set a unique human-readable ``label`` on every profile, in place."""
     q = {
         name: np.quantile(v, [0.2, 0.25, 0.4, 0.5, 0.75]) if v.size else np.zeros(5)
@@ -182,7 +268,7 @@ def _label_profiles(profiles: list[dict[str, Any]], pop: dict[str, NDArray[np.fl
             p["label"] = "Mainstream customers"
         else:
             p["label"] = _base_label(p, q)
-    by_label: dict[str, list[dict[str, Any]]] = {}
+    by_label: dict[str, list[SegmentProfile]] = {}
     for p in profiles:
         by_label.setdefault(p["label"], []).append(p)
     for label, dups in by_label.items():
