@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.table import Table
 
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
+
+if TYPE_CHECKING:
+    from app.ml.segmentation import SegmentProfile
 
 cli = typer.Typer(help="Tastemaker: recommendations and customer segments for online shops.")
 import_cli = typer.Typer(help="Load data files into the store.")
@@ -371,7 +374,7 @@ def segments() -> None:
         Console().print(table)
 
 
-def _profile_row(p: dict) -> list[str]:
+def _profile_row(p: SegmentProfile) -> list[str]:
     def fmt(value: object) -> str:
         return f"{value:.1f}" if isinstance(value, float) else str(value)
 
@@ -443,8 +446,8 @@ def keys_list() -> None:
                 key.created_at.isoformat(),
                 revoked,
             )
-    for key in settings.api_keys:
-        table.add_row(key.name, "(settings)", ",".join(key.scopes), "", "")
+    for setting in settings.api_keys:
+        table.add_row(setting.name, "(settings)", ",".join(setting.scopes), "", "")
     Console().print(table)
 
 
@@ -517,8 +520,10 @@ def models_activate(
                 service.activate_version(session, settings, version)
         except AppError as exc:
             _refuse(exc.detail, 1)
+        loop = asyncio.new_event_loop()
         for callback in pop_after_commit(session):
-            asyncio.run(callback())
+            loop.run_until_complete(callback())
+        loop.close()
     console.print(f"Model version {version} is active.")
 
 
@@ -553,4 +558,4 @@ def _database_problem(exc: Exception) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

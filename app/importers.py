@@ -87,8 +87,11 @@ class EventWriter:
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session] | None = None) -> None:
         self.settings = settings
-        self.engine = None if factory else make_engine(settings.resolved_database_url)
-        self.factory = factory or make_sessionmaker(self.engine)
+        self.engine = None
+        if factory is None:
+            self.engine = make_engine(settings.resolved_database_url)
+            factory = make_sessionmaker(self.engine)
+        self.factory = factory
         self.cache = make_cache(settings)
         self.loop = asyncio.new_event_loop()
 

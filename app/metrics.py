@@ -28,6 +28,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -154,5 +155,5 @@ def exposition(extra: Iterable[Collector] = ()) -> bytes:
 class _Default(Collector):
     """The in-process registry's metrics, inside a registry of their own per scrape."""
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterable[Metric]:
         return REGISTRY.collect()

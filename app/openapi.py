@@ -67,7 +67,7 @@ def _security(routes: list[Any], schema: dict[str, Any]) -> None:
         scope = _scope_of(route)
         if scope is None:
             continue
-        for method in route.methods:
+        for method in route.methods or ():
             operation = schema["paths"].get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue

@@ -1,5 +1,5 @@
-"""The layout holds: import contracts (pyproject's [tool.importlinter]), types (mypy), lint and
-format (ruff).
+"""The layout holds: import contracts (pyproject's [tool.importlinter]), types on all of app/
+(mypy), lint and format (ruff).
 
 Each tool runs as the developer would run it, from the repository root; a broken contract, a
 type error, a lint finding or an unformatted file fails the suite with the tool's own report.
@@ -43,6 +43,6 @@ def test_every_file_is_formatted() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_ml_core_type_checks() -> None:
+def test_the_service_type_checks() -> None:
     result = _run(sys.executable, "-m", "mypy")
     assert result.returncode == 0, result.stdout + result.stderr

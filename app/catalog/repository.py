@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, and_, not_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from app.catalog.models import Item
@@ -60,7 +61,7 @@ def retire(session: Session, item_id: str) -> bool:
         .where(Item.id == item_id, Item.retired_at.is_(None))
         .values(is_available=False, retired_at=now, updated_at=now)
     )
-    return bool(result.rowcount)
+    return bool(cast(CursorResult[Any], result).rowcount)
 
 
 def all_items(session: Session) -> Sequence[Item]:

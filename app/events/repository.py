@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, any_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from app.catalog import repository as catalog_repository
@@ -111,7 +112,7 @@ def stored_payloads(session: Session, event_ids: list[str]) -> dict[str, tuple[A
     rows = session.execute(
         select(Event.event_id, *PAYLOAD).where(_among(session, Event.event_id, event_ids))
     ).all()
-    return {row[0]: tuple(row[1:]) for row in rows}
+    return {row[0]: tuple(row[1:]) for row in rows if row[0] is not None}
 
 
 def insert_events(session: Session, rows: list[dict[str, Any]]) -> int:
@@ -121,8 +122,8 @@ def insert_events(session: Session, rows: list[dict[str, Any]]) -> int:
     # ON CONFLICT guards the race with a concurrent batch carrying the same ids; the row count
     # says how many landed (RETURNING would cost half as much again as the insert).
     stmt = _insert(session, Event).on_conflict_do_nothing(index_elements=["event_id"])
-    result = session.execute(stmt, rows)
-    return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+    count = cast(CursorResult[Any], session.execute(stmt, rows)).rowcount
+    return count if count is not None and count >= 0 else len(rows)
 
 
 def record_ingest_change(session: Session, user_ids: list[str], keep_seconds: float) -> None:

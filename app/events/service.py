@@ -143,7 +143,7 @@ def validate_events(
     """Check every event; raise one error listing every bad field, else return the rows."""
     rules = Rules.at(settings, now)
     rows = []
-    errors = []
+    errors: list[dict[str, str]] = []
     for i, event in enumerate(events):
         row, problems = check_event(event, rules)
         rows.append(row)

@@ -12,7 +12,6 @@ from app.db import Base, JSONType, UTCDateTime, utcnow
 
 #: A run's life: queued, then running, then succeeded or failed (a silent trainer is failed).
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
-ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
 
 
 class TrainingRun(Base):

@@ -333,7 +333,7 @@ def register(session: Session, settings: Settings, built: BuiltBundle) -> tuple[
     session.flush()
     new, old = served_ndcg(built.metrics), served_ndcg(current.metrics if current else None)
     comparable = current is not None and same_protocol(built.metrics, current.metrics)
-    if comparable and new is not None and old is not None:
+    if current is not None and comparable and new is not None and old is not None:
         floor = old * (1 - settings.quality_gate_tolerance)
         if new < floor:
             row.note = (

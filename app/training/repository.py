@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.events.models import Event
-from app.training.models import ModelVersion, StoreIdentity, TrainingRun
+from app.training.models import ModelVersion, RunStatus, StoreIdentity, TrainingRun
 
 
 def active_run(session: Session) -> TrainingRun | None:
@@ -40,7 +40,7 @@ def get_run(session: Session, run_id: int, *, for_update: bool = False) -> Train
     )
 
 
-def finish_run(session: Session, run: TrainingRun, status: str, **fields: Any) -> None:
+def finish_run(session: Session, run: TrainingRun, status: RunStatus, **fields: Any) -> None:
     """Mark a run succeeded or failed and free the single-run slot."""
     run.status = status
     run.active_slot = None

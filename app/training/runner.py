@@ -107,7 +107,7 @@ def _register_run(
         run = repository.get_run(session, run_id, for_update=True)
         # A trainer that was stalled past the heartbeat timeout has lost its run: it must
         # not activate anything, and another run may already be going.
-        if not _still_ours(run):
+        if run is None or not _still_ours(run):
             raise RunTakenAway(f"run {run_id} was taken away from this trainer")
         activated, note = register(session, settings, built)
         repository.finish_run(
@@ -130,7 +130,7 @@ def _fail_run(
         shutil.rmtree(built.path, ignore_errors=True)
     with factory.begin() as session:
         run = repository.get_run(session, run_id, for_update=True)
-        if _still_ours(run):
+        if run is not None and _still_ours(run):
             repository.finish_run(
                 session, run, "failed", error=f"{type(exc).__name__}: {exc}"[:4000]
             )
