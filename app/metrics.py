@@ -47,9 +47,11 @@ LATENCY = Histogram(
 )
 CACHE = Counter(
     "tastemaker_cache_lookups",
-    "Cache look-ups by tier (local, redis) and result (hit, miss).",
+    "Look-ups of cached answers in the customers' records, by tier (local, redis) and result.",
     ["tier", "result"],
 )
+CACHE_HIT = {tier: CACHE.labels(tier, "hit") for tier in ("local", "redis")}
+CACHE_MISS = {tier: CACHE.labels(tier, "miss") for tier in ("local", "redis")}
 BREAKER_OPEN = Gauge(
     "tastemaker_cache_breaker_open",
     "1 while a worker's Redis circuit breaker is open (the service answers degraded).",
@@ -60,7 +62,8 @@ BREAKER_OPENINGS = Counter(
 )
 RATE_LIMITED = Counter(
     "tastemaker_rate_limited",
-    "Requests refused by a rate limit, by kind (key, auth_failures).",
+    "Requests refused by a rate limit, by kind (a scope's per-key limit: read, write, admin; "
+    "webhook per address; auth_failures per address).",
     ["kind"],
 )
 AUTH_FAILURES = Counter("tastemaker_auth_failures", "Requests whose key was missing or wrong.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
+from app import metrics
 from app.cache.base import new_version
 
 
@@ -104,7 +105,11 @@ class LocalCache:
         """A field of the record under `key`, or None."""
         record = self._record(key)
         entry = record.fields.get(field) if record is not None else None
-        return entry[0] if entry is not None else None
+        if entry is None:
+            metrics.CACHE_MISS["local"].inc()
+            return None
+        metrics.CACHE_HIT["local"].inc()
+        return entry[0]
 
     async def claim(
         self, key: str, field: str | None, ttl: float

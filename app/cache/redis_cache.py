@@ -11,6 +11,7 @@ from typing import cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from app import metrics
 from app.cache.base import new_version
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,22 @@ class RedisCache:
     @property
     def degraded(self) -> bool:
         """True while the breaker is open after a Redis failure."""
-        return self._open_until > time.monotonic()
+        if not self._open_until:
+            return False
+        if self._open_until > time.monotonic():
+            return True
+        self._close()  # the window has passed
+        return False
+
+    def _close(self) -> None:
+        self._open_until = 0.0
+        metrics.BREAKER_OPEN.set(0)
 
     async def _failed(self, exc: Exception) -> None:
         if not self.degraded:
             log.warning("redis unavailable, degrading for %.0fs: %s", self.breaker_seconds, exc)
+            metrics.BREAKER_OPENINGS.inc()
+            metrics.BREAKER_OPEN.set(1)
         self._open_until = time.monotonic() + self.breaker_seconds
         # Pooled connections to a crashed Redis are dead; without this the first calls after
         # it returns pick them up, fail, and reopen the breaker for another window.
@@ -136,12 +148,15 @@ class RedisCache:
     async def get_field(self, key: str, field: str) -> bytes | None:
         """A field of the record under `key` (one HGET), or None on a miss or a failure."""
         if self.degraded:
+            metrics.CACHE_MISS["redis"].inc()
             return None
         try:
-            return cast("bytes | None", await self._client.hget(self.prefix + key, field))
+            value = cast("bytes | None", await self._client.hget(self.prefix + key, field))
         except (RedisError, OSError) as exc:
             await self._failed(exc)
-            return None
+            value = None
+        (metrics.CACHE_MISS if value is None else metrics.CACHE_HIT)["redis"].inc()
+        return value
 
     async def claim(
         self, key: str, field: str | None, ttl: float

@@ -20,6 +20,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
+from app import metrics
 from app.config import Settings
 from app.errors import AppError
 
@@ -68,6 +69,7 @@ class Limiter:
         if item is None:
             return
         if not await self._hit(item, scope, identity):
+            metrics.RATE_LIMITED.labels(scope).inc()
             await self._refuse(item, scope, identity, f"rate limit of {item} for scope {scope!r}")
 
     def check_failures(self, client: str) -> None:
@@ -79,12 +81,14 @@ class Limiter:
         if retry_after <= 0:
             self._blocked.pop(client, None)
             return
+        metrics.RATE_LIMITED.labels("auth_failures").inc()
         raise self._limited(self.failures, retry_after, self._failures_what)
 
     async def failed(self, client: str) -> None:
         """Count a failed authentication of `client`; past the limit, refuse it (429) for a while."""
         if await self._hit(self.failures, "auth_failure", client):
             return
+        metrics.RATE_LIMITED.labels("auth_failures").inc()
         await self._refuse(self.failures, "auth_failure", client, self._failures_what)
 
     async def _hit(self, item: RateLimitItem, scope: str, identity: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import orjson
 import pytest
@@ -86,6 +87,23 @@ def test_metrics_count_requests_events_and_answers(ops):
     answers = "tastemaker_recommendations_total"
     assert _delta(after, before, answers, source="fallback", placement="explore") == 3
     assert _delta(after, before, "tastemaker_auth_failures_total") == 1
+    lookups = "tastemaker_cache_lookups_total"
+    # The event dropped m1's record: the first answer is computed, the next two come cached.
+    assert _delta(after, before, lookups, tier="local", result="hit") == 2
+    assert _delta(after, before, lookups, tier="local", result="miss") >= 1
+
+
+def test_rate_limit_rejections_are_counted(settings):
+    # A key of its own: a limit kept in Redis outlives the test.
+    reader = "tm_read_" + uuid.uuid4().hex
+    keys = [*KEYS, {"name": reader[:20], "sha256": hash_key(reader), "scopes": ["read"]}]
+    limited = override(settings, api_keys=keys, rate_limits={"read": "2/minute"})
+    with TestClient(create_app(limited)) as client:
+        before = _scrape(client)
+        codes = [client.get("/recommend/r1", headers=_auth(reader)).status_code for _ in range(3)]
+        after = _scrape(client)
+    assert codes == [200, 200, 429]
+    assert _delta(after, before, "tastemaker_rate_limited_total", kind="read") == 1
 
 
 def test_a_retrain_shows_in_the_model_and_training_metrics(ops, settings):

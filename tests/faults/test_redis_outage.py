@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.cache import RedisCache
 from app.config import Settings
@@ -177,9 +178,21 @@ def test_recommend_stays_fast_and_says_degraded_while_redis_is_down(
             time.sleep(0.25)
         quiet_at = time.monotonic()
         time.sleep(AFTER_QUIET_SECONDS)
+        scrape = httpx.get(service.base_url + "/metrics", timeout=10)
     finally:
         clients.stop()
         service.stop()
+
+    # The outage shows in the metrics: the breaker opened, and it is closed again.
+    assert scrape.status_code == 200, scrape.text
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(scrape.text)
+        for sample in family.samples
+    }
+    assert samples["tastemaker_cache_breaker_openings_total"] >= 1
+    assert samples["tastemaker_cache_breaker_open"] == 0
+    assert samples["tastemaker_cache_lookups_total"] > 0
 
     answers = clients.answers
     recovered_at = min(a.started for a in answers if a.started >= up_at and a.degraded is False)
