@@ -416,8 +416,10 @@ def keys_create(
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))
     key = generate_key()
     with factory.begin() as session:
-        if repository.by_name(session, name) is not None:
-            console.print(f"[red]a key named {name!r} exists; revoke it or pick another name[/red]")
+        if repository.active_by_name(session, name) is not None:
+            console.print(
+                f"[red]an active key is named {name!r}; revoke it or pick another name[/red]"
+            )
             raise typer.Exit(1)
         repository.add(
             session, ApiKey(name=name, prefix=key[:8], key_hash=hash_key(key), scopes=sorted(scope))
@@ -459,8 +461,8 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> 
     settings = _settings()
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))
     with factory.begin() as session:
-        key = repository.by_name(session, name)
-        if key is None or key.revoked_at is not None:
+        key = repository.active_by_name(session, name)
+        if key is None:
             console.print(f"[red]no active key named {name!r}[/red]")
             raise typer.Exit(1)
         repository.revoke(session, key)

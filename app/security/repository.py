@@ -16,9 +16,9 @@ def all_keys(session: Session) -> Sequence[ApiKey]:
     return session.scalars(select(ApiKey).order_by(ApiKey.name)).all()
 
 
-def by_name(session: Session, name: str) -> ApiKey | None:
-    """The key called `name`."""
-    return session.scalar(select(ApiKey).where(ApiKey.name == name))
+def active_by_name(session: Session, name: str) -> ApiKey | None:
+    """The active (not revoked) key called `name`."""
+    return session.scalar(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None)))
 
 
 def add(session: Session, key: ApiKey) -> None:

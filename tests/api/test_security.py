@@ -81,6 +81,15 @@ def test_stored_keys_can_be_created_and_revoked(settings):
             assert runner.invoke(cli, ["keys", "revoke", "crm"], env=env).exit_code == 0
             asyncio.run(client.app.state.keyring.refresh(force=True))
             assert client.post("/events", json=EVENT, headers=_auth(key)).status_code == 401
+            # The name of a revoked key can be used again; a second active one cannot.
+            again = runner.invoke(cli, ["keys", "create", "crm", "--scope", "write"], env=env)
+            assert again.exit_code == 0, again.output
+            new_key = again.output.strip().splitlines()[-1]
+            twice = runner.invoke(cli, ["keys", "create", "crm", "--scope", "read"], env=env)
+            assert twice.exit_code == 1 and "active key" in twice.output
+            asyncio.run(client.app.state.keyring.refresh(force=True))
+            assert client.post("/events", json=EVENT, headers=_auth(new_key)).status_code == 200
+            assert client.post("/events", json=EVENT, headers=_auth(key)).status_code == 401
     finally:
         get_settings.cache_clear()
 
