@@ -33,14 +33,37 @@ def _store_state(request: Request) -> str:
 
 @router.get("/ready", response_model=None)
 async def ready(request: Request) -> Response:
-    """Readiness: store reachable and migrated, cache reachable, which model is loaded."""
+    """Readiness, for a load balancer: 503 only when this worker cannot answer reads at all.
+
+    A soft outage keeps the worker in rotation (every replica shares the same store and cache,
+    so pulling them all would turn a degraded service into none): with Redis or PostgreSQL
+    down, reads are answered from the loaded model, marked ``degraded``, and the body says
+    which write paths are unavailable. Not ready: a schema the code does not know, or the
+    store down with no model loaded.
+    """
     store = await run_in_threadpool(_store_state, request)
     cache_ok = await request.app.state.cache.ping()
     registry = request.app.state.registry
     model: dict[str, Any] = registry.describe()
-    checks = {"store": store, "cache": "ok" if cache_ok else "unavailable", "model": model}
-    is_ready = store == "ok" and cache_ok
-    body = {"status": "ready" if is_ready else "not_ready", "checks": checks}
+    store_ok = store == "ok"
+    can_read = store != "not_migrated" and (store_ok or registry.current is not None)
+    if not can_read:
+        status = "not_ready"
+    elif store_ok and cache_ok:
+        status = "ready"
+    else:
+        status = "degraded"
+    body = {
+        "status": status,
+        "checks": {"store": store, "cache": "ok" if cache_ok else "unavailable", "model": model},
+        "paths": {
+            "read": "unavailable" if not can_read else "ok" if status == "ready" else "degraded",
+            "events": "ok" if store_ok else "unavailable: the store is down",
+            "erasure": "ok"
+            if store_ok and cache_ok
+            else "unavailable: " + ("the store is down" if not store_ok else "the cache is down"),
+        },
+    }
     return Response(
-        orjson.dumps(body), status_code=200 if is_ready else 503, media_type="application/json"
+        orjson.dumps(body), status_code=200 if can_read else 503, media_type="application/json"
     )
