@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from app.config import Settings, get_settings
@@ -68,6 +77,38 @@ def _root(
     ] = False,
 ) -> None:
     """Tastemaker: recommendations and customer segments for online shops."""
+
+
+class _FileProgress:
+    """A file import's progress: bytes read of the file's size, rows so far, rate and ETA."""
+
+    def __init__(self, description: str, path: Path) -> None:
+        self.progress = Progress(
+            TextColumn(f"[bold]{description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[rows]:,} rows ({task.fields[per_s]:,.0f}/s)"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task("file", total=path.stat().st_size, rows=0, per_s=0)
+        self.rows = 0
+
+    def __enter__(self) -> _FileProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, rows: int, bytes_read: int) -> None:
+        self.rows += rows
+        elapsed = self.progress.tasks[0].elapsed or 0.0
+        per_s = self.rows / elapsed if elapsed > 0 else 0.0
+        self.progress.update(self.task, completed=bytes_read, rows=self.rows, per_s=per_s)
 
 
 @cli.command()
@@ -144,9 +185,8 @@ def import_online_retail(
     from app.importers import import_online_retail as run_import
 
     settings = _settings()
-    with _progress("Importing Online Retail") as progress:
-        task = progress.add_task("rows", total=None)
-        summary = run_import(settings, path, lambda n: progress.advance(task, n))
+    with _FileProgress("Importing Online Retail", path) as progress:
+        summary = run_import(settings, path, progress)
     _print_summary(summary.as_dict())
 
 
@@ -175,9 +215,8 @@ def import_events(
             )
             raise typer.Exit(2)
         mapping[target] = source
-    with _progress("Importing events") as progress:
-        task = progress.add_task("rows", total=None)
-        summary = import_events_file(settings, path, mapping, lambda n: progress.advance(task, n))
+    with _FileProgress("Importing events", path) as progress:
+        summary = import_events_file(settings, path, mapping, progress)
     _print_summary(summary.as_dict())
 
 

@@ -19,20 +19,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.cache import make_cache
 from app.config import Settings
+from app.datasets.files import CountingFile, open_text
 from app.datasets.online_retail import OnlineRetailRow, read_online_retail
 from app.db import make_engine, make_sessionmaker, pop_after_commit, unit_of_work, utcnow
 from app.events import service
 from app.events.schemas import EventIn, IngestResult
 
 BATCH_SIZE = 5000
-Progress = Callable[[int], None]
+#: Called after each batch with its number of rows and the bytes of the file read so far.
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -175,7 +177,7 @@ def import_online_retail(
             if events:
                 summary.add(writer.write(events, now, users, items))
             if progress:
-                progress(len(batch))
+                progress(len(batch), reader.bytes_read)
     summary.read = reader.kept + sum(reader.dropped.values())
     summary.dropped.update(reader.dropped)
     return summary
@@ -195,21 +197,36 @@ def _content_id(raw: dict[str, Any]) -> str:
     return f"f-{digest[:32]}"
 
 
-def _read_rows(path: Path) -> Iterator[dict[str, Any] | str]:
+class _Rows:
+    """The rows of an events file, with the bytes of the file read so far."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counter: CountingFile | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        return self.counter.bytes_read if self.counter is not None else 0
+
+    def __iter__(self) -> Iterator[dict[str, Any] | str]:
+        handle, self.counter = open_text(self.path)
+        with handle:
+            yield from _parse_rows(self.path, handle)
+
+
+def _parse_rows(path: Path, handle: IO[str]) -> Iterator[dict[str, Any] | str]:
     """JSON lines as the API would decode them, or CSV rows with numbers parsed (else why not)."""
     if path.suffix in {".jsonl", ".ndjson"}:
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        yield "invalid_json"
-                        continue
-                    yield row if isinstance(row, dict) else "invalid_json"
+        for line in handle:
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    yield "invalid_json"
+                    continue
+                yield row if isinstance(row, dict) else "invalid_json"
     else:
-        with path.open(encoding="utf-8", newline="") as handle:
-            yield from csv.DictReader(handle)
+        yield from csv.DictReader(handle)
 
 
 def _csv_number(text: str) -> float | str:
@@ -234,8 +251,9 @@ def import_events_file(
     """
     is_csv = path.suffix not in {".jsonl", ".ndjson"}
     summary = ImportSummary()
+    rows = _Rows(path)
     with EventWriter(settings) as writer:
-        for batch in _batches(_read_rows(path), BATCH_SIZE):
+        for batch in _batches(rows, BATCH_SIZE):
             now = utcnow()
             rules = service.Rules.at(settings, now)
             events = []
@@ -262,5 +280,5 @@ def import_events_file(
             if events:
                 summary.add(writer.write(events, now))
             if progress:
-                progress(len(batch))
+                progress(len(batch), rows.bytes_read)
     return summary

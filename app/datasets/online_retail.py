@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
-import lzma
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.datasets.files import CountingFile, open_text
 from app.ml.interactions import Catalog, EventLog
 
 COLUMNS = (
@@ -77,12 +76,6 @@ def row_event_id(fields: Iterable[str]) -> str:
     return f"or-{digest[:32]}"
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".xz":
-        return lzma.open(path, "rt", encoding="utf-8", errors="replace", newline="")
-    return open(path, encoding="utf-8", errors="replace", newline="")
-
-
 def _customer_id(raw: str) -> str | None:
     raw = raw.strip()
     if not raw:
@@ -106,6 +99,12 @@ class OnlineRetailReader:
         self.path = Path(path)
         self.dropped: Counter[str] = Counter()
         self.kept = 0
+        self._counter: CountingFile | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the file read so far (of ``path.stat().st_size``)."""
+        return self._counter.bytes_read if self._counter is not None else 0
 
     def __iter__(self) -> Iterator[OnlineRetailRow]:
         self.dropped = Counter()
@@ -114,7 +113,8 @@ class OnlineRetailReader:
             raise FileNotFoundError(f"Online Retail file not found: {self.path}")
         seen: set[str] = set()
         dates: dict[str, datetime] = {}
-        with _open_text(self.path) as handle:
+        handle, self._counter = open_text(self.path, errors="replace")
+        with handle:
             reader = csv.reader(handle)
             header = next(reader, None)
             if header is None:

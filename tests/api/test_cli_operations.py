@@ -89,3 +89,16 @@ def test_train_prints_its_phases_and_models_can_be_listed_and_activated(settings
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert missing.stderr.strip() == "tastemaker: model version 7 does not exist"
     assert _cli(settings, "models", "activate", "1").returncode == 0
+
+
+@EMBEDDED
+def test_import_shows_the_file_read_its_rows_and_rate(settings, tmp_path):
+    path = tmp_path / "events.csv"
+    lines = ["user_id,item_id,type"] + [f"u{i % 7},i{i % 11},view" for i in range(300)]
+    path.write_text("\n".join(lines) + "\n")
+    done = _cli(settings, "import", "events", str(path), COLUMNS="200")
+    assert done.returncode == 0, done.stderr
+    size_kb = f"{path.stat().st_size / 1000:.1f}"
+    assert f"{size_kb}/{size_kb} kB" in done.stderr, done.stderr
+    assert "300 rows" in done.stderr and "/s)" in done.stderr
+    assert "inserted" in done.stdout
