@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -23,6 +23,24 @@ class FieldError(BaseModel):
 
 class ErrorOut(BaseModel):
     """The body of every error answer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "validation_error",
+                    "detail": "body.events.0.type: unknown event type 'tap'",
+                    "fields": [
+                        {
+                            "path": "events.0.type",
+                            "message": "unknown event type 'tap'",
+                            "type": "event_type",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
     error: str = Field(description="A stable machine-readable code, e.g. `not_found`")
     detail: str = Field(description="A sentence that says what was wrong")

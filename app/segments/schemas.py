@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.deps import query_model
 from app.ml.segmentation import Algorithm
 from app.schemas import ID_MAX_LENGTH, ID_PATTERN
+from app.segments import examples
 
 
 class SegmentRef(BaseModel):
@@ -39,6 +40,8 @@ class SegmentOut(BaseModel):
     With the store down and nothing cached, the segment assigned at the last retrain is
     returned instead, with `degraded: true` and no RFM figures.
     """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.SEGMENT]})
 
     user_id: str
     segment: SegmentRef
@@ -151,6 +154,8 @@ class OtherAlgorithmOut(BaseModel):
 class SegmentsOut(BaseModel):
     """Every segment's profile and the clustering quality figures."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.SEGMENTS]})
+
     model_version: int
     algorithm: Algorithm
     quality: QualityOut
@@ -178,6 +183,8 @@ MembersParams = Annotated[MembersQuery, Depends(query_model(MembersQuery))]
 
 class MembersOut(BaseModel):
     """One page of a segment's members (as assigned at the last retrain)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.MEMBERS]})
 
     segment_id: int
     model_version: int

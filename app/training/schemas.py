@@ -13,6 +13,19 @@ from app.training.models import RunStatus
 class RetrainAccepted(BaseModel):
     """A queued (or already running) training run."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "run_id": 12,
+                    "status": "queued",
+                    "status_url": "/retrain/12",
+                    "already_running": False,
+                }
+            ]
+        }
+    )
+
     run_id: int
     status: RunStatus
     status_url: str
@@ -22,7 +35,28 @@ class RetrainAccepted(BaseModel):
 class RunOut(BaseModel):
     """A training run's state, timings, metrics or error."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 12,
+                    "status": "succeeded",
+                    "requested_at": "2026-12-01T03:00:00Z",
+                    "started_at": "2026-12-01T03:00:01Z",
+                    "finished_at": "2026-12-01T03:01:05Z",
+                    "error": None,
+                    "metrics": {
+                        "recommender": {
+                            "models": {"served": {"ndcg": 0.1355}, "popularity": {"ndcg": 0.061}}
+                        }
+                    },
+                    "timings": {"total_s": 64.2},
+                    "model_version": 7,
+                }
+            ]
+        },
+    )
 
     id: int
     status: RunStatus
@@ -38,7 +72,20 @@ class RunOut(BaseModel):
 class VersionOut(BaseModel):
     """A trained model version."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "version": 7,
+                    "created_at": "2026-12-01T03:01:05Z",
+                    "is_active": True,
+                    "metrics": {"recommender": {"models": {"served": {"ndcg": 0.1355}}}},
+                    "note": None,
+                }
+            ]
+        },
+    )
 
     version: int
     created_at: datetime
