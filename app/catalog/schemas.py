@@ -11,6 +11,16 @@ from app.schemas import Attributes, ExternalId, Text
 
 Category = Annotated[Text, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 
+# The example item of the OpenAPI document.
+_ITEM: dict[str, Any] = {
+    "title": "Red mug",
+    "description": "A 350 ml stoneware mug",
+    "categories": ["kitchen", "mugs"],
+    "price": 12.5,
+    "attributes": {"brand": "Acme"},
+    "is_available": True,
+}
+
 
 class ItemIn(BaseModel):
     """An item's catalogue data as the shop sends it."""
@@ -18,18 +28,7 @@ class ItemIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         allow_inf_nan=False,
-        json_schema_extra={
-            "examples": [
-                {
-                    "title": "Red mug",
-                    "description": "A 350 ml stoneware mug",
-                    "categories": ["kitchen", "mugs"],
-                    "price": 12.5,
-                    "attributes": {"brand": "Acme"},
-                    "is_available": True,
-                }
-            ]
-        },
+        json_schema_extra={"examples": [_ITEM]},
     )
 
     title: Text = Field("", max_length=512)
@@ -43,21 +42,7 @@ class ItemIn(BaseModel):
 class ItemWithId(ItemIn):
     """An item in a batch upsert."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "sku-7",
-                    "title": "Red mug",
-                    "description": "A 350 ml stoneware mug",
-                    "categories": ["kitchen", "mugs"],
-                    "price": 12.5,
-                    "attributes": {"brand": "Acme"},
-                    "is_available": True,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": "sku-7", **_ITEM}]})
 
     id: ExternalId
 
@@ -69,20 +54,7 @@ class ItemBatchIn(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {
-                    "items": [
-                        {
-                            "id": "sku-7",
-                            "title": "Red mug",
-                            "description": "A 350 ml stoneware mug",
-                            "categories": ["kitchen", "mugs"],
-                            "price": 12.5,
-                            "attributes": {"brand": "Acme"},
-                            "is_available": True,
-                        },
-                        {"id": "sku-9", "title": "Blue mug"},
-                    ]
-                }
+                {"items": [{"id": "sku-7", **_ITEM}, {"id": "sku-9", "title": "Blue mug"}]}
             ]
         },
     )
@@ -99,12 +71,7 @@ class ItemOut(BaseModel):
             "examples": [
                 {
                     "id": "sku-7",
-                    "title": "Red mug",
-                    "description": "A 350 ml stoneware mug",
-                    "categories": ["kitchen", "mugs"],
-                    "price": 12.5,
-                    "attributes": {"brand": "Acme"},
-                    "is_available": True,
+                    **_ITEM,
                     "is_placeholder": False,
                     "created_at": "2026-11-01T09:00:00Z",
                     "updated_at": "2026-11-30T18:00:00Z",

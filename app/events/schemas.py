@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from app.schemas import ExternalId
+
+# The example event of the OpenAPI document.
+_EVENT: dict[str, Any] = {
+    "event_id": "e-1001",
+    "user_id": "c42",
+    "item_id": "sku-7",
+    "type": "purchase",
+    "value": 2.0,
+    "order_id": "o-77",
+    "occurred_at": "2026-11-30T18:05:00Z",
+}
 
 
 class EventIn(BaseModel):
@@ -16,19 +27,7 @@ class EventIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         allow_inf_nan=False,
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": "e-1001",
-                    "user_id": "c42",
-                    "item_id": "sku-7",
-                    "type": "purchase",
-                    "value": 2.0,
-                    "order_id": "o-77",
-                    "occurred_at": "2026-11-30T18:05:00Z",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [_EVENT]},
     )
 
     event_id: ExternalId | None = Field(None, description="Client id; a repeat is not stored again")
@@ -57,20 +56,7 @@ class EventBatchIn(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {
-                    "events": [
-                        {
-                            "event_id": "e-1001",
-                            "user_id": "c42",
-                            "item_id": "sku-7",
-                            "type": "purchase",
-                            "value": 2.0,
-                            "order_id": "o-77",
-                            "occurred_at": "2026-11-30T18:05:00Z",
-                        },
-                        {"user_id": "c42", "item_id": "sku-9", "type": "view"},
-                    ]
-                }
+                {"events": [_EVENT, {"user_id": "c42", "item_id": "sku-9", "type": "view"}]}
             ]
         },
     )
@@ -99,20 +85,7 @@ class EventOut(BaseModel):
 
     model_config = ConfigDict(
         from_attributes=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "event_id": "e-1001",
-                    "user_id": "c42",
-                    "item_id": "sku-7",
-                    "type": "purchase",
-                    "value": 2.0,
-                    "order_id": "o-77",
-                    "occurred_at": "2026-11-30T18:05:00Z",
-                    "received_at": "2026-11-30T18:05:01Z",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [{**_EVENT, "received_at": "2026-11-30T18:05:01Z"}]},
     )
 
     event_id: str | None
