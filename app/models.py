@@ -1,9 +1,9 @@
 """Every table, imported once so that `Base.metadata` is complete (Alembic, tests)."""
 
 from app.catalog.models import Item
-from app.customers.models import Erasure, User
+from app.customers.models import Erasure
 from app.db import Base
-from app.events.models import Event, IngestChange
+from app.events.models import Event, IngestChange, User
 from app.security.models import ApiKey
 from app.training.models import ModelVersion, StoreIdentity, TrainingRun
 

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from app.customers.models import Erasure, User
-from app.events.models import Event
+from app.customers.models import Erasure
+from app.events.models import Event, User
 
 
 def get(session: Session, user_id: str) -> User | None:

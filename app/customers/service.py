@@ -9,12 +9,12 @@ from sqlalchemy.orm import Session
 from app.cache import Cache
 from app.config import Settings
 from app.customers import repository
-from app.customers.models import User
 from app.customers.schemas import UserExport, UserIn, UserOut
 from app.db import after_commit, utcnow
 from app.errors import NotFound, ServiceUnavailable
 from app.events import service as events_service
 from app.events import user_record
+from app.events.models import User
 from app.events.schemas import EventOut
 from app.serving_state import ServingState
 

@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session
 
 from app.catalog import repository as catalog_repository
 from app.catalog.models import Item
-from app.customers.models import User
 from app.db import utcnow
-from app.events.models import Event, IngestChange
+from app.events.models import Event, IngestChange, User
 
 # What an event says, in the order importers, conflict checks and training read it.
 PAYLOAD = (

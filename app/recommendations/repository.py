@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.customers.models import User
-from app.events.models import Event
+from app.events.models import Event, User
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.catalog.models import Item
-from app.customers.models import User
-from app.events.models import Event
+from app.events.models import Event, User
 
 
 def user_exists(session: Session, user_id: str) -> bool:

@@ -15,9 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.catalog.models import Item
-from app.customers.models import User
 from app.db import make_engine, make_sessionmaker
-from app.events.models import Event
+from app.events.models import Event, User
 from app.importers import import_events_file, import_online_retail
 from app.main import create_app
 from tests.conftest import require_online_retail
