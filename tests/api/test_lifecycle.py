@@ -1,0 +1,233 @@
+"""`tastemaker serve` as an operator runs it: signals, dead workers, and the retrain schedule.
+
+SIGTERM drains a request in flight, stops every worker and exits 0, leaving no process and a free
+port; a worker killed with SIGKILL is replaced; a killed supervisor takes its workers with it; the
+retrain schedule runs in one worker. Each server is a real subprocess on the embedded store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from app.config import Settings
+from tests.faults.servers import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+START_SECONDS = 120.0  # a loaded 2-core machine starts two workers slowly
+SCHEDULE_LINE = "retrain schedule runs in this process"
+
+
+def _wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} within {timeout:.0f}s")
+
+
+@dataclass
+class Served:
+    """A `tastemaker serve` subprocess, its port and its log."""
+
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def workers(self) -> list[psutil.Process]:
+        """The worker processes (multiprocessing's resource tracker is not one)."""
+        children = psutil.Process(self.process.pid).children()
+        return [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+
+    def tree(self) -> list[psutil.Process]:
+        parent = psutil.Process(self.process.pid)
+        return [parent, *parent.children(recursive=True)]
+
+    def answers(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def _settings(workdir: Path, sqlite_template: Path) -> Settings:
+    db = workdir / "tastemaker.db"
+    shutil.copy(sqlite_template, db)
+    return Settings(
+        database_url=f"sqlite:///{db}",
+        data_dir=workdir / "data",
+        model_dir=workdir / "models",
+        # The schedule runs (and logs that it does) but never finds a retrain due.
+        retrain_after_events=1_000_000,
+        shutdown_seconds=30,
+    )
+
+
+def _start(settings: Settings, workdir: Path, workers: int) -> Served:
+    port = free_port()
+    log = workdir / f"serve-{port}.log"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TASTEMAKER_")}
+    env = {**clean, **settings.child_environment(), "OPENBLAS_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    command += ["--workers", str(workers)]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=out, start_new_session=True
+        )
+    served = Served(process, port, log)
+    try:
+        _wait(
+            lambda: process.poll() is not None
+            or served.text().count("Application startup complete") >= workers,
+            START_SECONDS,
+            "the workers did not start",
+        )
+        assert process.poll() is None, served.text()
+        _wait(served.answers, 30, "the service did not answer")
+    except BaseException:
+        _kill_group(served)
+        raise
+    return served
+
+
+def _kill_group(served: Served) -> None:
+    """Whatever is left of a server's session (a test that failed midway)."""
+    try:
+        os.killpg(served.process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        served.process.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _gone(processes: list[psutil.Process], timeout: float = 30) -> None:
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    assert alive == [], [(p.pid, p.cmdline()) for p in alive]
+
+
+def _port_is_free(port: int) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # raises EADDRINUSE while anything still holds it
+
+
+def _scheduler_pids(text: str) -> list[int]:
+    return [int(pid) for pid in re.findall(re.escape(SCHEDULE_LINE) + r" \[(\d+)\]", text)]
+
+
+def _worker_pid(text: str, number: int) -> int:
+    return int(re.findall(rf"Started worker {number} \[(\d+)\]", text)[-1])
+
+
+@pytest.fixture(scope="module")
+def served(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One two-worker server shared by the tests below, in order; the last one stops it."""
+    workdir = tmp_path_factory.mktemp("lifecycle")
+    server = _start(_settings(workdir, sqlite_template), workdir, workers=2)
+    try:
+        yield server
+    finally:
+        _kill_group(server)
+
+
+def test_the_schedule_runs_in_worker_0_only(served):
+    assert len(served.workers()) == 2
+    assert _scheduler_pids(served.text()) == [_worker_pid(served.text(), 0)], served.text()
+
+
+def test_a_killed_worker_is_started_again_with_the_schedule(served):
+    killed = _worker_pid(served.text(), 0)
+    os.kill(killed, signal.SIGKILL)
+    _wait(
+        lambda: _worker_pid(served.text(), 0) != killed
+        and served.text().count("Application startup complete") >= 3,
+        START_SECONDS,
+        "worker 0 was not started again",
+    )
+    text = served.text()
+    assert re.search(rf"Worker 0 \[{killed}\] died \(exit code -9\)", text), text
+    assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == "zombie"
+    pids = {p.pid for p in served.workers()}
+    assert len(pids) == 2 and killed not in pids
+    # The schedule moved with the slot: still exactly one process runs it.
+    assert _scheduler_pids(text) == [killed, _worker_pid(text, 0)], text
+    for _ in range(20):  # new connections, spread over both workers' sockets
+        assert served.answers()
+
+
+def test_sigterm_finishes_the_request_in_flight_and_leaves_nothing(served):
+    tree = served.tree()
+    body = json.dumps({"events": [{"user_id": "u1", "item_id": "i1", "type": "view"}]}).encode()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=60) as conn:
+        # A request whose body is still arriving when the signal comes: it is in flight.
+        conn.sendall(
+            b"POST /events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10]
+        )
+        time.sleep(0.5)  # let a worker read the headers and start the request
+        served.process.send_signal(signal.SIGTERM)
+        _wait(
+            lambda: served.text().count("Shutting down") >= 2,
+            60,
+            "the workers did not begin to shut down",
+        )
+        conn.sendall(body[10:])
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["accepted"] == 1
+    assert served.process.wait(60) == 0, served.text()
+    _gone(tree)
+    _port_is_free(served.port)
+    text = served.text()
+    assert "Traceback" not in text and "killing it" not in text, text
+    assert text.count("Finished server process") == 2  # the killed worker never finished
+
+
+def test_a_killed_supervisor_takes_its_workers_with_it(sqlite_template, tmp_path):
+    server = _start(_settings(tmp_path, sqlite_template), tmp_path, workers=2)
+    try:
+        workers = server.workers()
+        assert len(workers) == 2
+        server.process.kill()
+        assert server.process.wait(30) == -signal.SIGKILL
+        _gone(workers)
+        _port_is_free(server.port)
+    finally:
+        _kill_group(server)
+
+
+def test_one_worker_stops_on_sigint_and_exits_0(sqlite_template, tmp_path):
+    server = _start(_settings(tmp_path, sqlite_template), tmp_path, workers=1)
+    try:
+        assert _scheduler_pids(server.text()) == [server.process.pid]
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(60) == 0, server.text()
+        _port_is_free(server.port)
+        assert "Traceback" not in server.text()
+    finally:
+        _kill_group(server)
