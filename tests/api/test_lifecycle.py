@@ -23,8 +23,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import yaml
 
 from app.config import Settings
+from app.server import GRACE_SECONDS
 from tests.faults.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -231,3 +233,15 @@ def test_one_worker_stops_on_sigint_and_exits_0(sqlite_template, tmp_path):
         assert "Traceback" not in server.text()
     finally:
         _kill_group(server)
+
+
+def test_docker_stop_reaches_the_service_and_waits_for_the_drain():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    command = next(line for line in dockerfile.splitlines() if line.startswith("CMD"))
+    # Exec form, and the shell replaced by the service: `tastemaker serve` gets docker's SIGTERM.
+    assert command.startswith("CMD [") and "exec tastemaker serve" in command
+    assert "STOPSIGNAL SIGTERM" in dockerfile
+    api = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["api"]
+    assert api["init"] is True
+    shutdown = int(api["environment"]["TASTEMAKER_SHUTDOWN_SECONDS"])
+    assert int(api["stop_grace_period"].removesuffix("s")) >= shutdown + GRACE_SECONDS
