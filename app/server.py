@@ -184,11 +184,13 @@ class Supervisor:
         due = [s.start_at for s in self.slots if s.start_at is not None]
         timeout = min([PARENT_POLL_SECONDS, *(max(0.0, at - time.monotonic()) for at in due)])
         multiprocessing.connection.wait(alive, timeout)
+        if self.stop_signal is not None:  # a Ctrl-C reaches the workers too: not a death
+            return
         now = time.monotonic()
         for slot in self.slots:
             if slot.process is not None and slot.process.exitcode is not None:
                 self._buried(slot, now)
-            if self.stop_signal is None and slot.start_at is not None and slot.start_at <= now:
+            if slot.start_at is not None and slot.start_at <= now:
                 self._start(slot)
 
     def _buried(self, slot: _Slot, now: float) -> None:

@@ -7,6 +7,7 @@ retrain schedule runs in one worker. Each server is a real subprocess on the emb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import yaml
 
 from app.config import Settings
 from app.server import GRACE_SECONDS
+from tests.conftest import override
 from tests.faults.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,8 +99,10 @@ def _start(settings: Settings, workdir: Path, workers: int) -> Served:
     served = Served(process, port, log)
     try:
         _wait(
-            lambda: process.poll() is not None
-            or served.text().count("Application startup complete") >= workers,
+            lambda: (
+                process.poll() is not None
+                or served.text().count("Application startup complete") >= workers
+            ),
             START_SECONDS,
             "the workers did not start",
         )
@@ -112,14 +116,10 @@ def _start(settings: Settings, workdir: Path, workers: int) -> Served:
 
 def _kill_group(served: Served) -> None:
     """Whatever is left of a server's session (a test that failed midway)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(served.process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         served.process.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _gone(processes: list[psutil.Process], timeout: float = 30) -> None:
@@ -128,8 +128,13 @@ def _gone(processes: list[psutil.Process], timeout: float = 30) -> None:
 
 
 def _port_is_free(port: int) -> None:
+    """A new server can listen on `port`: no socket listens there any more."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))  # raises EADDRINUSE while anything still holds it
+        # As every server binds (app.server._bind): closed connections in TIME_WAIT do not
+        # count, a socket still listening raises EADDRINUSE.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
 
 
 def _scheduler_pids(text: str) -> list[int]:
@@ -160,8 +165,10 @@ def test_a_killed_worker_is_started_again_with_the_schedule(served):
     killed = _worker_pid(served.text(), 0)
     os.kill(killed, signal.SIGKILL)
     _wait(
-        lambda: _worker_pid(served.text(), 0) != killed
-        and served.text().count("Application startup complete") >= 3,
+        lambda: (
+            _worker_pid(served.text(), 0) != killed
+            and served.text().count("Application startup complete") >= 3
+        ),
         START_SECONDS,
         "worker 0 was not started again",
     )
@@ -207,6 +214,7 @@ def test_sigterm_finishes_the_request_in_flight_and_leaves_nothing(served):
     _port_is_free(served.port)
     text = served.text()
     assert "Traceback" not in text and "killing it" not in text, text
+    assert text.count("died") == 1  # the worker killed above; stopping is no death
     assert text.count("Finished server process") == 2  # the killed worker never finished
 
 
@@ -223,14 +231,19 @@ def test_a_killed_supervisor_takes_its_workers_with_it(sqlite_template, tmp_path
         _kill_group(server)
 
 
-def test_one_worker_stops_on_sigint_and_exits_0(sqlite_template, tmp_path):
-    server = _start(_settings(tmp_path, sqlite_template), tmp_path, workers=1)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_stops_every_process_and_exits_0(sqlite_template, tmp_path, workers):
+    server = _start(_settings(tmp_path, sqlite_template), tmp_path, workers=workers)
     try:
-        assert _scheduler_pids(server.text()) == [server.process.pid]
-        server.process.send_signal(signal.SIGINT)
+        tree = server.tree()
+        if workers == 1:  # uvicorn runs in `tastemaker serve`, and so does the schedule
+            assert _scheduler_pids(server.text()) == [server.process.pid]
+        os.killpg(server.process.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole group
         assert server.process.wait(60) == 0, server.text()
+        _gone(tree)
         _port_is_free(server.port)
-        assert "Traceback" not in server.text()
+        text = server.text()
+        assert "Traceback" not in text and "died" not in text, text
     finally:
         _kill_group(server)
 
@@ -245,3 +258,22 @@ def test_docker_stop_reaches_the_service_and_waits_for_the_drain():
     assert api["init"] is True
     shutdown = int(api["environment"]["TASTEMAKER_SHUTDOWN_SECONDS"])
     assert int(api["stop_grace_period"].removesuffix("s")) >= shutdown + GRACE_SECONDS
+
+
+@pytest.mark.parametrize("settings", ["embedded"], indirect=True)
+@pytest.mark.parametrize("here", [True, False])
+def test_an_app_runs_the_schedule_only_where_its_settings_say(settings, here, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from app import main
+
+    started = []
+
+    async def schedule(factory, settings):
+        started.append(settings)
+
+    monkeypatch.setattr(main, "run_schedule", schedule)
+    settings = override(settings, retrain_after_events=10, retrain_schedule_here=here)
+    with TestClient(main.create_app(settings)) as client:
+        assert client.get("/health").status_code == 200
+    assert len(started) == int(here)
