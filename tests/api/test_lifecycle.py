@@ -137,6 +137,17 @@ def _port_is_free(port: int) -> None:
         sock.listen()
 
 
+def _read_until(conn: socket.socket, enough: Callable[[bytes], bool]) -> bytes:
+    """What the server sends on `conn`, until `enough` of it or until the server closes it."""
+    got = b""
+    while not enough(got):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def _scheduler_pids(text: str) -> list[int]:
     return [int(pid) for pid in re.findall(re.escape(SCHEDULE_LINE) + r" \[(\d+)\]", text)]
 
@@ -186,27 +197,22 @@ def test_a_killed_worker_is_started_again_with_the_schedule(served):
 def test_sigterm_finishes_the_request_in_flight_and_leaves_nothing(served):
     tree = served.tree()
     body = json.dumps({"events": [{"user_id": "u1", "item_id": "i1", "type": "view"}]}).encode()
+    continue_line = b"HTTP/1.1 100 Continue\r\n\r\n"
     with socket.create_connection(("127.0.0.1", served.port), timeout=60) as conn:
-        # A request whose body is still arriving when the signal comes: it is in flight.
         conn.sendall(
             b"POST /events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body[:10]
+            + f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode()
         )
-        time.sleep(0.5)  # let a worker read the headers and start the request
+        # The app asked for the body: the request is in flight when the signal comes.
+        assert _read_until(conn, lambda got: continue_line in got) == continue_line
         served.process.send_signal(signal.SIGTERM)
         _wait(
             lambda: served.text().count("Shutting down") >= 2,
             60,
             "the workers did not begin to shut down",
         )
-        conn.sendall(body[10:])
-        answer = b""
-        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
+        conn.sendall(body)
+        answer = _read_until(conn, lambda got: False)  # the worker closes after answering
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["accepted"] == 1
     assert served.process.wait(60) == 0, served.text()
