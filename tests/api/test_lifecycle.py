@@ -283,3 +283,28 @@ def test_an_app_runs_the_schedule_only_where_its_settings_say(settings, here, mo
     with TestClient(main.create_app(settings)) as client:
         assert client.get("/health").status_code == 200
     assert len(started) == int(here)
+
+
+class _DeadProcess:
+    pid = 4242
+    exitcode = -9
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_worker_that_keeps_dying_is_started_again_ever_more_slowly():
+    from app.server import MAX_PAUSE_SECONDS, STABLE_SECONDS, Supervisor
+
+    supervisor = Supervisor(["app.main:create_app"], "127.0.0.1", 1, 1)
+    slot = supervisor.slots[0]
+    pauses = []
+    for lived in [1.0] * 8 + [STABLE_SECONDS + 1, 1.0]:
+        slot.process, slot.started_at = _DeadProcess(), 1000.0  # type: ignore[assignment]
+        supervisor._buried(slot, now=1000.0 + lived)
+        assert slot.process is None and slot.start_at is not None
+        pauses.append(slot.start_at - (1000.0 + lived))
+    assert pauses[:7] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, MAX_PAUSE_SECONDS]
+    assert pauses[7] == MAX_PAUSE_SECONDS
+    # A worker that lived a while died once: the next pause starts over, and so does the count.
+    assert pauses[8:] == [0.5, 1.0]
