@@ -64,13 +64,6 @@ def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def log_config() -> dict[str, Any]:
-    """uvicorn's logging, with the service's own INFO lines (`app.*`) in the same format."""
-    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["loggers"]["app"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return config
-
-
 def _exit_quietly(sig: int, frame: FrameType | None) -> None:
     """Exit 0 on a stop signal that uvicorn is not (or no longer) handling.
 
@@ -114,7 +107,6 @@ def _run_worker(
         factory,
         factory=True,
         log_level="info",
-        log_config=log_config(),
         access_log=False,
         lifespan="on",
         loop="uvloop",
@@ -151,7 +143,7 @@ class Supervisor:
 
     def run(self) -> None:
         """Start every worker, restart those that die, and stop them all on a stop signal."""
-        logging.config.dictConfig(log_config())
+        logging.config.dictConfig(copy.deepcopy(uvicorn.config.LOGGING_CONFIG))
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             log.info("Started supervisor [%d] for %d workers", os.getpid(), len(self.slots))
@@ -260,6 +252,10 @@ def worker_app(settings: Settings) -> Any:
         sys.exit(f"tastemaker: {exc}")
     from app.main import create_app
 
+    if settings.retrain_schedule_here and (
+        settings.retrain_every_minutes or settings.retrain_after_events
+    ):
+        log.info("Worker [%d] runs the retrain schedule", os.getpid())
     return create_app(settings)
 
 

@@ -33,7 +33,7 @@ from tests.faults.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 START_SECONDS = 120.0  # a loaded 2-core machine starts two workers slowly
-SCHEDULE_LINE = "retrain schedule runs in this process"
+SCHEDULE_LINE = re.compile(r"Worker \[(\d+)\] runs the retrain schedule")
 
 
 def _wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
@@ -149,7 +149,7 @@ def _read_until(conn: socket.socket, enough: Callable[[bytes], bool]) -> bytes:
 
 
 def _scheduler_pids(text: str) -> list[int]:
-    return [int(pid) for pid in re.findall(re.escape(SCHEDULE_LINE) + r" \[(\d+)\]", text)]
+    return [int(pid) for pid in SCHEDULE_LINE.findall(text)]
 
 
 def _worker_pid(text: str, number: int) -> int:
