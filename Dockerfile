@@ -22,4 +22,10 @@ USER tastemaker
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"
+# `exec`: `tastemaker serve` replaces the shell and is PID 1, so `docker stop`'s SIGTERM reaches
+# it: it drains requests in flight (TASTEMAKER_SHUTDOWN_SECONDS), stops its workers and exits 0.
+# docker stop waits 10 s by default: give it more (`docker stop -t 30`, compose's
+# stop_grace_period). `docker run --init` (compose: `init: true`) adds a PID 1 that also reaps
+# trainer processes orphaned by a worker that died.
+STOPSIGNAL SIGTERM
 CMD ["sh", "-c", "tastemaker migrate && exec tastemaker serve"]

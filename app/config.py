@@ -42,6 +42,22 @@ class Settings(BaseSettings):
     )
     port: int = Field(8000, ge=1, le=65535, description="Port `tastemaker serve` listens on.")
     workers: int = Field(1, ge=1, le=64, description="Uvicorn worker processes.")
+    shutdown_seconds: int = Field(
+        20,
+        ge=0,
+        le=600,
+        description=(
+            "On SIGTERM or SIGINT, how long `tastemaker serve` lets requests in flight finish "
+            "before its workers stop."
+        ),
+    )
+    retrain_schedule_here: bool = Field(
+        True,
+        description=(
+            "Whether this process runs the retrain schedule; `tastemaker serve` keeps it in "
+            "worker 0 only, and `false` keeps a replica out of it."
+        ),
+    )
 
     event_types: list[str] = Field(
         default_factory=lambda: list(DEFAULT_EVENT_WEIGHTS),

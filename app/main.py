@@ -99,7 +99,10 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         # full collections would otherwise rescan it (~100 ms stalls at the tail under load).
         gc.freeze()
         schedule = None
-        if settings.retrain_every_minutes or settings.retrain_after_events:
+        # One process per host runs the schedule (`tastemaker serve` gives it to worker 0).
+        if settings.retrain_schedule_here and (
+            settings.retrain_every_minutes or settings.retrain_after_events
+        ):
             schedule = asyncio.create_task(run_schedule(app.state.sessionmaker, settings))
         try:
             yield

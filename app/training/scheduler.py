@@ -1,13 +1,20 @@
 """Optional retraining schedule: every N minutes, or after M new events.
 
-Every replica runs the check; the database's single-run slot makes sure only one run starts,
-and "when was the last run requested" is read from the store, so replicas agree on timing.
+Where it runs. On one host, one process: `tastemaker serve` hands the schedule to worker 0 only
+(`retrain_schedule_here` is false in the others; a worker 0 that dies is started again with it),
+and with one worker, the worker runs it. Across replicas, each host's process checks, and the
+store decides: the database's single-run slot (a unique `training_run.active_slot`: at most one
+run queued or running) lets only one request start a run, and "when was the last run
+requested" is read from the store, so the replicas agree on timing. That guarantee holds on
+SQLite and PostgreSQL alike, so no PostgreSQL advisory lock is taken. A replica can be kept out
+of the schedule with `TASTEMAKER_RETRAIN_SCHEDULE_HERE=false`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import timedelta
 
 from fastapi.concurrency import run_in_threadpool
@@ -74,6 +81,7 @@ def _interval(settings: Settings) -> float:
 
 async def run_schedule(factory: sessionmaker[Session], settings: Settings) -> None:
     """Check every few seconds whether a retrain is due, and request one."""
+    log.info("retrain schedule runs in this process [%d]", os.getpid())
     while True:
         await asyncio.sleep(_interval(settings))
         try:
