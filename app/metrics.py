@@ -136,9 +136,9 @@ def prepare_multiprocess(directory: Path | None = None) -> Path:
     return path
 
 
-def worker_exited(pid: int) -> None:
+def worker_exited(pid: int | None) -> None:
     """Drop a dead worker's live gauges (its counters keep counting in the totals)."""
-    if os.environ.get(MULTIPROC_ENV):
+    if pid is not None and os.environ.get(MULTIPROC_ENV):
         multiprocess.mark_process_dead(pid)
 
 

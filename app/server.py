@@ -14,13 +14,12 @@ With one worker, uvicorn runs in this process. With several, this process superv
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
-import logging.config
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 import uvicorn
 from threadpoolctl import threadpool_limits
 
+from app import logs, metrics
 from app.config import Settings
 from app.security.keys import AnonymousOnPublicInterface, check_before_serving
 
@@ -143,7 +143,6 @@ class Supervisor:
 
     def run(self) -> None:
         """Start every worker, restart those that die, and stop them all on a stop signal."""
-        logging.config.dictConfig(copy.deepcopy(uvicorn.config.LOGGING_CONFIG))
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             log.info("Started supervisor [%d] for %d workers", os.getpid(), len(self.slots))
@@ -199,6 +198,7 @@ class Supervisor:
             lived,
             pause,
         )
+        metrics.worker_exited(slot.process.pid)
         slot.process.close()
         slot.process = None
         slot.start_at = now + pause
@@ -216,6 +216,7 @@ class Supervisor:
                 log.warning("Worker [%d] still runs after the drain; killing it", process.pid)
                 process.kill()
                 process.join()
+            metrics.worker_exited(process.pid)
 
 
 def run_workers(
@@ -267,12 +268,19 @@ def serve(settings: Settings) -> None:
     Refuses (AnonymousOnPublicInterface) before binding anything.
     """
     check_before_serving(settings)
+    logs.configure(settings.log_format, settings.log_level)
     others = settings.model_copy(update={"retrain_schedule_here": False})
-    run_workers(
-        functools.partial(worker_app, others),
-        settings.host,
-        settings.port,
-        settings.workers,
-        shutdown_seconds=settings.shutdown_seconds,
-        first=functools.partial(worker_app, settings),
-    )
+    # Every worker writes its metrics where any of them reads them all for a scrape.
+    directory = metrics.prepare_multiprocess() if settings.workers > 1 else None
+    try:
+        run_workers(
+            functools.partial(worker_app, others),
+            settings.host,
+            settings.port,
+            settings.workers,
+            shutdown_seconds=settings.shutdown_seconds,
+            first=functools.partial(worker_app, settings),
+        )
+    finally:
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)

@@ -25,6 +25,7 @@ import httpx
 import psutil
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
 from app.server import GRACE_SECONDS
@@ -170,6 +171,26 @@ def served(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 def test_the_schedule_runs_in_worker_0_only(served):
     assert len(served.workers()) == 2
     assert _scheduler_pids(served.text()) == [_worker_pid(served.text(), 0)], served.text()
+
+
+def test_a_scrape_of_any_worker_counts_every_worker(served):
+    base = f"http://127.0.0.1:{served.port}"
+
+    def health_requests() -> float:
+        text = httpx.get(base + "/metrics", timeout=5).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "tastemaker_http_requests_total"
+            and sample.labels.get("route") == "/health"
+        )
+
+    before = health_requests()
+    for _ in range(40):  # new connections, spread over both workers' sockets
+        assert served.answers()
+    # Whichever worker answers the scrape, it reports the requests of both.
+    assert {health_requests() - before for _ in range(8)} == {40}
 
 
 def test_a_killed_worker_is_started_again_with_the_schedule(served):
