@@ -190,6 +190,11 @@ class Settings(BaseSettings):
         True, description="Count request metrics and serve them at GET /metrics (admin)."
     )
     docs: bool = Field(True, description="Serve the API documentation at /docs and /redoc.")
+    metrics_multiprocess_dir: Path | None = Field(
+        None,
+        description="Set by `tastemaker serve` for its workers: the directory where every "
+        "worker keeps its metrics (prometheus-client's multiprocess mode).",
+    )
 
     @field_validator("event_types")
     @classmethod

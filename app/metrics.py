@@ -1,9 +1,11 @@
 """The service's Prometheus metrics, defined once (prometheus-client).
 
-``tastemaker serve`` runs several worker processes: it points ``PROMETHEUS_MULTIPROC_DIR`` at an
-empty directory before they start (:func:`prepare_multiprocess`), each worker writes its values
-there, and a scrape of any worker sums them (:func:`exposition`). A process without that
-variable (one worker, tests) keeps its values in memory.
+``tastemaker serve`` runs several worker processes: it points ``PROMETHEUS_MULTIPROC_DIR`` (the
+variable prometheus-client reads when a process defines its first metric) at an empty
+directory before they start (:func:`prepare_multiprocess`) and gives the workers the same
+directory in their settings (``metrics_multiprocess_dir``); each worker writes its values
+there, and a scrape of any worker sums them (:func:`exposition`). A process without it (one
+worker, tests) keeps its values in memory.
 
 The hot path (one request) touches label children bound once per label set (:func:`_bound`),
 not ``labels(...)`` on every call.
@@ -136,17 +138,18 @@ def prepare_multiprocess(directory: Path | None = None) -> Path:
     return path
 
 
-def worker_exited(pid: int | None) -> None:
+def worker_exited(directory: Path | None, pid: int | None) -> None:
     """Drop a dead worker's live gauges (its counters keep counting in the totals)."""
-    if pid is not None and os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)
+    if directory is not None and pid is not None:
+        multiprocess.mark_process_dead(pid, str(directory))
 
 
-def exposition(extra: Iterable[Collector] = ()) -> bytes:
-    """The text format of every worker's metrics plus ``extra`` collectors (read at scrape)."""
-    if os.environ.get(MULTIPROC_ENV):
+def exposition(directory: Path | None, extra: Iterable[Collector] = ()) -> bytes:
+    """The text format of the metrics of every worker writing to ``directory`` (of this
+    process alone when None), plus ``extra`` collectors read at scrape time."""
+    if directory is not None:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry, str(directory))
     else:
         registry = CollectorRegistry()
         registry.register(_Default())

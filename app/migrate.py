@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, make_url, text
+from psycopg import sql as psycopg_sql
+from sqlalchemy import Engine, create_engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -51,9 +53,10 @@ def ensure_database(url: str) -> bool:
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            quoted = conn.dialect.identifier_preparer.quote(name)
-            conn.execute(text(f"CREATE DATABASE {quoted}"))
-    except DBAPIError as exc:
+            # An identifier cannot be a bound parameter: psycopg composes it, quoted.
+            statement = psycopg_sql.SQL("CREATE DATABASE {}").format(psycopg_sql.Identifier(name))
+            conn.connection.dbapi_connection.cursor().execute(statement)  # type: ignore[union-attr]
+    except (DBAPIError, psycopg.Error) as exc:
         raise DatabaseMissing(
             f"database {name!r} does not exist and could not be created ({_first_line(exc)}); "
             f"create it (createdb {name}) and run `tastemaker migrate` again"

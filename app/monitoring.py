@@ -22,5 +22,8 @@ def scrape(request: Request) -> Response:
     """Every worker's request, cache, event, model and answer metrics, and training runs."""
     if not request.app.state.settings.metrics:
         raise NotFound("metrics are switched off (TASTEMAKER_METRICS=false)")
-    body = metrics.exposition([TrainingRuns(request.app.state.sessionmaker)])
+    settings = request.app.state.settings
+    body = metrics.exposition(
+        settings.metrics_multiprocess_dir, [TrainingRuns(request.app.state.sessionmaker)]
+    )
     return Response(body, media_type=metrics.CONTENT_TYPE)

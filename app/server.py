@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -132,13 +133,19 @@ class Supervisor:
     """Keep one worker process per slot alive until SIGTERM or SIGINT, then stop them all."""
 
     def __init__(
-        self, factories: list[Factory], host: str, port: int, shutdown_seconds: int
+        self,
+        factories: list[Factory],
+        host: str,
+        port: int,
+        shutdown_seconds: int,
+        metrics_dir: Path | None = None,
     ) -> None:
         self.slots = [_Slot(number, factory) for number, factory in enumerate(factories)]
         self.host = host
         self.port = port
         self.shutdown_seconds = shutdown_seconds
         self.stop_signal: int | None = None
+        self.metrics_dir = metrics_dir
         self._context = multiprocessing.get_context("spawn")
 
     def run(self) -> None:
@@ -198,7 +205,7 @@ class Supervisor:
             lived,
             pause,
         )
-        metrics.worker_exited(slot.process.pid)
+        metrics.worker_exited(self.metrics_dir, slot.process.pid)
         slot.process.close()
         slot.process = None
         slot.start_at = now + pause
@@ -216,7 +223,7 @@ class Supervisor:
                 log.warning("Worker [%d] still runs after the drain; killing it", process.pid)
                 process.kill()
                 process.join()
-            metrics.worker_exited(process.pid)
+            metrics.worker_exited(self.metrics_dir, process.pid)
 
 
 def run_workers(
@@ -227,6 +234,7 @@ def run_workers(
     *,
     shutdown_seconds: int = 20,
     first: Factory | None = None,
+    metrics_dir: Path | None = None,
 ) -> None:
     """Serve the app that `factory` builds (worker 0's with `first`, if given) until a stop signal.
 
@@ -238,7 +246,7 @@ def run_workers(
     # One listening socket per worker: a shared socket lets one worker take every
     # keep-alive connection (measured on this machine).
     factories = [first or factory, *[factory] * (workers - 1)]
-    Supervisor(factories, host, port, shutdown_seconds).run()
+    Supervisor(factories, host, port, shutdown_seconds, metrics_dir).run()
 
 
 def worker_app(settings: Settings) -> Any:
@@ -269,9 +277,10 @@ def serve(settings: Settings) -> None:
     """
     check_before_serving(settings)
     logs.configure(settings.log_format, settings.log_level)
-    others = settings.model_copy(update={"retrain_schedule_here": False})
     # Every worker writes its metrics where any of them reads them all for a scrape.
     directory = metrics.prepare_multiprocess() if settings.workers > 1 else None
+    first = settings.model_copy(update={"metrics_multiprocess_dir": directory})
+    others = first.model_copy(update={"retrain_schedule_here": False})
     try:
         run_workers(
             functools.partial(worker_app, others),
@@ -279,7 +288,8 @@ def serve(settings: Settings) -> None:
             settings.port,
             settings.workers,
             shutdown_seconds=settings.shutdown_seconds,
-            first=functools.partial(worker_app, settings),
+            first=functools.partial(worker_app, first),
+            metrics_dir=directory,
         )
     finally:
         if directory is not None:
