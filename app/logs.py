@@ -78,7 +78,12 @@ def configure(log_format: LogFormat = "console", level: str = "INFO") -> None:
     handler._tastemaker = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # The access line is ours (app/access.py): uvicorn's would be a second one per request,
+    # and uvicorn writes it whenever its logger has a handler, its parents' included.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False

@@ -168,3 +168,14 @@ def test_one_json_access_line_per_request_with_its_id_and_key_name(ops, capfd):
     failed = [line for line in lines if line["message"] == "authentication failed"]
     assert len(failed) == 1 and failed[0]["reason"] == "the API key is not valid"
     assert failed[0]["level"] == "warning"
+
+
+def test_uvicorn_writes_no_access_line_of_its_own(ops):
+    # Ours is the one access line per request; uvicorn writes one whenever its access logger
+    # (or a parent it propagates to) has a handler.
+    import logging
+
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    assert not uvicorn_access.propagate
+    # pytest's own capture handlers aside (it attaches them to loggers under test).
+    assert all(type(h).__name__ == "LogCaptureHandler" for h in uvicorn_access.handlers)
