@@ -8,7 +8,8 @@ applies them in one place, so serving, evaluation and tuning cannot apply a diff
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,14 +33,6 @@ class Candidates:
 
     allowed: NDArray[np.bool_]
     seen: NDArray[np.int64] | None = None
-    _explore: NDArray[np.bool_] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        explore = self.allowed
-        if self.seen is not None and self.seen.size:
-            explore = self.allowed.copy()
-            explore[self.seen] = False
-        object.__setattr__(self, "_explore", explore)
 
     @classmethod
     def build(
@@ -77,7 +70,11 @@ class Candidates:
         """Whether explore answers leave out the user's own items."""
         return self.seen is not None
 
-    @property
+    @cached_property
     def explore(self) -> NDArray[np.bool_]:
         """The mask of new-item answers: allowed, minus the seen items when they are left out."""
-        return self._explore
+        if self.seen is None or not self.seen.size:
+            return self.allowed
+        explore = self.allowed.copy()
+        explore[self.seen] = False
+        return explore
