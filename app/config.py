@@ -190,6 +190,11 @@ class Settings(BaseSettings):
         True, description="Count request metrics and serve them at GET /metrics (admin)."
     )
     docs: bool = Field(True, description="Serve the API documentation at /docs and /redoc.")
+    fast_lane: bool = Field(
+        True,
+        description="Answer GET /recommend/{id} and GET /segment/{id} ahead of the framework's "
+        "routing, with the same checks and the same bytes (app/fast_lane.py).",
+    )
     metrics_multiprocess_dir: Path | None = Field(
         None,
         description="Set by `tastemaker serve` for its workers: the directory where every "

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import health, logs, monitoring, openapi
+from app import fast_lane, health, logs, monitoring, openapi
 from app.access import AccessMiddleware
 from app.body_size import BodySizeLimit
 from app.cache import LocalCache, make_cache
@@ -26,6 +26,7 @@ from app.errors import ERROR_RESPONSES, install_database_error_handlers, install
 from app.events import service as events_service
 from app.events.router import router as events_router
 from app.events.webhooks import router as webhooks_router
+from app.fast_lane import FastLane
 from app.migrate import is_up_to_date
 from app.recommendations.router import router as recommendations_router
 from app.security.keys import KeyRing
@@ -67,6 +68,8 @@ ROUTERS = (
     training_router,
     monitoring.router,
 )
+#: The routes answered ahead of the framework's routing when ``settings.fast_lane``.
+FAST_LANE_PATHS = ("/recommend/{user_id}", "/segment/{user_id}")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -149,8 +152,11 @@ async def _open_keyring(settings: Settings, factory: sessionmaker[Session]) -> K
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
-    """Limit request bodies; allow the configured CORS origins; outermost, the request id,
-    access line and request metrics (the last added runs first)."""
+    """Innermost the fast lane; then limit request bodies; allow the configured CORS origins;
+    outermost, the request id, access line and request metrics (the last added runs first)."""
+    if settings.fast_lane:
+        routes = [route for router in ROUTERS for route in router.routes]
+        app.add_middleware(FastLane, lanes=fast_lane.lanes(routes, FAST_LANE_PATHS))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
