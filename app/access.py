@@ -47,10 +47,9 @@ def route_of(scope: Scope) -> str:
 class AccessMiddleware:
     """Request id, access line and request metrics for every HTTP request."""
 
-    def __init__(self, app: ASGIApp, *, access_log: bool = True, count: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
         self.app = app
         self.access_log = access_log
-        self.count = count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,8 +72,7 @@ class AccessMiddleware:
         finally:
             seconds = time.perf_counter() - started
             route = route_of(scope)
-            if self.count:
-                metrics.observe_request(scope["method"], route, status, seconds)
+            metrics.observe_request(scope["method"], route, status, seconds)
             if self.access_log:
                 self._log(scope, rid, route, status, seconds)
 

@@ -187,7 +187,9 @@ class Settings(BaseSettings):
         True, description="Write one access line per request (request id, key name, route…)."
     )
     metrics: bool = Field(
-        True, description="Count request metrics and serve them at GET /metrics (admin)."
+        True,
+        description="Count requests, cache look-ups and answers, and serve them at GET /metrics "
+        "(admin); false: nothing is counted per request.",
     )
     docs: bool = Field(True, description="Serve the API documentation at /docs and /redoc.")
     fast_lane: bool = Field(

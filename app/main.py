@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import fast_lane, health, logs, monitoring, openapi
+from app import fast_lane, health, logs, metrics, monitoring, openapi
 from app.access import AccessMiddleware
 from app.body_size import BodySizeLimit
 from app.cache import LocalCache, make_cache
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for the given settings (default: from the environment)."""
     settings = settings or get_settings()
     logs.configure(settings.log_format, settings.log_level)
+    metrics.configure(settings.metrics)
     app = openapi.new_app(
         settings,
         title="Tastemaker",
@@ -166,4 +167,4 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID"],
         )
-    app.add_middleware(AccessMiddleware, access_log=settings.access_log, count=settings.metrics)
+    app.add_middleware(AccessMiddleware, access_log=settings.access_log)

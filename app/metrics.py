@@ -8,7 +8,8 @@ there, and a scrape of any worker sums them (:func:`exposition`). A process with
 worker, tests) keeps its values in memory.
 
 The hot path (one request) touches label children bound once per label set (:func:`_bound`),
-not ``labels(...)`` on every call.
+not ``labels(...)`` on every call. ``TASTEMAKER_METRICS=false`` turns its counting off in the
+whole process (:func:`configure`, called by ``create_app``): nothing per request is counted.
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ CACHE = Counter(
     "Look-ups of cached answers in the customers' records, by tier (local, redis) and result.",
     ["tier", "result"],
 )
-CACHE_HIT = {tier: CACHE.labels(tier, "hit") for tier in ("local", "redis")}
-CACHE_MISS = {tier: CACHE.labels(tier, "miss") for tier in ("local", "redis")}
+_CACHE = {
+    (tier, hit): CACHE.labels(tier, "hit" if hit else "miss")
+    for tier in ("local", "redis")
+    for hit in (True, False)
+}
 BREAKER_OPEN = Gauge(
     "tastemaker_cache_breaker_open",
     "1 while a worker's Redis circuit breaker is open (the service answers degraded).",
@@ -87,6 +91,15 @@ ANSWERS = Counter(
 )
 
 
+_counting = True
+
+
+def configure(enabled: bool) -> None:
+    """Count what every request does in this process, or not (``TASTEMAKER_METRICS``)."""
+    global _counting
+    _counting = enabled
+
+
 @cache
 def _bound(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
     # Label sets are bounded: route templates (unmatched paths share one), methods, statuses.
@@ -95,6 +108,8 @@ def _bound(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request and its duration."""
+    if not _counting:
+        return
     counter, histogram = _bound(method, route, status)
     counter.inc()
     histogram.observe(seconds)
@@ -121,7 +136,14 @@ def _answer(source: str, placement: str) -> Counter:
 
 def count_answer(source: str, placement: str) -> None:
     """Count one recommendation answer."""
-    _answer(source, placement).inc()
+    if _counting:
+        _answer(source, placement).inc()
+
+
+def count_cache(tier: str, hit: bool) -> None:
+    """Count one look-up of a cached answer in ``tier`` (local, redis)."""
+    if _counting:
+        _CACHE[tier, hit].inc()
 
 
 def prepare_multiprocess(directory: Path | None = None) -> Path:

@@ -30,7 +30,7 @@ import redis
 from sqlalchemy import create_engine, insert, text
 
 from app.datasets.synthetic import EVENT_TYPES
-from benchmarks import procs, report, store
+from benchmarks import overhead, procs, report, store
 from benchmarks.wrk import Workload, run_wrk
 
 Say = Callable[[str], None]
@@ -475,52 +475,6 @@ def _measure_baseline(
         base.stop()
 
 
-def observability_cost(
-    env: dict[str, str], ids: Ids, plan: Plan, workers: int, logs: Path, say: Say
-) -> dict[str, Any]:
-    """Cached ``/recommend`` with request metrics and access lines on (the default) and off.
-
-    The two servers alternate, twice each, at the plan's largest connection count; the cost
-    is the server CPU per request of "on" over "off", from the sums of both rounds.
-    """
-    workload = workloads(ids, plan.hot_users)["recommend_cached"]
-    connections = max(plan.connections)
-    variants = {
-        "on": env,
-        "off": {**env, "TASTEMAKER_METRICS": "false", "TASTEMAKER_ACCESS_LOG": "false"},
-    }
-    totals = {name: {"cpu_us": 0.0, "rps": 0.0} for name in variants}
-    rows = []
-    for round_ in range(2):
-        for name, variant in variants.items():
-            say(f"  observability {name}, round {round_ + 1}: cached /recommend c{connections}")
-            server = start_service(variant, workers, logs / f"observability-{name}-{round_}.log")
-            try:
-                prime(server, workload.paths)
-                row = measure(
-                    server,
-                    workload,
-                    connections=connections,
-                    duration_s=plan.duration_s,
-                    warmup_s=plan.warmup_s,
-                    store_pids=[],
-                    tag=f"o{name}{round_}",
-                )
-            finally:
-                server.stop()
-            rows.append({"variant": name, "round": round_ + 1, **row})
-            totals[name]["cpu_us"] += row["server_cpu_us_per_req"]
-            totals[name]["rps"] += row["rps"]
-    on, off = totals["on"], totals["off"]
-    return {
-        "workers": workers,
-        "connections": connections,
-        "rows": rows,
-        "cpu_per_request_ratio": round(on["cpu_us"] / max(off["cpu_us"], 1e-9), 3),
-        "rps_ratio": round(on["rps"] / max(off["rps"], 1e-9), 3),
-    }
-
-
 def run_serving(
     prepared: store.PreparedStore, plan: Plan, work: Path, run_id: str, say: Say
 ) -> dict[str, Any]:
@@ -567,7 +521,9 @@ def run_serving(
         if workers == max(plan.workers):
             # A fresh copy: the suite's ingestion measurements wrote into the last one.
             store.stage_sqlite(prepared, work / "sqlite-data", sqlite_models)
-            out["observability"] = observability_cost(env, ids, plan, workers, logs, say)
+            say("  per-request layers of cached /recommend, in process (benchmarks/overhead.py)")
+            paths = workloads(ids, plan.hot_users)["recommend_cached"].paths
+            out["overhead"] = overhead.run(env, paths, logs / "overhead.log")
     kept = report.RESULTS_DIR / f"{run_id}-logs"
     shutil.copytree(logs, kept, dirs_exist_ok=True)
     shutil.rmtree(work / "sqlite-data", ignore_errors=True)

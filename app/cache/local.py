@@ -106,9 +106,9 @@ class LocalCache:
         record = self._record(key)
         entry = record.fields.get(field) if record is not None else None
         if entry is None:
-            metrics.CACHE_MISS["local"].inc()
+            metrics.count_cache("local", hit=False)
             return None
-        metrics.CACHE_HIT["local"].inc()
+        metrics.count_cache("local", hit=True)
         return entry[0]
 
     async def claim(

@@ -148,14 +148,14 @@ class RedisCache:
     async def get_field(self, key: str, field: str) -> bytes | None:
         """A field of the record under `key` (one HGET), or None on a miss or a failure."""
         if self.degraded:
-            metrics.CACHE_MISS["redis"].inc()
+            metrics.count_cache("redis", hit=False)
             return None
         try:
             value = cast("bytes | None", await self._client.hget(self.prefix + key, field))
         except (RedisError, OSError) as exc:
             await self._failed(exc)
             value = None
-        (metrics.CACHE_MISS if value is None else metrics.CACHE_HIT)["redis"].inc()
+        metrics.count_cache("redis", hit=value is not None)
         return value
 
     async def claim(
