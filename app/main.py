@@ -35,6 +35,7 @@ from app.segments.router import router as segments_router
 from app.training.registry import ModelRegistry
 from app.training.router import router as training_router
 from app.training.scheduler import run_schedule
+from app.training.serving import Serving
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Real-time recommendations and customer segments for online shops.",
         lifespan=_lifespan(settings),
+        # The service's metrics and logs are its own (app/metrics.py, app/logs.py); FastAPI's
+        # OpenTelemetry hooks asked the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     _add_middleware(app, settings)
     install_error_handlers(app)
@@ -102,6 +106,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         # Everything alive now lives as long as the worker: keep it out of the cyclic GC, whose
         # full collections would otherwise rescan it (~100 ms stalls at the tail under load).
         gc.freeze()
+        flushing = asyncio.create_task(metrics.flush_every())
         schedule = None
         # One process per host runs the schedule (`tastemaker serve` gives it to worker 0).
         if settings.retrain_schedule_here and (
@@ -113,6 +118,9 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         finally:
             if schedule is not None:
                 schedule.cancel()
+            flushing.cancel()
+            with suppress(asyncio.CancelledError):
+                await flushing  # its last flush
             await app.state.registry.stop()
             with suppress(Exception):
                 await app.state.cache.close()
@@ -137,6 +145,7 @@ async def _start(app: FastAPI, settings: Settings) -> Engine:
     registry.on_ingest = events_service.change_listener(app.state.cache, settings)
     await registry.start()
     app.state.registry = registry
+    app.state.serving = Serving(settings, app.state.cache, registry, app.state.sessionmaker)
     return engine
 
 

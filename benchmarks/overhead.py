@@ -11,9 +11,10 @@ requests straight through its ASGI interface, in variants that differ by one set
 - ``access log off``: ``TASTEMAKER_ACCESS_LOG=false``;
 - ``fast lane off``: ``TASTEMAKER_FAST_LANE=false`` (FastAPI's routing for every route).
 
-Blocks of requests alternate between the variants; each block's CPU time of the whole
-process per request is recorded (threads included: work moved to a thread still counts) and
-the median over blocks kept. Uvicorn's HTTP parsing and socket work are left out, the same for every variant, so differences are the layers' costs;
+The variants take turns request by request (so that whatever else runs on the machine weighs
+on each alike); the CPU time of the whole process per request (threads included: work moved
+to a thread still counts) is summed per variant over a round, and the median of the rounds
+kept. Uvicorn's HTTP parsing and socket work are left out, the same for every variant, so differences are the layers' costs;
 shares are of the in-process CPU per request of ``default``, a smaller denominator than the
 whole server's CPU per request over HTTP (so the shares are upper bounds).
 
@@ -34,14 +35,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app import metrics
+
 VARIANTS: dict[str, dict[str, bool]] = {
     "default": {},
     "metrics off": {"metrics": False},
     "access log off": {"access_log": False},
     "fast lane off": {"fast_lane": False},
 }
-BLOCK = 1500
-ROUNDS = 9
+BLOCK = 1000  # requests per variant and round
+ROUNDS = 7
 
 
 def _scope(path: str) -> dict[str, Any]:
@@ -78,43 +81,49 @@ async def _get(app: Any, path: str) -> int:
     return status
 
 
-async def _block(app: Any, paths: list[str], start: int) -> float:
-    """CPU µs of the process per request over one block of cached requests."""
-    began = time.process_time()
+async def _round(apps: list[tuple[Any, bool]], paths: list[str], start: int) -> list[float]:
+    """CPU µs of the process per request of each app, over one round of requests.
+
+    The apps take turns request by request, so whatever else the machine does at a moment
+    weighs on every variant alike.
+    """
+    spent = [0.0] * len(apps)
+    clock = time.process_time
     for k in range(BLOCK):
-        status = await _get(app, paths[(start + k) % len(paths)])
-        if status != 200:
-            raise RuntimeError(f"{paths[(start + k) % len(paths)]} answered {status}")
-    return (time.process_time() - began) / BLOCK * 1e6
+        path = paths[(start + k) % len(paths)]
+        for slot in range(len(apps)):
+            turn = (slot + k) % len(apps)
+            app, counting = apps[turn]
+            metrics.configure(counting)
+            began = clock()
+            status = await _get(app, path)
+            spent[turn] += clock() - began
+            if status != 200:
+                raise RuntimeError(f"{path} answered {status}")
+    return [value / BLOCK * 1e6 for value in spent]
 
 
 async def measure(paths: list[str]) -> dict[str, Any]:
     """Per variant, the median CPU µs per cached request; the cost of each layer."""
-    from app import metrics
     from app.config import Settings
     from app.main import create_app
 
     base = Settings()
-    apps = {}
+    apps = []
     async with contextlib.AsyncExitStack() as stack:
-        for name, changes in VARIANTS.items():
+        for changes in VARIANTS.values():
             settings = Settings.model_validate({**base.model_dump(), **changes})
             app = create_app(settings)
             await stack.enter_async_context(app.router.lifespan_context(app))
-            apps[name] = (app, settings)
-        samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        for app, settings in apps.values():
-            metrics.configure(settings.metrics)
-            for path in paths:  # every answer computed and cached once, then warm
+            apps.append((app, settings.metrics))
+        for app, counting in apps:
+            metrics.configure(counting)
+            for path in paths:  # every answer computed and cached once
                 await _get(app, path)
-            await _block(app, paths, 0)
-        for round_ in range(ROUNDS):
-            order = list(apps.items())
-            order = order[round_ % len(order) :] + order[: round_ % len(order)]
-            for name, (app, settings) in order:
-                metrics.configure(settings.metrics)
-                samples[name].append(await _block(app, paths, round_ * BLOCK))
+        await _round(apps, paths, 0)  # warm
+        rounds = [await _round(apps, paths, r * BLOCK) for r in range(ROUNDS)]
         metrics.configure(True)
+    samples = dict(zip(VARIANTS, zip(*rounds, strict=True), strict=True))
     median = {name: statistics.median(values) for name, values in samples.items()}
     default = median["default"]
 
@@ -123,7 +132,7 @@ async def measure(paths: list[str]) -> dict[str, Any]:
         return {"us": round(us, 1), "share": round(us / default, 4)}
 
     return {
-        "requests_per_block": BLOCK,
+        "requests_per_round": BLOCK,
         "rounds": ROUNDS,
         "us_per_request": {name: round(v, 1) for name, v in median.items()},
         "spread": {

@@ -176,8 +176,9 @@ def overhead_paragraph(layers: dict[str, Any]) -> str:
 
     return (
         "**Per-request layers** of a cached `/recommend`, in one process through the app's ASGI "
-        f"interface (`benchmarks/overhead.py`: {layers['rounds']} alternating blocks of "
-        f"{layers['requests_per_block']:,} requests per variant, median CPU per request): "
+        f"interface (`benchmarks/overhead.py`: variants taking turns request by request, "
+        f"{layers['rounds']} rounds of {layers['requests_per_round']:,} requests each, median "
+        "CPU per request): "
         f"{us['default']:.1f} µs as shipped; "
         + "; ".join(
             (

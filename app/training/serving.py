@@ -25,9 +25,8 @@ class Serving:
 
 
 async def get_serving(request: Request) -> Serving:
-    """The app's serving context."""
-    state = request.app.state
-    return Serving(state.settings, state.cache, state.registry, state.sessionmaker)
+    """The app's serving context (made once, when the app starts)."""
+    return request.app.state.serving
 
 
 ServingDep = Annotated[Serving, Depends(get_serving)]

@@ -179,3 +179,40 @@ def test_uvicorn_writes_no_access_line_of_its_own(ops):
     assert not uvicorn_access.propagate
     # pytest's own capture handlers aside (it attaches them to loggers under test).
     assert all(type(h).__name__ == "LogCaptureHandler" for h in uvicorn_access.handlers)
+
+
+def test_batched_request_counts_come_out_as_direct_observations():
+    """metrics.flush() adds to prometheus-client's histogram what observe() would have."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from app import metrics
+
+    route = f"/probe/{uuid.uuid4().hex[:8]}"
+    answers = [(200, d) for d in (0.0001, 0.0005, 0.0007, 0.003, 0.003, 0.04, 2.0, 9.0)]
+    answers.append((503, 0.2))
+    for status, seconds in answers:
+        metrics.observe_request("GET", route, status, seconds)
+
+    def latency(family_source) -> dict[tuple[str, str | None], float]:
+        [family] = family_source.collect()
+        return {
+            (s.name.rsplit("_", 1)[-1], s.labels.get("le")): s.value
+            for s in family.samples
+            if s.labels.get("route", route) == route and not s.name.endswith("_created")
+        }
+
+    assert latency(metrics.LATENCY) == {}  # counted, not yet added
+    metrics.flush()
+    reference = Histogram(
+        "probe", "", ["method", "route"], buckets=metrics._LATENCY_BUCKETS,
+        registry=CollectorRegistry(),
+    )  # fmt: skip
+    for _, seconds in answers:
+        reference.labels("GET", route).observe(seconds)
+    assert latency(metrics.LATENCY) == pytest.approx(latency(reference))
+    requests = {
+        s.labels["status"]: s.value
+        for s in next(iter(metrics.REQUESTS.collect())).samples
+        if s.labels["route"] == route and s.name.endswith("_total")
+    }
+    assert requests == {"200": 8, "503": 1}
