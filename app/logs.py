@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -18,14 +20,44 @@ LogFormat = Literal["json", "console"]
 
 #: The logger of access lines (one per request, see :mod:`app.access`).
 ACCESS = "tastemaker.access"
+#: The most lines a buffered handler keeps before it writes them.
+BUFFERED_LINES = 256
+
+
+class _Clock:
+    """A record's time as text, the seconds formatted once per second (strftime is slow)."""
+
+    def __init__(self, seconds: Callable[[int], str], millis: str) -> None:
+        self.seconds = seconds
+        self.millis = millis
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self.second:
+            self.second, self.text = second, self.seconds(second)
+        return self.text + self.millis % ((created - second) * 1000)
+
+
+def _iso_seconds(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _local_seconds(second: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _Clock(_iso_seconds, ".%03d+00:00")
+
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._clock(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -43,6 +75,11 @@ class ConsoleFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s %(message)s")
+        self._clock = _Clock(_local_seconds, ",%03d")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """``2026-12-06 23:20:01,123`` in local time, as logging's default."""
+        return self._clock(record.created)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -53,7 +90,38 @@ class ConsoleFormatter(logging.Formatter):
 
 
 class _Stderr(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is when a record is emitted (redirected, captured)."""
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (redirected, captured).
+
+    ``buffered`` (the API workers): records below WARNING are kept, at most
+    :data:`BUFFERED_LINES` of them, and written together by :func:`flush` (once a second, from
+    the app) or before the next WARNING or worse, in order. Writing each access line on its
+    own was a system call per request (stderr is line-buffered).
+    """
+
+    def __init__(self, buffered: bool = False) -> None:
+        super().__init__()
+        self.buffered = buffered
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.buffered or record.levelno >= logging.WARNING:
+            self.flush()
+            super().emit(record)
+            return
+        try:
+            self.lines.append(self.format(record))
+        except Exception:
+            self.handleError(record)
+            return
+        if len(self.lines) >= BUFFERED_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self.lines = self.lines, []
+            if lines:
+                self.stream.write("\n".join(lines) + "\n")
+            super().flush()
 
     @property
     def stream(self) -> Any:
@@ -64,12 +132,15 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
-def configure(log_format: LogFormat = "console", level: str = "INFO") -> None:
+def configure(
+    log_format: LogFormat = "console", level: str = "INFO", buffered: bool = False
+) -> None:
     """Send every record of this process to stderr in ``log_format`` (idempotent).
 
     Uvicorn's own loggers go through the same handler, so a worker writes one format.
+    ``buffered``: see :class:`_Stderr`; call :func:`flush` every second.
     """
-    handler = _Stderr()
+    handler = _Stderr(buffered)
     handler.setFormatter(JsonFormatter() if log_format == "json" else ConsoleFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -91,3 +162,10 @@ def configure(log_format: LogFormat = "console", level: str = "INFO") -> None:
     uvicorn_access = logging.getLogger("uvicorn.access")
     uvicorn_access.handlers.clear()
     uvicorn_access.propagate = False
+
+
+def flush() -> None:
+    """Write the lines this process's handler keeps (see :class:`_Stderr`)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _Stderr):
+            handler.flush()

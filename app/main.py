@@ -76,7 +76,7 @@ FAST_LANE_PATHS = ("/recommend/{user_id}", "/segment/{user_id}")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for the given settings (default: from the environment)."""
     settings = settings or get_settings()
-    logs.configure(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, settings.log_level, buffered=True)
     metrics.configure(settings.metrics)
     app = openapi.new_app(
         settings,
@@ -106,7 +106,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         # Everything alive now lives as long as the worker: keep it out of the cyclic GC, whose
         # full collections would otherwise rescan it (~100 ms stalls at the tail under load).
         gc.freeze()
-        flushing = asyncio.create_task(metrics.flush_every())
+        flushing = asyncio.create_task(_flush_every_second())
         schedule = None
         # One process per host runs the schedule (`tastemaker serve` gives it to worker 0).
         if settings.retrain_schedule_here and (
@@ -127,6 +127,19 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             engine.dispose()
 
     return lifespan
+
+
+async def _flush_every_second() -> None:
+    """Hand the batched request metrics to prometheus-client and the kept log lines to stderr,
+    every second and once more when cancelled."""
+    try:
+        while True:
+            await asyncio.sleep(1.0)
+            metrics.flush()
+            logs.flush()
+    finally:
+        metrics.flush()
+        logs.flush()
 
 
 async def _start(app: FastAPI, settings: Settings) -> Engine:

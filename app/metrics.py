@@ -15,7 +15,6 @@ whole process (:func:`configure`, called by ``create_app``): nothing per request
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -102,7 +101,7 @@ class _Tally:
     In multiprocess mode every increment of a prometheus-client value takes a lock and writes
     a memory-mapped file: the five of a cached answer cost about 11% of its CPU. A request adds
     to plain numbers here instead (on the event loop's thread, where requests run), and
-    :func:`flush` adds the sums to the metrics every second (:func:`flush_every`) and before
+    flush() adds the sums to the metrics every second (``create_app``'s lifespan) and before
     every scrape (``GET /metrics``); a scrape sees the other workers' requests up to a second
     late.
     """
@@ -170,16 +169,6 @@ def flush() -> None:
                 value.inc(n)
     for child, amount in counters.items():
         child.inc(amount)
-
-
-async def flush_every(seconds: float = 1.0) -> None:
-    """Flush every ``seconds`` until cancelled, then once more."""
-    try:
-        while True:
-            await asyncio.sleep(seconds)
-            flush()
-    finally:
-        flush()
 
 
 _EVENT_OUTCOMES = {o: EVENTS.labels(o) for o in ("accepted", "duplicate", "conflicting")}

@@ -186,9 +186,11 @@ def test_a_scrape_of_any_worker_counts_every_worker(served):
             and sample.labels.get("route") == "/health"
         )
 
+    time.sleep(1.2)  # every worker hands its counts over once a second (app/metrics.py)
     before = health_requests()
     for _ in range(40):  # new connections, spread over both workers' sockets
         assert served.answers()
+    time.sleep(1.2)
     # Whichever worker answers the scrape, it reports the requests of both.
     assert {health_requests() - before for _ in range(8)} == {40}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -10,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from app import logs
 from app.datasets.synthetic import generate_shop
 from app.db import make_engine, make_sessionmaker
 from app.demo import import_shop
@@ -155,6 +157,7 @@ def test_one_json_access_line_per_request_with_its_id_and_key_name(ops, capfd):
     assert generated != "a b!" and len(generated) == 16
     secret = "tm_never_logged_0123"
     assert ops.get("/recommend/someone", headers=_auth(secret)).status_code == 401
+    logs.flush()  # workers write access lines once a second (app/logs.py)
     err = capfd.readouterr().err
     assert secret not in err
     lines = _json_lines(err)
@@ -216,3 +219,20 @@ def test_batched_request_counts_come_out_as_direct_observations():
         if s.labels["route"] == route and s.name.endswith("_total")
     }
     assert requests == {"200": 8, "503": 1}
+
+
+def test_kept_log_lines_are_written_in_order_within_a_second(ops, capfd):
+    capfd.readouterr()
+    for number in range(3):
+        ops.get("/recommend/someone", headers={**_auth(READ_KEY), "X-Request-ID": f"kept-{number}"})
+    logging.getLogger("tastemaker.test").warning("a warning writes what is kept before it")
+    ops.get("/recommend/someone", headers={**_auth(READ_KEY), "X-Request-ID": "kept-3"})
+    ours = ("tastemaker.access", "tastemaker.test")
+
+    def written() -> list[str | None]:
+        lines = _json_lines(capfd.readouterr().err)
+        return [line.get("request_id") for line in lines if line["logger"] in ours]
+
+    assert written() == ["kept-0", "kept-1", "kept-2", None]
+    time.sleep(1.5)  # the app's flush, once a second
+    assert written() == ["kept-3"]
