@@ -64,6 +64,26 @@ class BaseScorer(ABC):
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Score every item for a history of item indices with weights, shape (n_items,)."""
 
+    def votes(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The entries whose sums per item are :meth:`score`: (item indices, values).
+
+        An item may appear several times (one entry per history item voting for it); items
+        with no entry score 0. Serving sums these over a candidate set instead of building
+        the score of every item, so a model whose history scores touch few items overrides
+        this with a gather of those few (the default reads :meth:`score`'s non-zeros, a pass
+        over every item). The sums are taken in entry order in float64, then rounded to
+        float32, exactly as :meth:`score` computes them.
+        """
+        scores = self.score(items, weights)
+        touched = np.flatnonzero(scores)
+        return touched.astype(np.int64), np.asarray(scores[touched], dtype=np.float32)
+
+    def static_scores(self) -> NDArray[np.float32] | None:
+        """The scores of a model that scores every history the same (popularity), else None."""
+        return None
+
     def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
         """Score many histories at once (evaluation, tuning); row ``r`` equals ``score(row r)``.
 

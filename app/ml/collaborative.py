@@ -22,7 +22,9 @@ from app.ml.similarity import (
     Similarity,
     blocked_top_k_product,
     center_nonzeros,
+    dense_top_k_rows,
     gather_rows_score,
+    gather_votes,
     item_similarity,
     row_norms,
 )
@@ -178,30 +180,45 @@ class RP3beta(ItemItemScorer):
         return self
 
 
-class EASE(BaseScorer):
-    """Embarrassingly Shallow Autoencoder (Steck 2019): a dense closed-form item x item model.
+class EASE(ItemItemScorer):
+    """Embarrassingly Shallow Autoencoder (Steck 2019): a closed-form item x item model.
 
-    Its memory is ``n_items ** 2`` floats, so ``fit`` refuses catalogues above ``max_items``;
-    use :class:`RP3beta` there.
+    Its fit needs a dense ``n_items ** 2`` matrix, so ``fit`` refuses catalogues above
+    ``max_items``; use :class:`RP3beta` there. It scores with each row pruned to its ``k``
+    largest positive weights (``similarity_``), like the other item-item models, so that an
+    answer gathers a few entries per history item instead of a dense row; ``k=None`` scores
+    with the dense weights, negative ones included (the published model, for reference).
 
     Parameters
     ----------
     l2 : float
         Ridge regularisation added to the Gram matrix diagonal.
     max_items : int
+    k : int or None
+        Weights kept per row for scoring; None keeps the dense matrix.
     n_threads : int
         BLAS threads for the inversion.
 
     Attributes
     ----------
     weights_ : ndarray of shape (n_items, n_items), float32, zero diagonal
+    similarity_ : csr_matrix of shape (n_items, n_items), float32, or None (``k=None``)
+        Row ``j`` = the ``k`` largest positive weights of ``weights_[j]``.
     """
 
     _fitted_attr = "weights_"
 
-    def __init__(self, *, l2: float = 500.0, max_items: int = 8000, n_threads: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        l2: float = 500.0,
+        max_items: int = 8000,
+        k: int | None = 200,
+        n_threads: int = 1,
+    ) -> None:
         self.l2 = l2
         self.max_items = max_items
+        self.k = k
         self.n_threads = n_threads
 
     def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
@@ -231,21 +248,44 @@ class EASE(BaseScorer):
         self._set_weights(B.astype(np.float32))
         return self
 
-    def _set_weights(self, weights: NDArray[np.float32]) -> None:
-        # Row gathers are the hot path: keep rows contiguous (cho_solve returns Fortran order).
+    def _set_weights(
+        self, weights: NDArray[np.float32], pruned: sparse.csr_matrix | None = None
+    ) -> None:
+        # Dense row gathers (k=None) need contiguous rows (cho_solve returns Fortran order).
         self.weights_ = weights if weights.flags.c_contiguous else np.ascontiguousarray(weights)
         self.n_items_ = weights.shape[0]
+        if self.k is None:
+            self.similarity_: sparse.csr_matrix | None = None
+            return
+        if pruned is None:
+            pruned = dense_top_k_rows(self.weights_, self.k, by_magnitude=True)
+        pruned = sparse.csr_matrix(pruned, dtype=np.float32)
+        pruned.sort_indices()
+        self.similarity_ = pruned
 
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Return ``weights @ weights_[items]``, shape (n_items,), float32."""
+        """Return ``weights @ similarity_[items]`` (``weights_`` when k is None), (n_items,)."""
         self._check_fitted()
+        if self.similarity_ is not None:
+            return super().score(items, weights)
         if len(items) == 0:
             return np.zeros(self.n_items_, dtype=np.float32)
         return np.asarray(weights, dtype=np.float32) @ self.weights_[items]
 
-    def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
-        """Score many histories at once: ``histories @ weights_``, (n_histories, n_items)."""
+    def votes(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The pruned rows' entries (:meth:`BaseScorer.votes`; a dense pass when k is None)."""
         self._check_fitted()
+        if self.similarity_ is not None:
+            return super().votes(items, weights)
+        return BaseScorer.votes(self, items, weights)
+
+    def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
+        """Score many histories at once, (n_histories, n_items)."""
+        self._check_fitted()
+        if self.similarity_ is not None:
+            return super().score_rows(histories)
         product = sparse.csr_matrix(histories, dtype=np.float32) @ self.weights_
         return np.asarray(product, dtype=np.float32)
 
@@ -257,6 +297,8 @@ class EASE(BaseScorer):
     ) -> NDArray[np.int64]:
         """Return, per target, the position in ``items`` contributing most (-1: none)."""
         self._check_fitted()
+        if self.similarity_ is not None:
+            return super().explain(items, weights, targets)
         if len(items) == 0:
             return np.full(len(targets), -1, dtype=np.int64)
         contrib = self.weights_[np.ix_(items, targets)] * np.asarray(weights)[:, None]
@@ -274,15 +316,23 @@ class EASE(BaseScorer):
         return idx, row[idx].astype(np.float32)
 
     def to_state(self) -> tuple[dict, dict]:
-        """Return the fitted state as arrays and JSON-able meta."""
+        """Return the fitted state as arrays and JSON-able meta (the pruned rows too)."""
         self._check_fitted()
-        return {"weights": self.weights_}, self._state_meta()
+        arrays: dict[str, Any] = {"weights": self.weights_}
+        if self.similarity_ is not None:
+            arrays["similarity"] = self.similarity_
+        return arrays, self._state_meta()
 
     @classmethod
     def from_state(cls, arrays: dict, meta: dict) -> Self:
-        """Rebuild a fitted model from :meth:`to_state` output."""
+        """Rebuild a fitted model from :meth:`to_state` output.
+
+        A bundle written before EASE was pruned has no ``similarity`` array and no ``k``:
+        it loads with the default ``k`` and its rows are pruned here (deterministic, about
+        a second for 4,000 items).
+        """
         model = cls._from_meta(meta)
-        model._set_weights(arrays["weights"])
+        model._set_weights(arrays["weights"], arrays.get("similarity"))
         return model
 
 
@@ -351,14 +401,21 @@ class UserKNN(BaseScorer):
         h_norm = float(np.sqrt(h @ h))
         if h_norm == 0.0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        # Only the users sharing a history item have a non-zero dot product: sum their
+        # entries (in the order gather_rows_score sums them, so the same bits) and rank those.
         b = self.by_item_
-        dots = gather_rows_score(b.indptr, b.indices, b.data, items, h, self.n_users_)
-        denom = self.user_norms_ * h_norm + self.shrink
+        touched_users, entries = gather_votes(b.indptr, b.indices, b.data, items, h)
+        if len(touched_users) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        touched, inverse = np.unique(touched_users, return_inverse=True)
+        dots = np.bincount(inverse.ravel(), weights=entries, minlength=len(touched))
+        dots = dots.astype(np.float32)
+        denom = self.user_norms_[touched] * h_norm + self.shrink
         sims = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
         if self._forgotten is not None:
-            sims[self._forgotten] = 0.0
-        users = top_n(sims, self.k)
-        return users, sims[users]
+            sims[self._forgotten[touched]] = 0.0
+        best = top_n(sims, self.k)
+        return touched[best], sims[best]
 
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Return the similarity-weighted sum of the ``k`` nearest users' rows, (n_items,)."""
@@ -370,6 +427,17 @@ class UserKNN(BaseScorer):
             return np.zeros(self.n_items_, dtype=np.float32)
         X = self.interactions_
         return gather_rows_score(X.indptr, X.indices, X.data, users, sims, self.n_items_)
+
+    def votes(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The nearest users' entries (see :meth:`BaseScorer.votes`)."""
+        self._check_fitted()
+        if len(items) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        users, sims = self._neighbours(items, weights)
+        X = self.interactions_
+        return gather_votes(X.indptr, X.indices, X.data, users, sims)
 
     def to_state(self) -> tuple[dict, dict]:
         """Return the fitted state as arrays and JSON-able meta."""

@@ -93,6 +93,45 @@ def _dense_top_k(block: NDArray[np.floating], k: int | None) -> sparse.csr_matri
     return out
 
 
+def dense_top_k_rows(
+    matrix: NDArray[np.floating],
+    k: int,
+    *,
+    by_magnitude: bool = False,
+    max_block_entries: int = DEFAULT_MAX_BLOCK_ENTRIES,
+) -> sparse.csr_matrix:
+    """The ``k`` largest entries of each row of a dense matrix, as CSR (row blocks).
+
+    Positive entries only, or with ``by_magnitude`` the ``k`` largest in absolute value of
+    either sign (a row ties at its ``k``-th value may keep a few more).
+
+    Returns
+    -------
+    csr_matrix of the same shape, float32, sorted indices
+    """
+    n_rows, n_cols = matrix.shape
+    if n_rows == 0 or n_cols == 0:
+        return _empty_csr((n_rows, n_cols))
+    block_rows = max(1, max_block_entries // n_cols)
+    parts = []
+    for lo in range(0, n_rows, block_rows):
+        block = np.asarray(matrix[lo : lo + block_rows], dtype=np.float32)
+        if not by_magnitude:
+            parts.append(_dense_top_k(block, k))
+            continue
+        size = np.abs(block)
+        if k < n_cols:
+            threshold = np.partition(size, n_cols - k, axis=1)[:, n_cols - k]
+            keep = (size >= threshold[:, None]) & (block != 0)
+        else:
+            keep = block != 0
+        rows, cols = np.nonzero(keep)
+        parts.append(sparse.csr_matrix((block[rows, cols], (rows, cols)), shape=block.shape))
+    out = sparse.vstack(parts, format="csr", dtype=np.float32)
+    out.sort_indices()
+    return out
+
+
 def blocked_top_k_product(
     left: sparse.csr_matrix,
     right: sparse.csr_matrix,
@@ -320,6 +359,30 @@ def gather_rows_score(
     return np.bincount(indices[pos], weights=vals, minlength=n_cols).astype(np.float32)
 
 
+def gather_votes(
+    indptr: NDArray[np.integer],
+    indices: NDArray[np.integer],
+    data: NDArray[np.floating],
+    rows: NDArray[np.int64],
+    weights: NDArray[np.floating],
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The entries of ``weights @ M[rows]`` before they are summed: (columns, values).
+
+    Summing the values per column in entry order (float64, then float32) gives exactly
+    :func:`gather_rows_score`'s result, without a vector over every column.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.asarray(indptr[rows], dtype=np.int64)
+    lens = np.asarray(indptr[rows + 1], dtype=np.int64) - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    offsets = np.cumsum(lens) - lens
+    pos = np.arange(total, dtype=np.int64) + np.repeat(starts - offsets, lens)
+    vals = data[pos] * np.repeat(np.asarray(weights, dtype=np.float32), lens)
+    return np.asarray(indices[pos], dtype=np.int64), np.asarray(vals, dtype=np.float32)
+
+
 def row_contributions(
     indptr: NDArray[np.integer],
     indices: NDArray[np.integer],
@@ -346,11 +409,13 @@ def row_contributions(
     cols = indices[positions]
     if len(cols) == 0:
         return out
-    # Column -> row of ``out`` (-1: not a target), one gather per entry.
-    slot_of = np.full(max(int(cols.max()), int(targets.max())) + 1, -1, dtype=np.int64)
-    slot_of[targets] = np.arange(len(targets))
-    slot = slot_of[cols]
-    hit = slot >= 0
+    # Column -> row of ``out`` (-1: not a target), by binary search over the sorted targets
+    # (no array over every item: the cost is that of the history's entries).
+    by_target = np.argsort(targets, kind="stable")
+    sorted_targets = targets[by_target]
+    at = np.minimum(np.searchsorted(sorted_targets, cols), len(targets) - 1)
+    hit = sorted_targets[at] == cols
+    slot = by_target[at]
     out[slot[hit], owner[hit]] = data[positions[hit]] * np.asarray(weights)[owner[hit]]
     return out
 
@@ -377,6 +442,14 @@ class ItemItemScorer(BaseScorer):
         if len(items) == 0:
             return np.zeros(self.n_items_, dtype=np.float32)
         return gather_rows_score(s.indptr, s.indices, s.data, items, weights, self.n_items_)
+
+    def votes(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The entries of the history's rows of ``similarity_`` (see :meth:`BaseScorer.votes`)."""
+        self._check_fitted()
+        s = self.similarity_
+        return gather_votes(s.indptr, s.indices, s.data, items, weights)
 
     def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
         """Score many histories at once: ``histories @ similarity_``, (n_histories, n_items)."""

@@ -54,10 +54,13 @@ class EASEConfig(_Config):
     """:class:`~app.ml.collaborative.EASE`'s hyper-parameters.
 
     A catalogue above ``max_items`` gets RP3beta instead (EASE is dense items x items).
+    ``k`` is the weights kept per row for scoring (None: the dense rows, each answer then
+    costs a pass over the catalogue).
     """
 
     l2: float = 500.0
     max_items: int = 8000
+    k: int | None = Field(default=200, ge=1)
 
 
 class RP3betaConfig(_Config):
