@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from scipy import linalg, sparse
 from threadpoolctl import threadpool_limits
 
-from app.ml.base import BaseScorer
+from app.ml.base import BaseScorer, Votes
 from app.ml.ranking import row_top_n, top_n
 from app.ml.similarity import (
     DEFAULT_MAX_BLOCK_ENTRIES,
@@ -23,6 +23,7 @@ from app.ml.similarity import (
     blocked_top_k_product,
     center_nonzeros,
     dense_top_k_rows,
+    distinct,
     gather_rows_score,
     gather_votes,
     item_similarity,
@@ -96,14 +97,16 @@ class ItemKNN(ItemItemScorer):
         self._set_neighbours(neighbours)
         return self
 
-    def _set_neighbours(self, neighbours: sparse.csr_matrix) -> None:
+    def _set_neighbours(
+        self, neighbours: sparse.csr_matrix, similarity: sparse.csr_matrix | None = None
+    ) -> None:
         neighbours = sparse.csr_matrix(neighbours, dtype=np.float32)
         neighbours.sort_indices()
         self.neighbours_ = neighbours
-        if self.neighbourhood == "target":
-            self._set_similarity(neighbours.T.tocsr())
-        else:
+        if self.neighbourhood == "source":
             self._set_similarity(neighbours)
+        else:
+            self._set_similarity(neighbours.T.tocsr() if similarity is None else similarity)
 
     def similar_items(
         self, item: int, n: int = 10
@@ -115,13 +118,18 @@ class ItemKNN(ItemItemScorer):
     def to_state(self) -> tuple[dict, dict]:
         """Return the fitted state as arrays and JSON-able meta."""
         self._check_fitted()
-        return {"neighbours": self.neighbours_}, self._state_meta()
+        arrays = {"neighbours": self.neighbours_}
+        if self.neighbourhood != "source":
+            # The transposed rows too: loaded memory-mapped, the workers share them instead
+            # of each building its own transpose at load.
+            arrays["similarity"] = self.similarity_
+        return arrays, self._state_meta()
 
     @classmethod
     def from_state(cls, arrays: dict, meta: dict) -> Self:
-        """Rebuild a fitted model from :meth:`to_state` output."""
+        """Rebuild a fitted model from :meth:`to_state` output (older ones: no ``similarity``)."""
         model = cls._from_meta(meta)
-        model._set_neighbours(arrays["neighbours"])
+        model._set_neighbours(arrays["neighbours"], arrays.get("similarity"))
         return model
 
 
@@ -185,9 +193,10 @@ class EASE(ItemItemScorer):
 
     Its fit needs a dense ``n_items ** 2`` matrix, so ``fit`` refuses catalogues above
     ``max_items``; use :class:`RP3beta` there. It scores with each row pruned to its ``k``
-    largest positive weights (``similarity_``), like the other item-item models, so that an
-    answer gathers a few entries per history item instead of a dense row; ``k=None`` scores
-    with the dense weights, negative ones included (the published model, for reference).
+    largest weights in absolute value (``similarity_``; the negative ones vote against an
+    item), like the other item-item models, so that an answer gathers a few entries per
+    history item instead of a dense row; ``k=None`` scores with the dense weights (the
+    published model, for reference).
 
     Parameters
     ----------
@@ -203,7 +212,7 @@ class EASE(ItemItemScorer):
     ----------
     weights_ : ndarray of shape (n_items, n_items), float32, zero diagonal
     similarity_ : csr_matrix of shape (n_items, n_items), float32, or None (``k=None``)
-        Row ``j`` = the ``k`` largest positive weights of ``weights_[j]``.
+        Row ``j`` = the ``k`` weights of ``weights_[j]`` largest in absolute value.
     """
 
     _fitted_attr = "weights_"
@@ -213,7 +222,7 @@ class EASE(ItemItemScorer):
         *,
         l2: float = 500.0,
         max_items: int = 8000,
-        k: int | None = 200,
+        k: int | None = 400,
         n_threads: int = 1,
     ) -> None:
         self.l2 = l2
@@ -272,9 +281,7 @@ class EASE(ItemItemScorer):
             return np.zeros(self.n_items_, dtype=np.float32)
         return np.asarray(weights, dtype=np.float32) @ self.weights_[items]
 
-    def votes(
-        self, items: NDArray[np.int64], weights: NDArray[np.float32]
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    def votes(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> Votes:
         """The pruned rows' entries (:meth:`BaseScorer.votes`; a dense pass when k is None)."""
         self._check_fitted()
         if self.similarity_ is not None:
@@ -404,11 +411,11 @@ class UserKNN(BaseScorer):
         # Only the users sharing a history item have a non-zero dot product: sum their
         # entries (in the order gather_rows_score sums them, so the same bits) and rank those.
         b = self.by_item_
-        touched_users, entries = gather_votes(b.indptr, b.indices, b.data, items, h)
+        touched_users, entries, _ = gather_votes(b.indptr, b.indices, b.data, items, h)
         if len(touched_users) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        touched, inverse = np.unique(touched_users, return_inverse=True)
-        dots = np.bincount(inverse.ravel(), weights=entries, minlength=len(touched))
+        touched, inverse = distinct(touched_users, self.n_users_)
+        dots = np.bincount(inverse, weights=entries, minlength=len(touched))
         dots = dots.astype(np.float32)
         denom = self.user_norms_[touched] * h_norm + self.shrink
         sims = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
@@ -428,16 +435,15 @@ class UserKNN(BaseScorer):
         X = self.interactions_
         return gather_rows_score(X.indptr, X.indices, X.data, users, sims, self.n_items_)
 
-    def votes(
-        self, items: NDArray[np.int64], weights: NDArray[np.float32]
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """The nearest users' entries (see :meth:`BaseScorer.votes`)."""
+    def votes(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> Votes:
+        """The nearest users' entries (see :meth:`BaseScorer.votes`; no history owners)."""
         self._check_fitted()
         if len(items) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            return Votes(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
         users, sims = self._neighbours(items, weights)
         X = self.interactions_
-        return gather_votes(X.indptr, X.indices, X.data, users, sims)
+        cols, vals, _ = gather_votes(X.indptr, X.indices, X.data, users, sims)
+        return Votes(cols, vals)
 
     def to_state(self) -> tuple[dict, dict]:
         """Return the fitted state as arrays and JSON-able meta."""

@@ -8,15 +8,16 @@ is written once here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
 
-from app.ml.base import BaseScorer
+from app.ml.base import BaseScorer, Votes
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
 from app.ml.ranking import descending_order, first_kept
+from app.ml.similarity import best_owners, distinct
 
 ReasonKind = Literal[
     "similar_to", "content_match", "popular_in_segment", "trending", "popular", "bought_before"
@@ -156,6 +157,29 @@ class Scored:
     items: NDArray[np.int64]
     total: NDArray[np.float32]
     parts: dict[str, NDArray[np.float32]]
+    gathered: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    inverse: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    voted: dict[str, tuple[int, Votes]] = field(default_factory=dict)
+
+    def explain(self, name: str, targets: NDArray[np.int64]) -> NDArray[np.int64] | None:
+        """Per target, the history position whose entry of model ``name`` is largest (-1: none).
+
+        Read from the entries already gathered (None when the model's entries have no
+        history owners): :meth:`BaseScorer.explain` without a second pass over the rows.
+        """
+        found = self.voted.get(name)
+        if found is None or found[1].owners is None:
+            return None
+        lo, votes = found
+        assert votes.owners is not None
+        slot_of = np.full(len(self.gathered), -1, dtype=np.int64)
+        if len(self.gathered):
+            at = np.minimum(np.searchsorted(self.gathered, targets), len(self.gathered) - 1)
+            hit = self.gathered[at] == targets
+            slot_of[at[hit]] = np.flatnonzero(hit)
+        slots = slot_of[self.inverse[lo : lo + len(votes.vals)]]
+        chosen = slots >= 0
+        return best_owners(slots[chosen], votes.vals[chosen], votes.owners[chosen], len(targets))
 
 
 def _member(indices: NDArray[np.int64], sorted_set: NDArray[np.int64]) -> NDArray[np.bool_]:
@@ -256,42 +280,48 @@ class Blender:
         n : how many items the answer needs (how deep the global models' heads are read)
         """
         keep = keeper(mask)
-        voted: dict[str, tuple[NDArray[np.int64], NDArray[np.float32]]] = {}
+        voted: dict[str, tuple[int, Votes]] = {}
+        lo = 0
         for name, model, _ in self._active:
             if name not in self._statics:
-                voted[name] = model.votes(items, weights)
-        cols = np.concatenate([np.zeros(0, np.int64), *(c for c, _ in voted.values())])
-        gathered, inverse = np.unique(cols, return_inverse=True)
-        inverse = inverse.ravel()
+                votes = model.votes(items, weights)
+                voted[name] = (lo, votes)
+                lo += len(votes.cols)
+        cols = np.concatenate([np.zeros(0, np.int64), *(v.cols for _, v in voted.values())])
+        gathered, inverse = distinct(cols, self.n_items)
         kept = keep(gathered) if len(gathered) else np.zeros(0, dtype=bool)
-        extra = self._static_head(gathered, keep, n)
+        # A global model's maximum over the candidates: its first item the rules keep.
+        tops = {}
+        for name, head in self._statics.items():
+            first = first_kept(head.order, 1, keep)
+            tops[name] = float(head.scores[first[0]]) if len(first) else 0.0
+        extra = self._static_head(gathered, keep, n, tops)
         candidates = np.concatenate([gathered[kept], extra]).astype(np.int64)
         total = np.zeros(len(candidates), dtype=np.float32)
         parts: dict[str, NDArray[np.float32]] = {}
-        lo = 0
         n_kept = int(kept.sum())
         for name, _, w in self._active:
             static = self._statics.get(name)
             if static is None:
-                vals = voted[name][1]
+                lo, votes = voted[name]
                 summed = np.bincount(
-                    inverse[lo : lo + len(vals)], weights=vals, minlength=len(gathered)
+                    inverse[lo : lo + len(votes.vals)], weights=votes.vals, minlength=len(gathered)
                 ).astype(np.float32)
-                lo += len(vals)
                 raw = np.zeros(len(candidates), dtype=np.float32)
                 raw[:n_kept] = summed[kept]
                 top = float(np.max(raw, initial=0.0))
             else:
                 raw = np.asarray(static.scores[candidates], dtype=np.float32)
-                first = first_kept(static.order, 1, keep)
-                top = float(static.scores[first[0]]) if len(first) else 0.0
+                top = tops[name]
             part = _normalised(raw, top)
             part *= np.float32(w)
             total += part
             parts[name] = part
-        return Scored(candidates, total, parts)
+        return Scored(candidates, total, parts, gathered, inverse, voted)
 
-    def _static_head(self, gathered: NDArray[np.int64], keep: Keep, n: int) -> NDArray[np.int64]:
+    def _static_head(
+        self, gathered: NDArray[np.int64], keep: Keep, n: int, tops: Mapping[str, float]
+    ) -> NDArray[np.int64]:
         """The items outside ``gathered`` the global models could put in the top ``n``.
 
         Only the global models score them, so their rank is the rank of their weighted sum
@@ -308,10 +338,6 @@ class Blender:
 
         if len(statics) == 1:
             return first_kept(statics[0].order, n, outside)
-        tops = []
-        for static in statics:
-            first = first_kept(static.order, 1, keep)
-            tops.append(float(static.scores[first[0]]) if len(first) else 0.0)
         read = [np.zeros(0, dtype=np.int64)]
         depth, size = 0, max(64, 2 * n)
         while True:
@@ -322,7 +348,8 @@ class Blender:
             pool = np.unique(np.concatenate(read))
             sums = np.zeros(len(pool))
             bound = 0.0
-            for static, top in zip(statics, tops, strict=True):
+            for static in statics:
+                top = tops[static.name]
                 if top <= 0:
                     continue
                 sums += static.weight * static.scores[pool] / top
@@ -368,7 +395,7 @@ class Blender:
         best = positive[np.lexsort((scored.items[positive], -scored.total[positive]))][: max(n, 0)]
         ranked = scored.items[best]
         contributions = {name: part[best] for name, part in scored.parts.items()}
-        kinds, reason_items = self._reasons(items, weights, ranked, contributions)
+        kinds, reason_items = self._reasons(items, weights, ranked, contributions, scored)
         out_scores = scored.total[best]
         if len(ranked) < n:
             extra = self._fill(ranked, n, keep)[len(ranked) :]
@@ -390,6 +417,7 @@ class Blender:
         weights: NDArray[np.float32],
         ranked: NDArray[np.int64],
         contributions: Mapping[str, NDArray[np.float32]],
+        scored: Scored | None = None,
     ) -> tuple[list[str], NDArray[np.int64]]:
         """Each returned item's reason, from each model's part in its score (returned items only)."""
         reason_items = np.full(len(ranked), -1, dtype=np.int64)
@@ -411,7 +439,10 @@ class Blender:
             choice = np.asarray(explainers)[order[step]]
             for j in np.unique(choice[pending]).tolist():
                 if j not in explained:
-                    explained[j] = self.models[names[j]].explain(items, weights, ranked)
+                    known = None if scored is None else scored.explain(names[j], ranked)
+                    if known is None:
+                        known = self.models[names[j]].explain(items, weights, ranked)
+                    explained[j] = known
                 positions = explained[j]
                 if positions is None:
                     continue

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from app.ml.base import BaseScorer
+from app.ml.base import BaseScorer, Votes
 from app.ml.ranking import row_top_n
 
 Similarity = Literal["cosine", "pearson", "adjusted_cosine"]
@@ -365,8 +365,8 @@ def gather_votes(
     data: NDArray[np.floating],
     rows: NDArray[np.int64],
     weights: NDArray[np.floating],
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """The entries of ``weights @ M[rows]`` before they are summed: (columns, values).
+) -> Votes:
+    """The entries of ``weights @ M[rows]`` before they are summed (owners: positions in rows).
 
     Summing the values per column in entry order (float64, then float32) gives exactly
     :func:`gather_rows_score`'s result, without a vector over every column.
@@ -376,11 +376,53 @@ def gather_votes(
     lens = np.asarray(indptr[rows + 1], dtype=np.int64) - starts
     total = int(lens.sum())
     if total == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        empty = np.zeros(0, dtype=np.int64)
+        return Votes(empty, np.zeros(0, dtype=np.float32), empty)
     offsets = np.cumsum(lens) - lens
     pos = np.arange(total, dtype=np.int64) + np.repeat(starts - offsets, lens)
     vals = data[pos] * np.repeat(np.asarray(weights, dtype=np.float32), lens)
-    return np.asarray(indices[pos], dtype=np.int64), np.asarray(vals, dtype=np.float32)
+    owners = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
+    return Votes(
+        np.asarray(indices[pos], dtype=np.int64), np.asarray(vals, dtype=np.float32), owners
+    )
+
+
+def distinct(values: NDArray[np.int64], n: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """``np.unique(values, return_inverse=True)`` for values in ``[0, n)``, whichever is cheaper.
+
+    Sorting costs ``e log e`` for ``e`` values; when they are many against ``n`` (a long
+    history in a small shop) a pass over ``n`` flags costs less. Either way the cost is at
+    most a small multiple of the values' own.
+    """
+    values = np.asarray(values, dtype=np.int64)
+    if len(values) * 16 < n:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq, inverse.ravel()
+    present = np.zeros(n, dtype=bool)
+    present[values] = True
+    slot = np.cumsum(present, dtype=np.int64) - 1
+    return np.flatnonzero(present).astype(np.int64), slot[values]
+
+
+def best_owners(
+    slots: NDArray[np.int64], vals: NDArray[np.float32], owners: NDArray[np.int64], n: int
+) -> NDArray[np.int64]:
+    """Per slot in ``[0, n)``, the owner of its largest positive value (ties: the first owner).
+
+    What :meth:`ItemItemScorer.explain` computes from the entries of :func:`gather_votes`
+    (``slots``: the target of each entry); -1 where a slot has no positive value.
+    """
+    best = np.full(n, -1, dtype=np.int64)
+    if len(slots) == 0:
+        return best
+    order = np.lexsort((owners, -vals, slots))
+    ranked_slots = slots[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = ranked_slots[1:] != ranked_slots[:-1]
+    top = order[first]
+    positive = vals[top] > 0
+    best[slots[top][positive]] = owners[top][positive]
+    return best
 
 
 def row_contributions(
@@ -443,9 +485,7 @@ class ItemItemScorer(BaseScorer):
             return np.zeros(self.n_items_, dtype=np.float32)
         return gather_rows_score(s.indptr, s.indices, s.data, items, weights, self.n_items_)
 
-    def votes(
-        self, items: NDArray[np.int64], weights: NDArray[np.float32]
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    def votes(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> Votes:
         """The entries of the history's rows of ``similarity_`` (see :meth:`BaseScorer.votes`)."""
         self._check_fitted()
         s = self.similarity_

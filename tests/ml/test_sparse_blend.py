@@ -211,7 +211,7 @@ def test_ease_rows_are_pruned_and_an_older_bundle_still_loads(
     write_component(tmp_path / "ease", {"weights": ease.weights_}, meta)
     arrays, loaded_meta = read_component(tmp_path / "ease")
     old = EASE.from_state(arrays, loaded_meta)
-    assert old.k == 200 and old.similarity_ is not None
+    assert old.k == 400 and old.similarity_ is not None
     history = (np.array([3, 9], dtype=np.int64), np.array([1.0, 1.0], dtype=np.float32))
     top = np.argsort(-ease.weights_[3])[:5]
     assert (old.score(*history)[top] != 0).any()
@@ -220,3 +220,25 @@ def test_ease_rows_are_pruned_and_an_older_bundle_still_loads(
     write_component(tmp_path / "new", arrays, meta)
     restored = EASE.from_state(*read_component(tmp_path / "new"))
     np.testing.assert_array_equal(restored.score(*history), ease.score(*history))
+
+
+def test_reasons_read_from_the_gathered_entries_equal_each_models_explain(
+    fitted: dict[str, BaseScorer],
+) -> None:
+    weights = {"item_knn": 1.0, "ease": 0.5, "rp3beta": 0.5, "user_knn": 0.3}
+    popularity = fitted["popularity"]
+    assert isinstance(popularity, Popularity)
+    blender = Blender({name: fitted[name] for name in weights}, weights, popularity=popularity)
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        items = np.unique(rng.choice(N_ITEMS, size=int(rng.integers(1, 20)))).astype(np.int64)
+        history_weights = (rng.random(len(items)) + 0.1).astype(np.float32)
+        everything = np.ones(N_ITEMS, dtype=bool)
+        scored = blender.score_candidates(items, history_weights, everything, 10)
+        targets = rng.choice(N_ITEMS, size=12, replace=False).astype(np.int64)
+        for name in ("item_knn", "ease", "rp3beta"):
+            np.testing.assert_array_equal(
+                scored.explain(name, targets),
+                blender.models[name].explain(items, history_weights, targets),
+            )
+        assert scored.explain("user_knn", targets) is None  # its entries have no history owner
