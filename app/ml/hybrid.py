@@ -190,6 +190,19 @@ def _member(indices: NDArray[np.int64], sorted_set: NDArray[np.int64]) -> NDArra
     return sorted_set[at] == indices
 
 
+def _best(items: NDArray[np.int64], scores: NDArray[np.float32], n: int) -> NDArray[np.int64]:
+    """Positions of the ``n`` best positive scores, best first, ties by item index."""
+    positive = np.flatnonzero(scores > 0)
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if len(positive) > n:
+        # Every score at least the n-th largest (ties at the cut included), then sort those.
+        cut = np.partition(scores[positive], len(positive) - n)[len(positive) - n]
+        positive = positive[scores[positive] >= cut]
+    order = np.lexsort((items[positive], -scores[positive]))
+    return positive[order][:n].astype(np.int64)
+
+
 def _normalised(raw: NDArray[np.float32], top: float) -> NDArray[np.float32]:
     """:func:`normalize_scores` given the maximum over the candidates (the same arithmetic)."""
     if top <= 0:
@@ -391,8 +404,7 @@ class Blender:
         if len(items) == 0:
             return self.cold_start(n=n, mask=keep, segment=segment)
         scored = self.score_candidates(items, weights, keep, n)
-        positive = np.flatnonzero(scored.total > 0)
-        best = positive[np.lexsort((scored.items[positive], -scored.total[positive]))][: max(n, 0)]
+        best = _best(scored.items, scored.total, n)
         ranked = scored.items[best]
         contributions = {name: part[best] for name, part in scored.parts.items()}
         kinds, reason_items = self._reasons(items, weights, ranked, contributions, scored)
