@@ -28,6 +28,7 @@ from app.ml.similarity import (
     gather_votes,
     item_similarity,
     row_norms,
+    top_k_per_row,
 )
 
 Neighbourhood = Literal["source", "target"]
@@ -55,6 +56,11 @@ class ItemKNN(ItemItemScorer):
         ``target``: an item is scored from its own ``k`` nearest neighbours found in the
         history (classic item-kNN); ``source``: each history item votes for its ``k`` nearest
         neighbours.
+    max_votes : int or None
+        With ``target``, a history item votes for at most this many of the items that list
+        it among their neighbours (the most similar): a popular item is listed by a share of
+        the catalogue, so without a bound its row, and the cost of every answer whose
+        history holds it, would grow with the catalogue. None: no bound.
     max_block_entries : int
         Memory bound of the blocked similarity computation.
 
@@ -73,12 +79,14 @@ class ItemKNN(ItemItemScorer):
         shrink: float = 0.0,
         similarity: Similarity = "cosine",
         neighbourhood: Neighbourhood = "target",
+        max_votes: int | None = 1000,
         max_block_entries: int = DEFAULT_MAX_BLOCK_ENTRIES,
     ) -> None:
         self.k = k
         self.shrink = shrink
         self.similarity = similarity
         self.neighbourhood = neighbourhood
+        self.max_votes = max_votes
         self.max_block_entries = max_block_entries
 
     def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
@@ -105,8 +113,13 @@ class ItemKNN(ItemItemScorer):
         self.neighbours_ = neighbours
         if self.neighbourhood == "source":
             self._set_similarity(neighbours)
+        elif similarity is not None:
+            self._set_similarity(similarity)
         else:
-            self._set_similarity(neighbours.T.tocsr() if similarity is None else similarity)
+            votes = neighbours.T.tocsr()
+            if self.max_votes is not None:
+                votes = top_k_per_row(votes, self.max_votes)
+            self._set_similarity(votes)
 
     def similar_items(
         self, item: int, n: int = 10

@@ -176,16 +176,47 @@ def blocked_top_k_product(
         exclude_diagonal,
         k,
     )
-    block_rows = max(1, max_block_entries // m)
     parts = []
-    for lo in range(0, n, block_rows):
-        hi = min(n, lo + block_rows)
+    for lo, hi in _row_blocks(left, right, max_block_entries):
         prod = (left[lo:hi] @ right).tocsr()  # no duplicates; indices need not be sorted
         dense = prod.nnz > _DENSE_BLOCK_DENSITY * (hi - lo) * m
         parts.append(scaling.dense(prod, lo) if dense else scaling.sparse(prod, lo))
     out = sparse.vstack(parts, format="csr", dtype=np.float32)
     out.sort_indices()
     return out
+
+
+def _row_blocks(
+    left: sparse.csr_matrix, right: sparse.csr_matrix, max_block_entries: int
+) -> list[tuple[int, int]]:
+    """Consecutive row ranges of ``left`` whose product with ``right`` holds at most
+    ``max_block_entries`` cells (one row at least).
+
+    A product row stores at most the entries of the ``right`` rows it sums (and at most
+    ``m``); blocks are cut on that bound, so a sparse product over a large catalogue gets
+    few blocks of many rows, not ``max_block_entries // m`` rows each (16 rows at 1M items,
+    every block paying scipy's workspace over all ``m`` columns). The rows times the longest
+    row's bound stay within the budget too (the sparse pruning pads rows to the longest), and a
+    block is pruned densely only when it holds more than a quarter of its cells, so its dense
+    array stays under four times the budget.
+    """
+    n, m = left.shape[0], right.shape[1]
+    right_nnz = np.diff(right.indptr).astype(np.float64)
+    rows = np.repeat(np.arange(n), np.diff(left.indptr))
+    bound = np.minimum(np.bincount(rows, weights=right_nnz[left.indices], minlength=n), m)
+    cumulative = np.cumsum(bound)
+    blocks = []
+    lo = 0
+    while lo < n:
+        base = cumulative[lo - 1] if lo else 0.0
+        hi = int(np.searchsorted(cumulative, base + max_block_entries, side="right"))
+        hi = min(n, max(hi, lo + 1))
+        # The sparse pruning pads each row to the block's longest: bound rows x width too.
+        width = max(float(bound[lo:hi].max()), 1.0)
+        hi = min(hi, lo + max(1, int(max_block_entries // width)))
+        blocks.append((lo, hi))
+        lo = hi
+    return blocks
 
 
 @dataclass(frozen=True, eq=False)

@@ -242,3 +242,20 @@ def test_reasons_read_from_the_gathered_entries_equal_each_models_explain(
                 blender.models[name].explain(items, history_weights, targets),
             )
         assert scored.explain("user_knn", targets) is None  # its entries have no history owner
+
+
+def test_item_knn_votes_are_bounded_by_the_most_similar() -> None:
+    X = _matrix(1)
+    free = ItemKNN(k=15, max_votes=None).fit(X)
+    bounded = ItemKNN(k=15, max_votes=6).fit(X)
+    np.testing.assert_array_equal(free.neighbours_.toarray(), bounded.neighbours_.toarray())
+    assert np.diff(free.similarity_.indptr).max() > 6  # popular items are listed by many
+    assert np.diff(bounded.similarity_.indptr).max() <= 6
+    for row in range(N_ITEMS):
+        lo, hi = free.similarity_.indptr[row], free.similarity_.indptr[row + 1]
+        kept = bounded.similarity_[row].toarray().ravel()
+        values = np.sort(free.similarity_.data[lo:hi])[::-1]
+        if hi - lo > 6:  # the kept votes are the row's largest
+            assert np.sort(kept[kept > 0])[::-1].tolist() == values[:6].tolist()
+        else:
+            assert np.count_nonzero(kept) == hi - lo

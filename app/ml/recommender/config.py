@@ -40,6 +40,7 @@ class ItemKNNConfig(_Config):
     k: int = 200
     shrink: float = 0.0
     similarity: Similarity = "cosine"
+    max_votes: int | None = Field(default=1000, ge=1)
 
 
 class UserKNNConfig(_Config):
