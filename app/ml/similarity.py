@@ -33,6 +33,14 @@ def _empty_csr(shape: tuple[int, int]) -> sparse.csr_matrix:
     )
 
 
+#: Above this many cells, top_k_per_row sorts the long rows' entries instead of padding rows.
+_MAX_PADDED = 1 << 24
+
+
+def _padded_cells(counts: NDArray[np.integer]) -> int:
+    return len(counts) * int(counts.max(initial=0))
+
+
 def top_k_per_row(matrix: sparse.spmatrix, k: int | None) -> sparse.csr_matrix:
     """Keep the ``k`` largest positive entries of each row (ties broken by column index).
 
@@ -51,7 +59,20 @@ def top_k_per_row(matrix: sparse.spmatrix, k: int | None) -> sparse.csr_matrix:
     csr.data[csr.data <= 0] = 0.0
     csr.eliminate_zeros()
     counts = np.diff(csr.indptr)
-    if k is not None and counts.max(initial=0) > k:
+    if k is not None and counts.max(initial=0) > k and _padded_cells(counts) > _MAX_PADDED:
+        # Rows of very different lengths (an item listed by a share of the catalogue): sort
+        # the entries of the rows longer than k instead of padding every row to the longest.
+        rows = np.repeat(np.arange(csr.shape[0]), counts)
+        vals = csr.data
+        keep = counts[rows] <= k
+        long = np.flatnonzero(~keep)
+        order = long[np.lexsort((csr.indices[long], -vals[long], rows[long]))]
+        first = np.searchsorted(rows[order], rows[order], side="left")
+        keep[order[(np.arange(len(order)) - first) < k]] = True
+        csr = sparse.csr_matrix(
+            (vals[keep], (rows[keep], csr.indices[keep])), shape=csr.shape, dtype=np.float64
+        )
+    elif k is not None and counts.max(initial=0) > k:
         rows = np.repeat(np.arange(csr.shape[0]), counts)
         vals = csr.data
         # Each row's k-th largest value from one np.partition over the rows padded to the
