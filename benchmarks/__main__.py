@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import typer
 
-from benchmarks import procs, quality, report, segments_report, store, training
+from benchmarks import catalogue, procs, quality, report, segments_report, store, training
 from benchmarks.baseline_app import serve_baseline
 from benchmarks.serving import Plan, run_serving, serve_bundle_memory
 from benchmarks.wrk import ensure_wrk
@@ -305,6 +305,7 @@ def history_command(
     )
 
 
+app.command("catalogue")(catalogue.catalogue_command)
 app.command("fit-one")(training.fit_one)
 app.command("baseline-server")(serve_baseline)
 

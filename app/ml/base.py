@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
+
+
+class Votes(NamedTuple):
+    """The entries a history gives a model's items, before they are summed per item.
+
+    Attributes
+    ----------
+    cols : ndarray of shape (e,), int64; the item of each entry (repeats allowed)
+    vals : ndarray of shape (e,), float32; its value
+    owners : ndarray of shape (e,), int64, or None; the position in the history of the item
+        each entry comes from (None when entries do not come from one history item)
+    """
+
+    cols: NDArray[np.int64]
+    vals: NDArray[np.float32]
+    owners: NDArray[np.int64] | None = None
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -63,6 +79,25 @@ class BaseScorer(ABC):
     @abstractmethod
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Score every item for a history of item indices with weights, shape (n_items,)."""
+
+    def votes(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> Votes:
+        """The entries whose sums per item are :meth:`score` (see :class:`Votes`).
+
+        An item may appear several times (one entry per history item voting for it); items
+        with no entry score 0. Serving sums these over a candidate set instead of building
+        the score of every item, so a model whose history scores touch few items overrides
+        this with a gather of those few (the default reads :meth:`score`'s non-zeros, a pass
+        over every item). The sums are taken in entry order in float64, then rounded to
+        float32, exactly as :meth:`score` computes them. With ``owners``, an entry's value is
+        also its history item's contribution, which :meth:`explain` reports.
+        """
+        scores = self.score(items, weights)
+        touched = np.flatnonzero(scores)
+        return Votes(touched.astype(np.int64), np.asarray(scores[touched], dtype=np.float32))
+
+    def static_scores(self) -> NDArray[np.float32] | None:
+        """The scores of a model that scores every history the same (popularity), else None."""
+        return None
 
     def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
         """Score many histories at once (evaluation, tuning); row ``r`` equals ``score(row r)``.

@@ -3,35 +3,58 @@
 Availability (the catalogue at training, items retired since), the categories asked for,
 explicit exclusions and the items the user already had are four rules; :class:`Candidates`
 applies them in one place, so serving, evaluation and tuning cannot apply a different set.
+
+The rules are kept as they are given (the availability mask by reference, the rest as index
+arrays) and asked about a few items at a time (:meth:`Candidates.allowed_at`,
+:meth:`Candidates.explore_at`): an answer never builds a mask over the whole catalogue. The
+dense masks (:attr:`Candidates.allowed`, :attr:`Candidates.explore`) are still there for the
+callers that want one, built on first use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
 
-from app.ml.hybrid import candidate_mask
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 
-@dataclass(frozen=True)
+def _valid_indices(indices: Iterable[int] | NDArray[np.int64], n_items: int) -> NDArray[np.int64]:
+    """The distinct indices in ``[0, n_items)``, sorted (-1, unknown items, dropped)."""
+    array = indices if isinstance(indices, np.ndarray) else np.fromiter(indices, dtype=np.int64)
+    array = np.asarray(array, dtype=np.int64)
+    return np.unique(array[(array >= 0) & (array < n_items)])
+
+
+def _member(indices: NDArray[np.int64], sorted_set: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Whether each index is in ``sorted_set`` (sorted, distinct): O(k log m), no dense mask."""
+    if len(sorted_set) == 0 or len(indices) == 0:
+        return np.zeros(len(indices), dtype=bool)
+    at = np.searchsorted(sorted_set, indices)
+    at[at == len(sorted_set)] = 0
+    return sorted_set[at] == indices
+
+
+@dataclass(frozen=True, eq=False)
 class Candidates:
     """Which item indices an answer may contain.
 
     Attributes
     ----------
-    allowed : ndarray of shape (n_items,), bool
-        Available, in a requested category (if any) and not explicitly excluded: what a
-        repeat (``buy_again``) answer may hold.
-    seen : ndarray of item indices, or None
-        The items the user ever had, left out of new-item (``explore``) answers; None when
-        the caller keeps them (``exclude_seen=false``).
+    available : ndarray of shape (n_items,), bool; the caller's availability mask (read only)
+    within : sorted distinct indices of the requested categories' items, or None (no filter)
+    excluded : sorted distinct indices never to return
+    seen : sorted distinct indices of the items the user ever had, left out of new-item
+        (``explore``) answers; None when the caller keeps them (``exclude_seen=false``).
     """
 
-    allowed: NDArray[np.bool_]
+    available: NDArray[np.bool_]
+    within: NDArray[np.int64] | None = None
+    excluded: NDArray[np.int64] = field(default_factory=lambda: _EMPTY)
     seen: NDArray[np.int64] | None = None
 
     @classmethod
@@ -53,26 +76,58 @@ class Candidates:
         exclude : item indices never to return (-1, an unknown item, is ignored)
         seen : item indices the user had (-1 ignored); None keeps them in explore answers
         """
-        allowed = candidate_mask(len(available), allowed=available, exclude=exclude)
+        available = np.asarray(available, dtype=bool)
+        if available.ndim != 1:
+            raise ValueError(f"available must be one-dimensional, got shape {available.shape}")
+        n = len(available)
+        in_categories = None
         if within is not None:
-            in_category = np.zeros_like(allowed)
-            for indices in within:
-                in_category[indices] = True
-            allowed &= in_category
-        seen_indices = None
-        if seen is not None:
-            seen_indices = np.fromiter(seen, dtype=np.int64)
-            seen_indices = seen_indices[(seen_indices >= 0) & (seen_indices < len(available))]
-        return cls(allowed, seen_indices)
+            parts = [np.asarray(indices, dtype=np.int64) for indices in within]
+            in_categories = _valid_indices(np.concatenate([_EMPTY, *parts]), n)
+        seen_indices = None if seen is None else _valid_indices(seen, n)
+        return cls(available, in_categories, _valid_indices(exclude, n), seen_indices)
+
+    @property
+    def n_items(self) -> int:
+        """The size of the catalogue the indices refer to."""
+        return len(self.available)
 
     @property
     def excludes_seen(self) -> bool:
         """Whether explore answers leave out the user's own items."""
         return self.seen is not None
 
+    def allowed_at(self, indices: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """Whether each of ``indices`` may be in a repeat (``buy_again``) answer."""
+        indices = np.asarray(indices, dtype=np.int64)
+        keep = self.available[indices]
+        if self.within is not None:
+            keep &= _member(indices, self.within)
+        if len(self.excluded):
+            keep &= ~_member(indices, self.excluded)
+        return keep
+
+    def explore_at(self, indices: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """Whether each of ``indices`` may be in a new-item (``explore``) answer."""
+        keep = self.allowed_at(indices)
+        if self.seen is not None and len(self.seen):
+            keep &= ~_member(np.asarray(indices, dtype=np.int64), self.seen)
+        return keep
+
+    @cached_property
+    def allowed(self) -> NDArray[np.bool_]:
+        """The dense mask of :meth:`allowed_at`, shape (n_items,) (a fresh array)."""
+        if self.within is None:
+            allowed = self.available.copy()
+        else:
+            allowed = np.zeros(self.n_items, dtype=bool)
+            allowed[self.within] = self.available[self.within]
+        allowed[self.excluded] = False
+        return allowed
+
     @cached_property
     def explore(self) -> NDArray[np.bool_]:
-        """The mask of new-item answers: allowed, minus the seen items when they are left out."""
+        """The dense mask of :meth:`explore_at`, shape (n_items,)."""
         if self.seen is None or not self.seen.size:
             return self.allowed
         explore = self.allowed.copy()

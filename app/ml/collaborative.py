@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from scipy import linalg, sparse
 from threadpoolctl import threadpool_limits
 
-from app.ml.base import BaseScorer
+from app.ml.base import BaseScorer, Votes
 from app.ml.ranking import row_top_n, top_n
 from app.ml.similarity import (
     DEFAULT_MAX_BLOCK_ENTRIES,
@@ -22,9 +22,13 @@ from app.ml.similarity import (
     Similarity,
     blocked_top_k_product,
     center_nonzeros,
+    dense_top_k_rows,
+    distinct,
     gather_rows_score,
+    gather_votes,
     item_similarity,
     row_norms,
+    top_k_per_row,
 )
 
 Neighbourhood = Literal["source", "target"]
@@ -52,6 +56,11 @@ class ItemKNN(ItemItemScorer):
         ``target``: an item is scored from its own ``k`` nearest neighbours found in the
         history (classic item-kNN); ``source``: each history item votes for its ``k`` nearest
         neighbours.
+    max_votes : int or None
+        With ``target``, a history item votes for at most this many of the items that list
+        it among their neighbours (the most similar): a popular item is listed by a share of
+        the catalogue, so without a bound its row, and the cost of every answer whose
+        history holds it, would grow with the catalogue. None: no bound.
     max_block_entries : int
         Memory bound of the blocked similarity computation.
 
@@ -70,12 +79,14 @@ class ItemKNN(ItemItemScorer):
         shrink: float = 0.0,
         similarity: Similarity = "cosine",
         neighbourhood: Neighbourhood = "target",
+        max_votes: int | None = 1000,
         max_block_entries: int = DEFAULT_MAX_BLOCK_ENTRIES,
     ) -> None:
         self.k = k
         self.shrink = shrink
         self.similarity = similarity
         self.neighbourhood = neighbourhood
+        self.max_votes = max_votes
         self.max_block_entries = max_block_entries
 
     def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
@@ -94,14 +105,21 @@ class ItemKNN(ItemItemScorer):
         self._set_neighbours(neighbours)
         return self
 
-    def _set_neighbours(self, neighbours: sparse.csr_matrix) -> None:
+    def _set_neighbours(
+        self, neighbours: sparse.csr_matrix, similarity: sparse.csr_matrix | None = None
+    ) -> None:
         neighbours = sparse.csr_matrix(neighbours, dtype=np.float32)
         neighbours.sort_indices()
         self.neighbours_ = neighbours
-        if self.neighbourhood == "target":
-            self._set_similarity(neighbours.T.tocsr())
-        else:
+        if self.neighbourhood == "source":
             self._set_similarity(neighbours)
+        elif similarity is not None:
+            self._set_similarity(similarity)
+        else:
+            votes = neighbours.T.tocsr()
+            if self.max_votes is not None:
+                votes = top_k_per_row(votes, self.max_votes)
+            self._set_similarity(votes)
 
     def similar_items(
         self, item: int, n: int = 10
@@ -113,13 +131,18 @@ class ItemKNN(ItemItemScorer):
     def to_state(self) -> tuple[dict, dict]:
         """Return the fitted state as arrays and JSON-able meta."""
         self._check_fitted()
-        return {"neighbours": self.neighbours_}, self._state_meta()
+        arrays = {"neighbours": self.neighbours_}
+        if self.neighbourhood != "source":
+            # The transposed rows too: loaded memory-mapped, the workers share them instead
+            # of each building its own transpose at load.
+            arrays["similarity"] = self.similarity_
+        return arrays, self._state_meta()
 
     @classmethod
     def from_state(cls, arrays: dict, meta: dict) -> Self:
-        """Rebuild a fitted model from :meth:`to_state` output."""
+        """Rebuild a fitted model from :meth:`to_state` output (older ones: no ``similarity``)."""
         model = cls._from_meta(meta)
-        model._set_neighbours(arrays["neighbours"])
+        model._set_neighbours(arrays["neighbours"], arrays.get("similarity"))
         return model
 
 
@@ -178,30 +201,46 @@ class RP3beta(ItemItemScorer):
         return self
 
 
-class EASE(BaseScorer):
-    """Embarrassingly Shallow Autoencoder (Steck 2019): a dense closed-form item x item model.
+class EASE(ItemItemScorer):
+    """Embarrassingly Shallow Autoencoder (Steck 2019): a closed-form item x item model.
 
-    Its memory is ``n_items ** 2`` floats, so ``fit`` refuses catalogues above ``max_items``;
-    use :class:`RP3beta` there.
+    Its fit needs a dense ``n_items ** 2`` matrix, so ``fit`` refuses catalogues above
+    ``max_items``; use :class:`RP3beta` there. It scores with each row pruned to its ``k``
+    largest weights in absolute value (``similarity_``; the negative ones vote against an
+    item), like the other item-item models, so that an answer gathers a few entries per
+    history item instead of a dense row; ``k=None`` scores with the dense weights (the
+    published model, for reference).
 
     Parameters
     ----------
     l2 : float
         Ridge regularisation added to the Gram matrix diagonal.
     max_items : int
+    k : int or None
+        Weights kept per row for scoring; None keeps the dense matrix.
     n_threads : int
         BLAS threads for the inversion.
 
     Attributes
     ----------
     weights_ : ndarray of shape (n_items, n_items), float32, zero diagonal
+    similarity_ : csr_matrix of shape (n_items, n_items), float32, or None (``k=None``)
+        Row ``j`` = the ``k`` weights of ``weights_[j]`` largest in absolute value.
     """
 
     _fitted_attr = "weights_"
 
-    def __init__(self, *, l2: float = 500.0, max_items: int = 8000, n_threads: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        l2: float = 500.0,
+        max_items: int = 8000,
+        k: int | None = 400,
+        n_threads: int = 1,
+    ) -> None:
         self.l2 = l2
         self.max_items = max_items
+        self.k = k
         self.n_threads = n_threads
 
     def fit(self, X: sparse.spmatrix, /, **context: Any) -> Self:
@@ -231,21 +270,42 @@ class EASE(BaseScorer):
         self._set_weights(B.astype(np.float32))
         return self
 
-    def _set_weights(self, weights: NDArray[np.float32]) -> None:
-        # Row gathers are the hot path: keep rows contiguous (cho_solve returns Fortran order).
+    def _set_weights(
+        self, weights: NDArray[np.float32], pruned: sparse.csr_matrix | None = None
+    ) -> None:
+        # Dense row gathers (k=None) need contiguous rows (cho_solve returns Fortran order).
         self.weights_ = weights if weights.flags.c_contiguous else np.ascontiguousarray(weights)
         self.n_items_ = weights.shape[0]
+        if self.k is None:
+            self.similarity_: sparse.csr_matrix | None = None
+            return
+        if pruned is None:
+            pruned = dense_top_k_rows(self.weights_, self.k, by_magnitude=True)
+        pruned = sparse.csr_matrix(pruned, dtype=np.float32)
+        pruned.sort_indices()
+        self.similarity_ = pruned
 
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Return ``weights @ weights_[items]``, shape (n_items,), float32."""
+        """Return ``weights @ similarity_[items]`` (``weights_`` when k is None), (n_items,)."""
         self._check_fitted()
+        if self.similarity_ is not None:
+            return super().score(items, weights)
         if len(items) == 0:
             return np.zeros(self.n_items_, dtype=np.float32)
         return np.asarray(weights, dtype=np.float32) @ self.weights_[items]
 
-    def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
-        """Score many histories at once: ``histories @ weights_``, (n_histories, n_items)."""
+    def votes(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> Votes:
+        """The pruned rows' entries (:meth:`BaseScorer.votes`; a dense pass when k is None)."""
         self._check_fitted()
+        if self.similarity_ is not None:
+            return super().votes(items, weights)
+        return BaseScorer.votes(self, items, weights)
+
+    def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
+        """Score many histories at once, (n_histories, n_items)."""
+        self._check_fitted()
+        if self.similarity_ is not None:
+            return super().score_rows(histories)
         product = sparse.csr_matrix(histories, dtype=np.float32) @ self.weights_
         return np.asarray(product, dtype=np.float32)
 
@@ -257,6 +317,8 @@ class EASE(BaseScorer):
     ) -> NDArray[np.int64]:
         """Return, per target, the position in ``items`` contributing most (-1: none)."""
         self._check_fitted()
+        if self.similarity_ is not None:
+            return super().explain(items, weights, targets)
         if len(items) == 0:
             return np.full(len(targets), -1, dtype=np.int64)
         contrib = self.weights_[np.ix_(items, targets)] * np.asarray(weights)[:, None]
@@ -274,15 +336,23 @@ class EASE(BaseScorer):
         return idx, row[idx].astype(np.float32)
 
     def to_state(self) -> tuple[dict, dict]:
-        """Return the fitted state as arrays and JSON-able meta."""
+        """Return the fitted state as arrays and JSON-able meta (the pruned rows too)."""
         self._check_fitted()
-        return {"weights": self.weights_}, self._state_meta()
+        arrays: dict[str, Any] = {"weights": self.weights_}
+        if self.similarity_ is not None:
+            arrays["similarity"] = self.similarity_
+        return arrays, self._state_meta()
 
     @classmethod
     def from_state(cls, arrays: dict, meta: dict) -> Self:
-        """Rebuild a fitted model from :meth:`to_state` output."""
+        """Rebuild a fitted model from :meth:`to_state` output.
+
+        A bundle written before EASE was pruned has no ``similarity`` array and no ``k``:
+        it loads with the default ``k`` and its rows are pruned here (deterministic, about
+        a second for 4,000 items).
+        """
         model = cls._from_meta(meta)
-        model._set_weights(arrays["weights"])
+        model._set_weights(arrays["weights"], arrays.get("similarity"))
         return model
 
 
@@ -351,14 +421,21 @@ class UserKNN(BaseScorer):
         h_norm = float(np.sqrt(h @ h))
         if h_norm == 0.0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        # Only the users sharing a history item have a non-zero dot product: sum their
+        # entries (in the order gather_rows_score sums them, so the same bits) and rank those.
         b = self.by_item_
-        dots = gather_rows_score(b.indptr, b.indices, b.data, items, h, self.n_users_)
-        denom = self.user_norms_ * h_norm + self.shrink
+        touched_users, entries, _ = gather_votes(b.indptr, b.indices, b.data, items, h)
+        if len(touched_users) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        touched, inverse = distinct(touched_users, self.n_users_)
+        dots = np.bincount(inverse, weights=entries, minlength=len(touched))
+        dots = dots.astype(np.float32)
+        denom = self.user_norms_[touched] * h_norm + self.shrink
         sims = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
         if self._forgotten is not None:
-            sims[self._forgotten] = 0.0
-        users = top_n(sims, self.k)
-        return users, sims[users]
+            sims[self._forgotten[touched]] = 0.0
+        best = top_n(sims, self.k)
+        return touched[best], sims[best]
 
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Return the similarity-weighted sum of the ``k`` nearest users' rows, (n_items,)."""
@@ -370,6 +447,16 @@ class UserKNN(BaseScorer):
             return np.zeros(self.n_items_, dtype=np.float32)
         X = self.interactions_
         return gather_rows_score(X.indptr, X.indices, X.data, users, sims, self.n_items_)
+
+    def votes(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> Votes:
+        """The nearest users' entries (see :meth:`BaseScorer.votes`; no history owners)."""
+        self._check_fitted()
+        if len(items) == 0:
+            return Votes(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        users, sims = self._neighbours(items, weights)
+        X = self.interactions_
+        cols, vals, _ = gather_votes(X.indptr, X.indices, X.data, users, sims)
+        return Votes(cols, vals)
 
     def to_state(self) -> tuple[dict, dict]:
         """Return the fitted state as arrays and JSON-able meta."""

@@ -17,7 +17,7 @@ from typing import Literal, get_args
 import numpy as np
 from numpy.typing import NDArray
 
-from app.ml.hybrid import SOURCE_COLD_START, SOURCE_PERSONALIZED, Ranked
+from app.ml.hybrid import SOURCE_COLD_START, SOURCE_PERSONALIZED, Keep, Ranked, keeper
 from app.ml.interactions import aggregate_history
 
 Placement = Literal["explore", "buy_again", "home"]
@@ -32,7 +32,7 @@ def repeat_ranking(
     *,
     half_life_days: float | None,
     n: int,
-    mask: NDArray[np.bool_],
+    mask: NDArray[np.bool_] | Keep,
 ) -> Ranked:
     """Rank the user's own items by their summed event weights, decayed by age.
 
@@ -43,12 +43,13 @@ def repeat_ranking(
     times : ndarray of shape (n_events,), epoch seconds
     half_life_days : age at which an event counts half, measured from the latest event
     n : number of items wanted (fewer when the user has fewer)
-    mask : ndarray of shape (n_items,), bool; items that may be returned
+    mask : the items that may be returned: a rule (``Candidates.allowed_at``) or a dense
+        mask of shape (n_items,)
     """
     own, score = aggregate_history(
         items, weights, "sum", occurred_at=times, half_life_days=half_life_days
     )
-    keep = mask[own] & (score > 0)
+    keep = keeper(mask)(own) & (score > 0)
     own, score = own[keep], score[keep]
     best = np.lexsort((own, -score))[: max(n, 0)]
     chosen = own[best]

@@ -7,6 +7,7 @@ customer viewing it once does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple, Self
 
 import numpy as np
@@ -15,7 +16,7 @@ from scipy import sparse
 
 from app.ml.base import BaseScorer
 from app.ml.interactions import SECONDS_PER_DAY
-from app.ml.ranking import top_n
+from app.ml.ranking import descending_order, first_kept, top_n
 
 
 def capped_counts(
@@ -89,6 +90,7 @@ class Popularity(BaseScorer):
         top = float(self.counts_.max()) if len(self.counts_) else 0.0
         self.scores_ = self.counts_ / top if top > 0 else np.zeros_like(self.counts_)
         self.n_items_ = len(self.counts_)
+        self._order = descending_order(self.scores_)
 
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Return the same popularity scores for every history, shape (n_items,)."""
@@ -100,10 +102,27 @@ class Popularity(BaseScorer):
         self._check_fitted()
         return np.tile(self.scores_, (histories.shape[0], 1))
 
+    def static_scores(self) -> NDArray[np.float32]:
+        """The scores of every history: ``scores_``."""
+        self._check_fitted()
+        return self.scores_
+
+    @property
+    def order_(self) -> NDArray[np.int64]:
+        """The items with a positive score, most popular first (ties by index)."""
+        self._check_fitted()
+        return self._order
+
     def ranking(self, n: int, mask: NDArray[np.bool_] | None = None) -> NDArray[np.int64]:
         """Return the ``n`` most popular items allowed by ``mask``."""
         self._check_fitted()
         return top_n(self.scores_, n, mask)
+
+    def ranking_where(
+        self, n: int, keep: Callable[[NDArray[np.int64]], NDArray[np.bool_]]
+    ) -> NDArray[np.int64]:
+        """:meth:`ranking` with ``keep(indices)`` instead of a mask (reads only a prefix)."""
+        return first_kept(self.order_, n, keep)
 
     def to_state(self) -> tuple[dict, dict]:
         """Return the fitted state as arrays and JSON-able meta."""
@@ -216,6 +235,17 @@ class Trending(BaseScorer):
         self._check_fitted()
         return self.popularity_.score_rows(histories)
 
+    def static_scores(self) -> NDArray[np.float32]:
+        """The scores of every history: ``scores_``."""
+        self._check_fitted()
+        return self.popularity_.scores_
+
+    @property
+    def order_(self) -> NDArray[np.int64]:
+        """The items with a positive score, most trending first (ties by index)."""
+        self._check_fitted()
+        return self.popularity_.order_
+
     def ranking(self, n: int, mask: NDArray[np.bool_] | None = None) -> NDArray[np.int64]:
         """Return the ``n`` most trending items allowed by ``mask``."""
         self._check_fitted()
@@ -283,6 +313,7 @@ class SegmentPopularity(BaseScorer):
         self.segments_ = np.asarray(segments, dtype=np.int64)
         self.scores_ = scores
         self.n_items_ = scores.shape[1]
+        self.__dict__.pop("_orders", None)
         self._row = {int(s): i for i, s in enumerate(self.segments_.tolist())}
 
     def has_segment(self, segment: int) -> bool:
@@ -297,6 +328,15 @@ class SegmentPopularity(BaseScorer):
         if row is None:
             return np.zeros(self.n_items_, dtype=np.float32)
         return np.asarray(self.scores_[row], dtype=np.float32)
+
+    def segment_order(self, segment: int) -> NDArray[np.int64]:
+        """The items popular in ``segment``, best first (ties by index); built once per segment."""
+        self._check_fitted()
+        cache: dict[int, NDArray[np.int64]] = self.__dict__.setdefault("_orders", {})
+        order = cache.get(int(segment))
+        if order is None:
+            order = cache[int(segment)] = descending_order(self.score_segment(segment))
+        return order
 
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Return the overall mean of the segment scores (segment unknown), (n_items,)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
@@ -85,3 +87,35 @@ def top_n_rows(
         else:
             out.append(part[r][keep].astype(np.int64))
     return out
+
+
+def descending_order(scores: NDArray[np.floating]) -> NDArray[np.int64]:
+    """The items with a positive score, best first, ties by index (the order of :func:`top_n`)."""
+    positive = np.flatnonzero(scores > 0)
+    return positive[np.lexsort((positive, -scores[positive]))].astype(np.int64)
+
+
+def first_kept(
+    order: NDArray[np.int64],
+    n: int,
+    keep: Callable[[NDArray[np.int64]], NDArray[np.bool_]],
+    *,
+    start: int = 64,
+) -> NDArray[np.int64]:
+    """The first ``n`` entries of ``order`` that ``keep`` accepts, in order.
+
+    ``order`` is read in chunks of doubling size, so the cost is that of the prefix read, not
+    of the whole order: with ``order = descending_order(scores)`` this is
+    ``top_n(scores, n, mask)`` without a pass over every item.
+    """
+    if n <= 0 or len(order) == 0:
+        return np.zeros(0, dtype=np.int64)
+    found: list[NDArray[np.int64]] = []
+    count, lo, size = 0, 0, max(start, 2 * n)
+    while count < n and lo < len(order):
+        chunk = np.asarray(order[lo : lo + size], dtype=np.int64)
+        kept = chunk[keep(chunk)]
+        found.append(kept[: n - count])
+        count += len(found[-1])
+        lo, size = lo + size, size * 2
+    return np.concatenate(found).astype(np.int64)

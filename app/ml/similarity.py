@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from app.ml.base import BaseScorer
+from app.ml.base import BaseScorer, Votes
 from app.ml.ranking import row_top_n
 
 Similarity = Literal["cosine", "pearson", "adjusted_cosine"]
@@ -31,6 +31,14 @@ def _empty_csr(shape: tuple[int, int]) -> sparse.csr_matrix:
         (np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(shape[0] + 1, np.int32)),
         shape=shape,
     )
+
+
+#: Above this many cells, top_k_per_row sorts the long rows' entries instead of padding rows.
+_MAX_PADDED = 1 << 24
+
+
+def _padded_cells(counts: NDArray[np.integer]) -> int:
+    return len(counts) * int(counts.max(initial=0))
 
 
 def top_k_per_row(matrix: sparse.spmatrix, k: int | None) -> sparse.csr_matrix:
@@ -51,7 +59,20 @@ def top_k_per_row(matrix: sparse.spmatrix, k: int | None) -> sparse.csr_matrix:
     csr.data[csr.data <= 0] = 0.0
     csr.eliminate_zeros()
     counts = np.diff(csr.indptr)
-    if k is not None and counts.max(initial=0) > k:
+    if k is not None and counts.max(initial=0) > k and _padded_cells(counts) > _MAX_PADDED:
+        # Rows of very different lengths (an item listed by a share of the catalogue): sort
+        # the entries of the rows longer than k instead of padding every row to the longest.
+        rows = np.repeat(np.arange(csr.shape[0]), counts)
+        vals = csr.data
+        keep = counts[rows] <= k
+        long = np.flatnonzero(~keep)
+        order = long[np.lexsort((csr.indices[long], -vals[long], rows[long]))]
+        first = np.searchsorted(rows[order], rows[order], side="left")
+        keep[order[(np.arange(len(order)) - first) < k]] = True
+        csr = sparse.csr_matrix(
+            (vals[keep], (rows[keep], csr.indices[keep])), shape=csr.shape, dtype=np.float64
+        )
+    elif k is not None and counts.max(initial=0) > k:
         rows = np.repeat(np.arange(csr.shape[0]), counts)
         vals = csr.data
         # Each row's k-th largest value from one np.partition over the rows padded to the
@@ -89,6 +110,45 @@ def _dense_top_k(block: NDArray[np.floating], k: int | None) -> sparse.csr_matri
     if (np.bincount(rows, minlength=n_rows) > k).any():
         return top_k_per_row(candidates, k)
     out = sparse.csr_matrix(candidates, dtype=np.float32)
+    out.sort_indices()
+    return out
+
+
+def dense_top_k_rows(
+    matrix: NDArray[np.floating],
+    k: int,
+    *,
+    by_magnitude: bool = False,
+    max_block_entries: int = DEFAULT_MAX_BLOCK_ENTRIES,
+) -> sparse.csr_matrix:
+    """The ``k`` largest entries of each row of a dense matrix, as CSR (row blocks).
+
+    Positive entries only, or with ``by_magnitude`` the ``k`` largest in absolute value of
+    either sign (a row ties at its ``k``-th value may keep a few more).
+
+    Returns
+    -------
+    csr_matrix of the same shape, float32, sorted indices
+    """
+    n_rows, n_cols = matrix.shape
+    if n_rows == 0 or n_cols == 0:
+        return _empty_csr((n_rows, n_cols))
+    block_rows = max(1, max_block_entries // n_cols)
+    parts = []
+    for lo in range(0, n_rows, block_rows):
+        block = np.asarray(matrix[lo : lo + block_rows], dtype=np.float32)
+        if not by_magnitude:
+            parts.append(_dense_top_k(block, k))
+            continue
+        size = np.abs(block)
+        if k < n_cols:
+            threshold = np.partition(size, n_cols - k, axis=1)[:, n_cols - k]
+            keep = (size >= threshold[:, None]) & (block != 0)
+        else:
+            keep = block != 0
+        rows, cols = np.nonzero(keep)
+        parts.append(sparse.csr_matrix((block[rows, cols], (rows, cols)), shape=block.shape))
+    out = sparse.vstack(parts, format="csr", dtype=np.float32)
     out.sort_indices()
     return out
 
@@ -137,16 +197,47 @@ def blocked_top_k_product(
         exclude_diagonal,
         k,
     )
-    block_rows = max(1, max_block_entries // m)
     parts = []
-    for lo in range(0, n, block_rows):
-        hi = min(n, lo + block_rows)
+    for lo, hi in _row_blocks(left, right, max_block_entries):
         prod = (left[lo:hi] @ right).tocsr()  # no duplicates; indices need not be sorted
         dense = prod.nnz > _DENSE_BLOCK_DENSITY * (hi - lo) * m
         parts.append(scaling.dense(prod, lo) if dense else scaling.sparse(prod, lo))
     out = sparse.vstack(parts, format="csr", dtype=np.float32)
     out.sort_indices()
     return out
+
+
+def _row_blocks(
+    left: sparse.csr_matrix, right: sparse.csr_matrix, max_block_entries: int
+) -> list[tuple[int, int]]:
+    """Consecutive row ranges of ``left`` whose product with ``right`` holds at most
+    ``max_block_entries`` cells (one row at least).
+
+    A product row stores at most the entries of the ``right`` rows it sums (and at most
+    ``m``); blocks are cut on that bound, so a sparse product over a large catalogue gets
+    few blocks of many rows, not ``max_block_entries // m`` rows each (16 rows at 1M items,
+    every block paying scipy's workspace over all ``m`` columns). The rows times the longest
+    row's bound stay within the budget too (the sparse pruning pads rows to the longest), and a
+    block is pruned densely only when it holds more than a quarter of its cells, so its dense
+    array stays under four times the budget.
+    """
+    n, m = left.shape[0], right.shape[1]
+    right_nnz = np.diff(right.indptr).astype(np.float64)
+    rows = np.repeat(np.arange(n), np.diff(left.indptr))
+    bound = np.minimum(np.bincount(rows, weights=right_nnz[left.indices], minlength=n), m)
+    cumulative = np.cumsum(bound)
+    blocks = []
+    lo = 0
+    while lo < n:
+        base = cumulative[lo - 1] if lo else 0.0
+        hi = int(np.searchsorted(cumulative, base + max_block_entries, side="right"))
+        hi = min(n, max(hi, lo + 1))
+        # The sparse pruning pads each row to the block's longest: bound rows x width too.
+        width = max(float(bound[lo:hi].max()), 1.0)
+        hi = min(hi, lo + max(1, int(max_block_entries // width)))
+        blocks.append((lo, hi))
+        lo = hi
+    return blocks
 
 
 @dataclass(frozen=True, eq=False)
@@ -320,6 +411,72 @@ def gather_rows_score(
     return np.bincount(indices[pos], weights=vals, minlength=n_cols).astype(np.float32)
 
 
+def gather_votes(
+    indptr: NDArray[np.integer],
+    indices: NDArray[np.integer],
+    data: NDArray[np.floating],
+    rows: NDArray[np.int64],
+    weights: NDArray[np.floating],
+) -> Votes:
+    """The entries of ``weights @ M[rows]`` before they are summed (owners: positions in rows).
+
+    Summing the values per column in entry order (float64, then float32) gives exactly
+    :func:`gather_rows_score`'s result, without a vector over every column.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.asarray(indptr[rows], dtype=np.int64)
+    lens = np.asarray(indptr[rows + 1], dtype=np.int64) - starts
+    total = int(lens.sum())
+    if total == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Votes(empty, np.zeros(0, dtype=np.float32), empty)
+    offsets = np.cumsum(lens) - lens
+    pos = np.arange(total, dtype=np.int64) + np.repeat(starts - offsets, lens)
+    vals = data[pos] * np.repeat(np.asarray(weights, dtype=np.float32), lens)
+    owners = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
+    return Votes(
+        np.asarray(indices[pos], dtype=np.int64), np.asarray(vals, dtype=np.float32), owners
+    )
+
+
+def distinct(values: NDArray[np.int64], n: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """``np.unique(values, return_inverse=True)`` for values in ``[0, n)``, whichever is cheaper.
+
+    Sorting costs ``e log e`` for ``e`` values; when they are many against ``n`` (a long
+    history in a small shop) a pass over ``n`` flags costs less. Either way the cost is at
+    most a small multiple of the values' own.
+    """
+    values = np.asarray(values, dtype=np.int64)
+    if len(values) * 16 < n:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq, inverse.ravel()
+    present = np.zeros(n, dtype=bool)
+    present[values] = True
+    slot = np.cumsum(present, dtype=np.int64) - 1
+    return np.flatnonzero(present).astype(np.int64), slot[values]
+
+
+def best_owners(
+    slots: NDArray[np.int64], vals: NDArray[np.float32], owners: NDArray[np.int64], n: int
+) -> NDArray[np.int64]:
+    """Per slot in ``[0, n)``, the owner of its largest positive value (ties: the first owner).
+
+    What :meth:`ItemItemScorer.explain` computes from the entries of :func:`gather_votes`
+    (``slots``: the target of each entry); -1 where a slot has no positive value.
+    """
+    best = np.full(n, -1, dtype=np.int64)
+    if len(slots) == 0:
+        return best
+    order = np.lexsort((owners, -vals, slots))
+    ranked_slots = slots[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = ranked_slots[1:] != ranked_slots[:-1]
+    top = order[first]
+    positive = vals[top] > 0
+    best[slots[top][positive]] = owners[top][positive]
+    return best
+
+
 def row_contributions(
     indptr: NDArray[np.integer],
     indices: NDArray[np.integer],
@@ -346,11 +503,13 @@ def row_contributions(
     cols = indices[positions]
     if len(cols) == 0:
         return out
-    # Column -> row of ``out`` (-1: not a target), one gather per entry.
-    slot_of = np.full(max(int(cols.max()), int(targets.max())) + 1, -1, dtype=np.int64)
-    slot_of[targets] = np.arange(len(targets))
-    slot = slot_of[cols]
-    hit = slot >= 0
+    # Column -> row of ``out`` (-1: not a target), by binary search over the sorted targets
+    # (no array over every item: the cost is that of the history's entries).
+    by_target = np.argsort(targets, kind="stable")
+    sorted_targets = targets[by_target]
+    at = np.minimum(np.searchsorted(sorted_targets, cols), len(targets) - 1)
+    hit = sorted_targets[at] == cols
+    slot = by_target[at]
     out[slot[hit], owner[hit]] = data[positions[hit]] * np.asarray(weights)[owner[hit]]
     return out
 
@@ -377,6 +536,12 @@ class ItemItemScorer(BaseScorer):
         if len(items) == 0:
             return np.zeros(self.n_items_, dtype=np.float32)
         return gather_rows_score(s.indptr, s.indices, s.data, items, weights, self.n_items_)
+
+    def votes(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> Votes:
+        """The entries of the history's rows of ``similarity_`` (see :meth:`BaseScorer.votes`)."""
+        self._check_fitted()
+        s = self.similarity_
+        return gather_votes(s.indptr, s.indices, s.data, items, weights)
 
     def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
         """Score many histories at once: ``histories @ similarity_``, (n_histories, n_items)."""

@@ -181,8 +181,9 @@ def test_params_are_read_from_init() -> None:
         "shrink": 0.0,
         "similarity": "cosine",
         "neighbourhood": "target",
+        "max_votes": 1000,
         "max_block_entries": 1 << 24,
     }
     assert Trending(window_days=2.0).get_params() == {"window_days": 2.0, "half_life_days": 7.0}
     assert Popularity().get_params() == {}
-    assert repr(EASE(l2=1.0)) == "EASE(l2=1.0, max_items=8000, n_threads=1)"
+    assert repr(EASE(l2=1.0)) == "EASE(l2=1.0, max_items=8000, k=400, n_threads=1)"

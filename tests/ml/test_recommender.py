@@ -225,9 +225,11 @@ def test_items_without_events_are_reachable(trained: TrainedRecommender) -> None
     rec = trained.recommender
     assert rec.blender.weights["content"] > 0  # floored even if tuning preferred less
     items = rec.item_vocab.indices([f"c0i{i}" for i in range(7)])
-    scores, _ = rec.blender.blend(items, np.ones(7, np.float32), np.ones(rec.n_items, bool))
-    assert scores[rec.item_index("new_a")] > 0
-    assert scores[rec.item_index("new_b")] == 0  # no shared text, no events
+    everything = np.ones(rec.n_items, bool)
+    scored = rec.blender.score_candidates(items, np.ones(7, np.float32), everything, rec.n_items)
+    score_of = dict(zip(scored.items.tolist(), scored.total.tolist(), strict=True))
+    assert score_of[rec.item_index("new_a")] > 0
+    assert score_of.get(rec.item_index("new_b"), 0.0) == 0  # no shared text, no events
 
     events, catalog = clustered_events(n_users=30)
     config = RecommenderConfig(

@@ -40,6 +40,7 @@ class ItemKNNConfig(_Config):
     k: int = 200
     shrink: float = 0.0
     similarity: Similarity = "cosine"
+    max_votes: int | None = Field(default=1000, ge=1)
 
 
 class UserKNNConfig(_Config):
@@ -54,10 +55,15 @@ class EASEConfig(_Config):
     """:class:`~app.ml.collaborative.EASE`'s hyper-parameters.
 
     A catalogue above ``max_items`` gets RP3beta instead (EASE is dense items x items).
+    ``k`` is the weights kept per row for scoring, the largest in absolute value (None: the
+    dense rows, each answer then costs a pass over the catalogue). On Online Retail, k=400
+    scores as the dense rows do (explore NDCG@10 0.1345 alone, 0.1352 served against 0.1355);
+    k=200 cost the served blend 0.7%.
     """
 
     l2: float = 500.0
     max_items: int = 8000
+    k: int | None = Field(default=400, ge=1)
 
 
 class RP3betaConfig(_Config):

@@ -195,7 +195,7 @@ class Recommender:
             raise ValueError(f"placement must be one of {PLACEMENTS}")
         raw, weights, times = self.read_history(history)
         if n <= 0:
-            return self.blender.cold_start(n=0, mask=candidates.allowed)
+            return self.blender.cold_start(n=0, mask=candidates.allowed_at)
         repeat = None
         if placement != "explore":
             repeat = repeat_ranking(
@@ -204,7 +204,7 @@ class Recommender:
                 times,
                 half_life_days=self.config.repeat_half_life_days,
                 n=n,
-                mask=candidates.allowed,
+                mask=candidates.allowed_at,
             )
             if placement == "buy_again":
                 return repeat
@@ -212,7 +212,7 @@ class Recommender:
         # Without the seen items left out, explore may repeat what the repeat list holds.
         wanted = n if repeat is None or candidates.excludes_seen else n + len(repeat.items)
         explore = self.blender.recommend(
-            items, values, n=wanted, mask=candidates.explore, segment=segment
+            items, values, n=wanted, mask=candidates.explore_at, segment=segment
         )
         if repeat is None:
             return explore
@@ -263,7 +263,7 @@ class Recommender:
         ``self.candidates()``) says which may be returned; ``item_id`` itself never is.
         """
         index = self.item_vocab.index(item_id)
-        mask = (candidates or self.candidates()).allowed
+        allowed_at = (candidates or self.candidates()).allowed_at
         models = self.blender.models
         chosen: list[int] = []
         scores: list[float] = []
@@ -277,8 +277,9 @@ class Recommender:
             if len(chosen) >= n:
                 break
             idx, vals = models[name].similar_items(index, n + len(chosen) + 1)
-            for i, v in zip(idx.tolist(), vals.tolist(), strict=True):
-                if i != index and mask[i] and v > 0 and i not in chosen and len(chosen) < n:
+            ok = allowed_at(idx).tolist()
+            for i, v, allowed in zip(idx.tolist(), vals.tolist(), ok, strict=True):
+                if i != index and allowed and v > 0 and i not in chosen and len(chosen) < n:
                     chosen.append(i)
                     scores.append(float(v))
                     kinds.append(kind)

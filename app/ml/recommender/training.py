@@ -75,7 +75,8 @@ def _reference_models(
         return {}
     binary = config.model_copy(update={"aggregation": "binary", "half_life_days": None})
     X = training_matrices(events, users, items, binary).X
-    return {"ease_binary": EASE(**config.ease.model_dump()).fit(X)}
+    dense = {**config.ease.model_dump(), "k": None}  # the published model: rows not pruned
+    return {"ease_binary": EASE(**dense).fit(X)}
 
 
 def _split(events: EventLog, run: TrainingRun, config: RecommenderConfig) -> TimeSplit:
