@@ -20,6 +20,8 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
+from app.ml.ranking import member
+
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
@@ -28,15 +30,6 @@ def _valid_indices(indices: Iterable[int] | NDArray[np.int64], n_items: int) -> 
     array = indices if isinstance(indices, np.ndarray) else np.fromiter(indices, dtype=np.int64)
     array = np.asarray(array, dtype=np.int64)
     return np.unique(array[(array >= 0) & (array < n_items)])
-
-
-def _member(indices: NDArray[np.int64], sorted_set: NDArray[np.int64]) -> NDArray[np.bool_]:
-    """Whether each index is in ``sorted_set`` (sorted, distinct): O(k log m), no dense mask."""
-    if len(sorted_set) == 0 or len(indices) == 0:
-        return np.zeros(len(indices), dtype=bool)
-    at = np.searchsorted(sorted_set, indices)
-    at[at == len(sorted_set)] = 0
-    return sorted_set[at] == indices
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,16 +95,16 @@ class Candidates:
         indices = np.asarray(indices, dtype=np.int64)
         keep = self.available[indices]
         if self.within is not None:
-            keep &= _member(indices, self.within)
+            keep &= member(indices, self.within)
         if len(self.excluded):
-            keep &= ~_member(indices, self.excluded)
+            keep &= ~member(indices, self.excluded)
         return keep
 
     def explore_at(self, indices: NDArray[np.int64]) -> NDArray[np.bool_]:
         """Whether each of ``indices`` may be in a new-item (``explore``) answer."""
         keep = self.allowed_at(indices)
         if self.seen is not None and len(self.seen):
-            keep &= ~_member(np.asarray(indices, dtype=np.int64), self.seen)
+            keep &= ~member(np.asarray(indices, dtype=np.int64), self.seen)
         return keep
 
     @cached_property

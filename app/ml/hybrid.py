@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from app.ml.base import BaseScorer, Votes
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
-from app.ml.ranking import descending_order, first_kept
+from app.ml.ranking import descending_order, first_kept, member
 from app.ml.similarity import best_owners, distinct
 
 ReasonKind = Literal[
@@ -182,14 +182,6 @@ class Scored:
         return best_owners(slots[chosen], votes.vals[chosen], votes.owners[chosen], len(targets))
 
 
-def _member(indices: NDArray[np.int64], sorted_set: NDArray[np.int64]) -> NDArray[np.bool_]:
-    if len(sorted_set) == 0 or len(indices) == 0:
-        return np.zeros(len(indices), dtype=bool)
-    at = np.searchsorted(sorted_set, indices)
-    at[at == len(sorted_set)] = 0
-    return sorted_set[at] == indices
-
-
 def _best(items: NDArray[np.int64], scores: NDArray[np.float32], n: int) -> NDArray[np.int64]:
     """Positions of the ``n`` best positive scores, best first, ties by item index."""
     positive = np.flatnonzero(scores > 0)
@@ -347,7 +339,7 @@ class Blender:
             return np.zeros(0, dtype=np.int64)
 
         def outside(indices: NDArray[np.int64]) -> NDArray[np.bool_]:
-            return keep(indices) & ~_member(indices, gathered)
+            return keep(indices) & ~member(indices, gathered)
 
         if len(statics) == 1:
             return first_kept(statics[0].order, n, outside)
@@ -377,7 +369,7 @@ class Blender:
         taken = np.sort(ranked)
 
         def rest(indices: NDArray[np.int64]) -> NDArray[np.bool_]:
-            return keep(indices) & ~_member(indices, taken)
+            return keep(indices) & ~member(indices, taken)
 
         return np.concatenate([ranked, self.popularity.ranking_where(n - len(ranked), rest)])
 

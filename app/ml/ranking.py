@@ -119,3 +119,12 @@ def first_kept(
         count += len(found[-1])
         lo, size = lo + size, size * 2
     return np.concatenate(found).astype(np.int64)
+
+
+def member(indices: NDArray[np.int64], sorted_set: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Whether each index is in ``sorted_set`` (sorted, distinct): O(k log m), no dense mask."""
+    if len(sorted_set) == 0 or len(indices) == 0:
+        return np.zeros(len(indices), dtype=bool)
+    at = np.searchsorted(sorted_set, indices)
+    at[at == len(sorted_set)] = 0
+    return sorted_set[at] == indices
