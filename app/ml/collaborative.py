@@ -14,6 +14,7 @@ from scipy import linalg, sparse
 from threadpoolctl import threadpool_limits
 
 from app.ml.base import BaseScorer, Votes
+from app.ml.gather import distinct, gather_rows_score, gather_votes
 from app.ml.ranking import row_top_n, top_n
 from app.ml.similarity import (
     DEFAULT_MAX_BLOCK_ENTRIES,
@@ -23,9 +24,6 @@ from app.ml.similarity import (
     blocked_top_k_product,
     center_nonzeros,
     dense_top_k_rows,
-    distinct,
-    gather_rows_score,
-    gather_votes,
     item_similarity,
     row_norms,
     top_k_per_row,

@@ -15,9 +15,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.ml.base import BaseScorer, Votes
+from app.ml.gather import best_owners, distinct
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
 from app.ml.ranking import descending_order, first_kept, member
-from app.ml.similarity import best_owners, distinct
 
 ReasonKind = Literal[
     "similar_to", "content_match", "popular_in_segment", "trending", "popular", "bought_before"

@@ -6,12 +6,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import sparse
 
+from app.ml.gather import gather_rows_score, row_contributions
 from app.ml.ranking import top_n
 from app.ml.similarity import (
     blocked_top_k_product,
-    gather_rows_score,
     item_similarity,
-    row_contributions,
     top_k_per_row,
     user_similarity,
 )
@@ -157,7 +156,6 @@ def test_top_k_per_row_matches_brute_force(n_rows: int, n_cols: int, k: int, see
 
 
 def test_row_contributions_match_the_dense_product() -> None:
-    from app.ml.similarity import row_contributions
 
     rng = np.random.default_rng(3)
     dense = rng.random((40, 30)) * (rng.random((40, 30)) < 0.2)
