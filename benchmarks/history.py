@@ -141,14 +141,7 @@ async def _timed(app: Any, users: list[str], requests: int, cold: bool) -> list[
             await user_record.bump_versions(state.cache, [user_id], 0)
         q = RecommendQuery(exclude=[f"x{k + len(users)}"])
         started = time.perf_counter()
-        await service.recommend(
-            user_id,
-            q,
-            registry=state.registry,
-            cache=state.cache,
-            factory=state.sessionmaker,
-            settings=state.settings,
-        )
+        await service.recommend(user_id, q, state.serving)
         if k >= 0:
             timings.append(time.perf_counter() - started)
     return timings

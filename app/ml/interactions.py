@@ -363,6 +363,23 @@ def build_interactions(
     )
 
 
+def newest_distinct(items: NDArray[np.int64], k: int | None) -> NDArray[np.bool_] | None:
+    """Which events of a newest-first history belong to its ``k`` newest distinct known items.
+
+    None when every event does (``k`` is None or the history has at most ``k`` such items).
+    Unknown items (negative indices) are never kept.
+    """
+    if k is None:
+        return None
+    items = np.asarray(items, dtype=np.int64)
+    values, first = np.unique(items, return_index=True)
+    first = first[values >= 0]
+    if len(first) <= k:
+        return None
+    newest = items[np.sort(first)[:k]]
+    return np.isin(items, newest)
+
+
 def aggregate_history(
     items: NDArray[np.int64],
     weights: NDArray[np.floating],

@@ -12,6 +12,7 @@ from app.ml.interactions import (
     build_interactions,
     event_weights,
     item_vocabulary,
+    newest_distinct,
 )
 from app.ml.vocabulary import Vocabulary
 
@@ -123,6 +124,15 @@ def test_aggregate_history_decays_from_latest_entry() -> None:
         half_life_days=5,
     )
     np.testing.assert_allclose(vals, [0.5, 1.0])
+
+
+def test_newest_distinct_keeps_every_event_of_the_newest_items() -> None:
+    history = np.array([3, -1, 5, 3, 7, 5, 9])  # newest first; -1 is an unknown item
+    np.testing.assert_array_equal(
+        newest_distinct(history, 2), [True, False, True, True, False, True, False]
+    )
+    assert newest_distinct(history, 4) is None  # four known items: all kept
+    assert newest_distinct(history, None) is None
 
 
 def test_event_log_validates_lengths() -> None:

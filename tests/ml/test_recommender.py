@@ -266,6 +266,26 @@ def test_history_times_weigh_recent_items_more(trained: TrainedRecommender) -> N
     assert recent_c0.items[0].startswith("c0")
 
 
+def test_explore_scores_the_newest_distinct_items_of_a_long_history(
+    trained: TrainedRecommender,
+) -> None:
+    rec = trained.recommender
+    capped = Recommender(
+        item_vocab=rec.item_vocab,
+        user_vocab=rec.user_vocab,
+        blender=rec.blender,
+        available=rec.available,
+        config=rec.config.model_copy(update={"history_items": 2}),
+    )
+    long = as_history(["c1i0", "c1i1", "c1i0", "c0i0", "c0i1", "c0i2", "c0i3"])
+    newest = as_history(["c1i0", "c1i1", "c1i0"])
+    assert capped.served_history(long)[0].tolist() == capped.served_history(newest)[0].tolist()
+    assert capped.recommend_user(long, n=5).items[0].startswith("c1")
+    assert rec.recommend_user(long, n=5).items[0].startswith("c0")  # uncapped: c0 outweighs
+    # Older items stay seen: explore never returns them.
+    assert not {"c0i0", "c0i1", "c0i2", "c0i3"} & set(capped.recommend_user(long, n=30).items)
+
+
 def test_save_load_gives_identical_answers(trained: TrainedRecommender, tmp_path: Path) -> None:
     trained.save(tmp_path)
     loaded = load_recommender(tmp_path)

@@ -26,6 +26,9 @@ MODEL_NAMES: tuple[ModelName, ...] = get_args(ModelName)
 TUNED_AGGREGATIONS: tuple[Aggregation, ...] = ("binary", "log1p")
 DEFAULT_AGGREGATION: Aggregation = "log1p"
 
+#: The newest distinct items of a history that ``explore`` scores (see ``history_items``).
+HISTORY_ITEMS = 100
+
 PositiveDays = Annotated[float, Field(gt=0)]
 Share = Annotated[float, Field(ge=0, le=1)]
 
@@ -111,6 +114,7 @@ class RecommenderConfig(_Config):
     half_life_days: PositiveDays | None = None
     history_half_life_days: PositiveDays | None = 60.0
     history_length: int = Field(default=500, ge=1)
+    history_items: int | None = Field(default=HISTORY_ITEMS, ge=1)
     repeat_half_life_days: PositiveDays | None = 90.0
     home_repeat_share: Share | None = None
     models: tuple[ModelName, ...] = (

@@ -20,6 +20,7 @@ from app.ml.hybrid import Blender, Ranked, Reason
 from app.ml.interactions import (
     aggregate_history,
     event_weights,
+    newest_distinct,
 )
 from app.ml.placements import PLACEMENTS, mix, repeat_ranking
 from app.ml.popularity import Popularity, SegmentPopularity, Trending
@@ -239,6 +240,14 @@ class Recommender:
     def _aggregate(
         self, raw: NDArray[np.int64], weights: NDArray[np.float64], times: NDArray[np.float64]
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The history ``explore`` scores: the newest ``config.history_items`` distinct items.
+
+        Every event of those items counts; older items stay seen (``exclude_seen``) and count
+        for ``buy_again``, but scoring costs the same for any history length.
+        """
+        keep = newest_distinct(raw, self.config.history_items)
+        if keep is not None:
+            raw, weights, times = raw[keep], weights[keep], times[keep]
         return aggregate_history(
             raw,
             weights,
