@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,6 +35,7 @@ from app.security.ratelimit import Limiter
 from app.segments.router import router as segments_router
 from app.training.registry import ModelRegistry
 from app.training.router import router as training_router
+from app.training.runner import stop_trainers
 from app.training.scheduler import run_schedule
 from app.training.serving import Serving
 
@@ -70,6 +72,9 @@ ROUTERS = (
     monitoring.router,
 )
 #: The routes answered ahead of the framework's routing when ``settings.fast_lane``.
+#: How long a stopping worker waits for its trainer to record the run as failed (the
+#: supervisor kills a worker GRACE_SECONDS after the drain).
+TRAINER_STOP_SECONDS = 3.0
 FAST_LANE_PATHS = ("/recommend/{user_id}", "/segment/{user_id}")
 
 
@@ -122,6 +127,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             with suppress(asyncio.CancelledError):
                 await flushing  # its last flush
             await app.state.registry.stop()
+            await run_in_threadpool(stop_trainers, TRAINER_STOP_SECONDS)
             with suppress(Exception):
                 await app.state.cache.close()
             engine.dispose()

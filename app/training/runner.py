@@ -1,7 +1,8 @@
 """The trainer process: `python -m app.training.runner RUN_ID` trains one queued run.
 
 It runs outside every serving worker (own interpreter, own GIL), beats a heartbeat into the
-run row so that a killed trainer is noticed, and records success or the error.
+run row so that a killed trainer is noticed, and records success or the error. The worker that
+started it stops it when the worker itself stops (SIGTERM: the run is recorded as failed).
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +31,12 @@ from app.training.registry import write_active_pointer
 
 log = logging.getLogger("tastemaker.trainer")
 HEARTBEAT_SECONDS = 2.0
+#: The trainers this process started and may still have to stop (see :func:`stop_trainers`).
+_started: set[subprocess.Popen] = set()
+
+
+class ServiceStopped(SystemExit):
+    """The service that started this trainer stopped (SIGTERM): the run ends as failed."""
 
 
 def _heartbeat(factory: sessionmaker[Session], run_id: int, stop: threading.Event) -> None:
@@ -134,19 +143,51 @@ def _fail_run(
             repository.finish_run(
                 session, run, "failed", error=f"{type(exc).__name__}: {exc}"[:4000]
             )
-    log.error("run %s failed:\n%s", run_id, traceback.format_exc())
+    if isinstance(exc, ServiceStopped):
+        log.warning("run %s failed: %s", run_id, exc)
+    else:
+        log.error("run %s failed:\n%s", run_id, traceback.format_exc())
 
 
 def spawn(settings: Settings, run_id: int) -> subprocess.Popen:
-    """Start the trainer for `run_id` in its own process (never in a serving worker)."""
+    """Start the trainer for `run_id` in its own process (never in a serving worker).
+
+    Its own session keeps a terminal's Ctrl-C away from it; :func:`stop_trainers` stops it.
+    """
     env = {**os.environ, **settings.child_environment(), "OPENBLAS_NUM_THREADS": "2"}
-    return subprocess.Popen(
+    child = subprocess.Popen(
         [sys.executable, "-m", "app.training.runner", str(run_id)],
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=None,
     )
+    _started.add(child)
+    return child
+
+
+def stop_trainers(timeout: float) -> None:
+    """Stop the trainers this process started that still run (the worker is stopping).
+
+    Each gets SIGTERM and records its run as failed; one still alive after `timeout` seconds
+    is killed (the heartbeat rule then marks its run failed).
+    """
+    running = [child for child in _started if child.poll() is None]
+    _started.clear()
+    for child in running:
+        log.warning("stopping the trainer (pid %s): the service is stopping", child.pid)
+        child.terminate()
+    deadline = time.monotonic() + timeout
+    for child in running:
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise ServiceStopped("the service stopped during training")
 
 
 def train_now(settings: Settings, progress: Callable | None = None) -> dict[str, Any]:
@@ -168,6 +209,7 @@ def train_now(settings: Settings, progress: Callable | None = None) -> dict[str,
 def main(argv: list[str]) -> int:
     """Process entry point."""
     run_id = int(argv[1])
+    signal.signal(signal.SIGTERM, _stopped)
     settings = get_settings()
     logs.configure(settings.log_format, settings.log_level)
     factory = make_sessionmaker(make_engine(settings.resolved_database_url))

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -275,6 +276,52 @@ def test_ctrl_c_stops_every_process_and_exits_0(sqlite_template, tmp_path, worke
         assert "Traceback" not in text and "died" not in text, text
     finally:
         _kill_group(server)
+
+
+def test_stopping_the_service_stops_its_trainer_and_fails_the_run(sqlite_template, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from app.datasets.synthetic import generate_shop
+    from app.db import make_engine, make_sessionmaker
+    from app.demo import import_shop
+    from app.security.keys import hash_key
+
+    settings = _settings(tmp_path, sqlite_template)
+    admin = "tm_admin_lifecycle_1"
+    settings = override(
+        settings, api_keys=[{"name": "ops", "sha256": hash_key(admin), "scopes": ["admin"]}]
+    )
+    engine = make_engine(settings.resolved_database_url)
+    end = datetime.now(UTC) - timedelta(days=1)
+    shop = generate_shop(
+        n_users=2000, n_items=800, n_events=60_000, seed=3, start=end - timedelta(days=200)
+    )
+    import_shop(make_sessionmaker(engine), shop, settings=settings)
+    engine.dispose()
+    server = _start(settings, tmp_path, workers=1)
+    try:
+        base, auth = f"http://127.0.0.1:{server.port}", {"Authorization": f"Bearer {admin}"}
+        run = httpx.post(f"{base}/retrain", headers=auth, timeout=30).json()
+
+        def status() -> str:
+            return httpx.get(f"{base}/retrain/{run['run_id']}", headers=auth, timeout=30).json()[
+                "status"
+            ]
+
+        _wait(lambda: status() == "running", 60, "the trainer did not start")
+        trainers = [p for p in server.tree() if "app.training.runner" in " ".join(p.cmdline())]
+        assert len(trainers) == 1
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(60) == 0, server.text()
+        _gone(trainers, timeout=10)
+    finally:
+        _kill_group(server)
+    with sqlite3.connect(tmp_path / "tastemaker.db") as db:
+        state, error = db.execute(
+            "SELECT status, error FROM training_run WHERE id = ?", (run["run_id"],)
+        ).fetchone()
+    assert (state, error) == ("failed", "ServiceStopped: the service stopped during training")
+    assert "stopping the trainer" in server.text()
 
 
 def test_docker_stop_reaches_the_service_and_waits_for_the_drain():
