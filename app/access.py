@@ -9,7 +9,6 @@ template, the status and the duration. Request counts and latencies go to
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -17,10 +16,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import metrics
-from app.logs import ACCESS
+from app import logs, metrics
 
-log = logging.getLogger(ACCESS)
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _HEADER = b"x-request-id"
 #: Where the authenticated key's name is left for the access line (``request.state``).
@@ -80,20 +77,15 @@ class AccessMiddleware:
     def _log(scope: Scope, rid: str, route: str, status: int, seconds: float) -> None:
         state: dict[str, Any] = scope.get("state") or {}
         client = scope.get("client")
-        log.info(
-            "%s %s %s",
-            scope["method"],
-            route,
-            status,
-            extra={
-                "fields": {
-                    "request_id": rid,
-                    "method": scope["method"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "key": state.get(KEY_NAME),
-                    "client": client[0] if client else None,
-                }
+        logs.access(
+            f"{scope['method']} {route} {status}",
+            {
+                "request_id": rid,
+                "method": scope["method"],
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "key": state.get(KEY_NAME),
+                "client": client[0] if client else None,
             },
         )

@@ -22,6 +22,7 @@ LogFormat = Literal["json", "console"]
 ACCESS = "tastemaker.access"
 #: The most lines a buffered handler keeps before it writes them.
 BUFFERED_LINES = 256
+_access = logging.getLogger(ACCESS)
 
 
 class _Clock:
@@ -56,17 +57,38 @@ class JsonFormatter(logging.Formatter):
         self._clock = _Clock(_iso_seconds, ".%03d+00:00")
 
     def format(self, record: logging.LogRecord) -> str:
+        extra = None
+        if record.exc_info:
+            extra = {"exception": self.formatException(record.exc_info)}
+        return self.line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            getattr(record, "fields", None),
+            extra,
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any] | None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """The line of a record with these attributes (see :func:`access`)."""
         body: dict[str, Any] = {
-            "ts": self._clock(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
+            "ts": self._clock(created),
+            "level": level.lower(),
+            "logger": logger,
+            "message": message,
         }
-        fields = getattr(record, "fields", None)
         if fields:
             body.update(fields)
-        if record.exc_info:
-            body["exception"] = self.formatException(record.exc_info)
+        if extra:
+            body.update(extra)
         return orjson.dumps(body, default=str).decode()
 
 
@@ -74,16 +96,34 @@ class ConsoleFormatter(logging.Formatter):
     """``time level logger message key=value …``."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s %(message)s")
+        super().__init__()
+        # ``2026-12-06 23:20:01,123`` in local time, as logging's default.
         self._clock = _Clock(_local_seconds, ",%03d")
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        """``2026-12-06 23:20:01,123`` in local time, as logging's default."""
-        return self._clock(record.created)
-
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        fields = getattr(record, "fields", None)
+        line = self.line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            getattr(record, "fields", None),
+        )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return line
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any] | None,
+    ) -> str:
+        """The line of a record with these attributes (see :func:`access`)."""
+        line = f"{self._clock(created)} {level:<7} {logger} {message}"
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
         return line
@@ -109,10 +149,13 @@ class _Stderr(logging.StreamHandler):
             super().emit(record)
             return
         try:
-            self.lines.append(self.format(record))
+            self.keep(self.format(record))
         except Exception:
             self.handleError(record)
-            return
+
+    def keep(self, line: str) -> None:
+        """Keep a formatted line for the next :meth:`flush` (written at once when full)."""
+        self.lines.append(line)
         if len(self.lines) >= BUFFERED_LINES:
             self.flush()
 
@@ -140,8 +183,10 @@ def configure(
     Uvicorn's own loggers go through the same handler, so a worker writes one format.
     ``buffered``: see :class:`_Stderr`; call :func:`flush` every second.
     """
+    global _handler
     handler = _Stderr(buffered)
     handler.setFormatter(JsonFormatter() if log_format == "json" else ConsoleFormatter())
+    _handler = handler
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_tastemaker", False):
@@ -169,3 +214,43 @@ def flush() -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, _Stderr):
             handler.flush()
+
+
+_handler: _Stderr | None = None
+
+
+def _only_sink() -> _Stderr | None:
+    """The buffered handler when it is the one place access lines go, with nothing to filter."""
+    handler, root = _handler, logging.getLogger()
+    if (
+        handler is None
+        or not handler.buffered
+        or root.handlers != [handler]
+        or _access.handlers
+        or _access.filters
+        or root.filters
+        or handler.filters
+        or not _access.propagate
+        or not _access.isEnabledFor(logging.INFO)
+        or handler.level > logging.INFO
+    ):
+        return None
+    return handler
+
+
+def access(message: str, fields: dict[str, Any]) -> None:
+    """Write an access line: ``logging.getLogger(ACCESS).info(message, extra={"fields": …})``.
+
+    The same line, level and handler; when the worker's buffered handler is the only place it
+    can go (no other handler or filter), the line is formatted straight into it, without a
+    :class:`logging.LogRecord` and the handler chain, which were most of an access line's cost.
+    """
+    handler = _only_sink()
+    if handler is None:
+        _access.info(message, extra={"fields": fields})
+        return
+    formatter = handler.formatter
+    assert isinstance(formatter, JsonFormatter | ConsoleFormatter)
+    line = formatter.line(time.time(), "INFO", ACCESS, message, fields)
+    with handler.lock:  # type: ignore[union-attr]
+        handler.keep(line)

@@ -236,3 +236,43 @@ def test_kept_log_lines_are_written_in_order_within_a_second(ops, capfd):
     assert written() == ["kept-0", "kept-1", "kept-2", None]
     time.sleep(1.5)  # the app's flush, once a second
     assert written() == ["kept-3"]
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_an_access_line_written_straight_to_the_handler_is_the_line_logging_writes(
+    log_format, capfd
+):
+    # Under pytest the root logger also holds the capture handlers, so requests take logging's
+    # own path; here the worker's handler is alone, as in a served worker.
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    fields = {"request_id": "r-1", "route": "/recommend/{user_id}", "status": 200, "key": None}
+    try:
+        logs.configure(log_format, "INFO", buffered=True)
+        root.handlers[:] = [h for h in root.handlers if getattr(h, "_tastemaker", False)]
+        capfd.readouterr()
+        logs.access("GET /recommend/{user_id} 200", fields)
+        assert logs._only_sink() is not None  # the direct path was taken
+        logging.getLogger(logs.ACCESS).info(
+            "GET /recommend/{user_id} 200", extra={"fields": fields}
+        )
+        root.addHandler(logging.NullHandler())  # another place to write: logging's path again
+        assert logs._only_sink() is None
+        logs.access("GET /recommend/{user_id} 200", fields)
+        logs.flush()
+        direct, logged, other = capfd.readouterr().err.splitlines()
+    finally:
+        root.handlers[:] = saved
+        root.setLevel(level)
+    if log_format == "json":
+        direct, logged, other = (orjson.loads(line) for line in (direct, logged, other))
+        assert direct.pop("ts") and logged.pop("ts") and other.pop("ts")
+        assert direct == {"level": "info", "logger": "tastemaker.access", **fields} | {
+            "message": "GET /recommend/{user_id} 200"
+        }
+    else:  # the date and the time are the first two words
+        direct, logged, other = (line.split(" ", 2)[2] for line in (direct, logged, other))
+        assert direct.startswith(
+            "INFO    tastemaker.access GET /recommend/{user_id} 200 request_id=r-1"
+        )
+    assert direct == logged == other
