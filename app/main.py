@@ -27,6 +27,8 @@ from app.errors import ERROR_RESPONSES, install_database_error_handlers, install
 from app.events import service as events_service
 from app.events.router import router as events_router
 from app.events.webhooks import router as webhooks_router
+from app.exports.router import router as exports_router
+from app.exports.service import stop_exports
 from app.fast_lane import FastLane
 from app.migrate import is_up_to_date
 from app.recommendations.router import router as recommendations_router
@@ -69,6 +71,7 @@ ROUTERS = (
     catalog_router,
     customers_router,
     training_router,
+    exports_router,
     monitoring.router,
 )
 #: The routes answered ahead of the framework's routing when ``settings.fast_lane``.
@@ -126,6 +129,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             flushing.cancel()
             with suppress(asyncio.CancelledError):
                 await flushing  # its last flush
+            await stop_exports()
             await app.state.registry.stop()
             await run_in_threadpool(stop_trainers, TRAINER_STOP_SECONDS)
             with suppress(Exception):

@@ -4,6 +4,7 @@ from app.catalog.models import Item
 from app.customers.models import Erasure
 from app.db import Base
 from app.events.models import Event, IngestChange, User
+from app.exports.models import ExportJob
 from app.security.models import ApiKey
 from app.training.models import ModelVersion, StoreIdentity, TrainingRun
 
@@ -12,6 +13,7 @@ __all__ = [
     "Base",
     "Erasure",
     "Event",
+    "ExportJob",
     "IngestChange",
     "Item",
     "ModelVersion",

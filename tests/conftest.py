@@ -62,6 +62,7 @@ TABLES = (
     "api_key",
     "ingest_change",
     "erasure",
+    "export_job",
     "store_identity",  # emptied: the next use gives the store a new identity
 )
 

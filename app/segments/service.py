@@ -146,16 +146,28 @@ def profiles(serving: Serving) -> SegmentsOut:
     )
 
 
-def members(serving: Serving, segment_id: int, q: MembersQuery) -> MembersOut:
-    """One page of a segment's members in user-id order; the cursor is the last id seen."""
-    registry = serving.registry
+def _everyone_in(registry: ModelRegistry, segment_id: int) -> tuple[LoadedBundle, list[str]]:
+    """The active bundle and a segment's members in user-id order, erased ones included."""
     bundle, seg = _bundle(registry)
     known = {int(p["segment_id"]) for p in seg.profiles()} | set(
         np.unique(bundle.member_segments).tolist()
     )
     if segment_id not in known:
         raise NotFound(f"segment {segment_id} does not exist in model version {bundle.version}")
-    everyone = bundle.members_of(segment_id)
+    return bundle, bundle.members_of(segment_id)
+
+
+def members_of(serving: Serving, segment_id: int) -> list[str]:
+    """Every member of a segment (as assigned at the last retrain), in user-id order."""
+    _, everyone = _everyone_in(serving.registry, segment_id)
+    deleted = serving.registry.deleted_users
+    return [user_id for user_id in everyone if user_id not in deleted]
+
+
+def members(serving: Serving, segment_id: int, q: MembersQuery) -> MembersOut:
+    """One page of a segment's members in user-id order; the cursor is the last id seen."""
+    registry = serving.registry
+    bundle, everyone = _everyone_in(registry, segment_id)
     start = bisect.bisect_right(everyone, q.cursor) if q.cursor else 0
     page: list[str] = []
     position = start

@@ -45,6 +45,7 @@ KNOWN: dict[str, list[Any]] = {
     "segment_id": list(range(-1, 8)),
     "run_id": [1],
     "version": [1],
+    "export_id": [1],
 }
 # POST /retrain would start a trainer process for every example.
 NOT_FUZZED = {"POST /retrain"}

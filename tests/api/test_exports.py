@@ -1,0 +1,151 @@
+"""Campaign exports over HTTP, on the embedded defaults and on PostgreSQL + Redis.
+
+Each export line is what the route answers the same customer; a members export carries RFM and
+attributes beyond the 1,000-row page; bad requests get 4xx; an erasure makes older files gone;
+an export whose worker went silent is reported failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from app.datasets.synthetic import generate_shop
+from app.db import make_engine, make_sessionmaker, utcnow
+from app.demo import import_shop
+from app.exports.models import ExportJob
+from app.exports.service import MEMBER_COLUMNS, STALE_SECONDS
+from app.main import create_app
+from app.training.runner import train_now
+
+SHOP = generate_shop(n_users=160, n_items=70, n_events=5_000, seed=7)
+
+
+@pytest.fixture
+def served(settings):
+    import_shop(make_sessionmaker(make_engine(settings.resolved_database_url)), SHOP)
+    train_now(settings)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _finished(client, body: dict, timeout: float = 60.0) -> dict:
+    response = client.post("/exports", json=body)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["status"] == "queued" and job["download_url"] is None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/exports/{job['id']}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"export {job['id']} did not finish in {timeout}s: {job}")
+
+
+def test_a_recommendations_export_holds_what_recommend_answers(served):
+    job = _finished(
+        served, {"kind": "recommendations", "format": "csv", "n": 5, "placement": "home"}
+    )
+    assert job["status"] == "succeeded", job["error"]
+    assert job["total"] == job["done"] == len(SHOP.users)
+    response = served.get(job["download_url"])
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    by_user: dict[str, list[str]] = {}
+    for row in rows:
+        by_user.setdefault(row["user_id"], []).append(row["item_id"])
+        assert row["model_version"] == "1" and row["reason"]
+    assert len(by_user) == len(SHOP.users)
+    for user_id in sorted(by_user)[:15]:
+        answer = served.get(f"/recommend/{user_id}", params={"n": 5, "placement": "home"}).json()
+        assert [item["item_id"] for item in answer["items"]] == by_user[user_id]
+
+
+def test_a_members_export_carries_each_members_segment_answer_and_attributes(served):
+    segments = served.get("/segments").json()["segments"]
+    segment = max(segments, key=lambda s: s["size"])["segment_id"]
+    members, cursor = [], None
+    while True:
+        page = served.get(
+            f"/segments/{segment}/users",
+            params={"limit": 50, **({"cursor": cursor} if cursor else {})},
+        ).json()
+        members += page["users"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert (
+        served.put(f"/users/{members[0]}", json={"attributes": {"country": "FR"}}).status_code
+        == 200
+    )
+    job = _finished(served, {"kind": "segment_members", "format": "jsonl", "segment": segment})
+    assert job["status"] == "succeeded", job["error"]
+    response = served.get(job["download_url"])
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert [line["user_id"] for line in lines] == members
+    assert lines[0]["attributes"] == {"country": "FR"}
+    for line in lines[:10]:
+        answer = served.get(f"/segment/{line['user_id']}").json()
+        assert {k: v for k, v in line.items() if k != "attributes"} == answer
+        assert line["rfm"]["group"]
+
+    as_csv = _finished(served, {"kind": "segment_members", "format": "csv", "segment": segment})
+    table = list(csv.reader(io.StringIO(served.get(as_csv["download_url"]).text)))
+    assert tuple(table[0]) == MEMBER_COLUMNS
+    assert {"rfm_recency_days", "segment_label", "attributes"} <= set(table[0])
+    assert [row[0] for row in table[1:]] == members
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"kind": "segment_members"}, 422),
+        ({"n": 0}, 422),
+        ({"format": "xlsx"}, 422),
+        ({"placement": "everywhere"}, 422),
+        ({"bogus": 1}, 422),
+        ({"segment": 9999}, 404),
+    ],
+)
+def test_bad_export_requests_are_refused_with_a_reason(served, body, status):
+    response = served.post("/exports", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+    assert served.get("/exports").json() == []
+
+
+def test_an_erasure_after_an_export_makes_its_file_gone(served):
+    job = _finished(served, {"kind": "recommendations", "format": "jsonl", "n": 3})
+    assert served.get(job["download_url"]).status_code == 200
+    assert served.delete(f"/users/{SHOP.users[0].user_id}").status_code == 204
+    gone = served.get(job["download_url"])
+    assert gone.status_code == 410 and "erasure" in gone.json()["detail"]
+    again = _finished(served, {"kind": "recommendations", "format": "jsonl", "n": 3})
+    lines = served.get(again["download_url"]).text.splitlines()
+    assert SHOP.users[0].user_id not in {json.loads(line)["user_id"] for line in lines}
+    assert again["total"] == len(SHOP.users) - 1
+
+
+def test_an_export_whose_worker_went_silent_is_failed(served, settings):
+    job = _finished(served, {"kind": "recommendations", "format": "csv", "n": 2})
+    factory = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with factory.begin() as session:
+        session.execute(
+            update(ExportJob)
+            .where(ExportJob.id == job["id"])
+            .values(status="running", heartbeat_at=utcnow() - timedelta(seconds=STALE_SECONDS + 5))
+        )
+    failed = served.get(f"/exports/{job['id']}").json()
+    assert failed["status"] == "failed" and failed["error"] == "the worker running it stopped"
+    assert served.get(f"/exports/{job['id']}/download").status_code == 400
+    assert served.get("/exports/424242").status_code == 404
