@@ -191,6 +191,8 @@ def test_aggregates_reject_ragged_input() -> None:
             category_counts=sp.csr_matrix((2, 0)),
             categories=[],
             now=0.0,
+            first_purchase_at=np.zeros(2),
+            first_order_value=np.zeros(2),
         )
 
 
