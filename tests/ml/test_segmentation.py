@@ -450,7 +450,18 @@ def test_state_round_trip(
         ):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
         assert loaded.profiles(algorithm) == model.profiles(algorithm)
+        np.testing.assert_array_equal(a.value.expected_spend, b.value.expected_spend)
+        np.testing.assert_array_equal(a.value.churn_risk, b.value.churn_risk)
     assert loaded.get_params() == model.get_params()
+    # A state saved before predicted value existed still loads: segments as before, and the
+    # predictions unpublished with the reason.
+    older = {k: v for k, v in meta.items() if k != "value"}
+    old = CustomerSegmentation.from_state(copies, older).assign(agg)
+    np.testing.assert_array_equal(old.segment_id, model.assign(agg).segment_id)
+    assert np.isnan(old.value.p_alive).all() and (old.value.churn_risk == "").all()
+    assert {d["predicted_value"]["reason"] for d in old.to_dicts() if d["frequency"] > 0} == {
+        "this model version was trained before predicted value existed: retrain"
+    }
     bad = dict(meta, format="something else")
     with pytest.raises(ValueError, match="format"):
         CustomerSegmentation.from_state(copies, bad)
