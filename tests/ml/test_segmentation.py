@@ -155,6 +155,10 @@ def test_aggregate_events_by_hand() -> None:
     assert agg.user_ids == ["a", "b", "c", "d"]
     np.testing.assert_array_equal(agg.orders, [2, 0, 2, 0])
     np.testing.assert_allclose(agg.monetary, [30, 0, 13, 0])
+    # The first order: o1 for a (two lines), the first purchase day for c (two lines).
+    np.testing.assert_allclose(agg.first_purchase_at[[0, 2]], [t0 + 30, t0 + 2 * DAY])
+    assert np.isnan(agg.first_purchase_at[[1, 3]]).all()
+    np.testing.assert_allclose(agg.first_order_value, [25, 0, 10, 0])
     np.testing.assert_array_equal(agg.distinct_items, [2, 0, 2, 0])
     np.testing.assert_array_equal(agg.views, [2, 1, 0, 0])
     np.testing.assert_array_equal(agg.carts, [1, 0, 0, 0])
