@@ -202,6 +202,13 @@ class OtherAlgorithmOut(BaseModel):
     segments: list[SegmentProfileOut]
 
 
+class GroupTotalsOut(BaseModel):
+    """Customers in every RFM group and every churn-risk group, over all segments."""
+
+    rfm_groups: dict[str, int]
+    churn_risk: dict[ChurnRisk, int]
+
+
 class SegmentsOut(BaseModel):
     """Every segment's profile and the clustering quality figures."""
 
@@ -212,6 +219,9 @@ class SegmentsOut(BaseModel):
     quality: QualityOut
     segments: list[SegmentProfileOut]
     other_algorithm: OtherAlgorithmOut
+    groups: GroupTotalsOut | None = Field(
+        None, description="RFM and churn-risk group counts; null in older model versions"
+    )
 
 
 class MembersQuery(BaseModel):

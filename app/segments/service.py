@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.errors import ModelNotReady, NotFound, ServiceUnavailable
 from app.events import user_record
 from app.ml.segmentation import Algorithm, CustomerSegmentation, aggregate_events
+from app.ml.segmentation.profiles import group_totals
 from app.segments import repository
 from app.segments.schemas import MembersOut, MembersQuery, SegmentsOut
 from app.training.registry import LoadedBundle, ModelRegistry
@@ -139,13 +140,15 @@ def profiles(serving: Serving) -> SegmentsOut:
     bundle, seg = _bundle(serving.registry)
     algorithm = serving.settings.segment_algorithm
     other: Algorithm = "dbscan" if algorithm == "kmeans" else "kmeans"
+    segments = seg.profiles(algorithm)
     return SegmentsOut.model_validate(
         {
             "model_version": bundle.version,
             "algorithm": algorithm,
             "quality": seg.quality_,
-            "segments": seg.profiles(algorithm),
+            "segments": segments,
             "other_algorithm": {"algorithm": other, "segments": seg.profiles(other)},
+            "groups": group_totals(segments),
         }
     )
 

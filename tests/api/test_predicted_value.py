@@ -110,6 +110,8 @@ def test_predicted_value_and_churn_risk_are_served_from_what_was_posted(client) 
     assert {a["churn_risk"] for a in answers.values()} >= {"low", "high"}
 
     segments = client.get("/segments").json()
+    groups = segments["groups"]
+    assert sum(groups["rfm_groups"].values()) == sum(groups["churn_risk"].values()) == 400
     for profile in segments["segments"]:
         assert sum(profile["rfm_group_counts"].values()) == profile["size"]
         assert sum(profile["churn_risk"].values()) == profile["size"]
@@ -137,6 +139,9 @@ def test_too_little_data_keeps_predictions_unpublished_and_says_why(client) -> N
     assert body["predicted_value"]["reason"] == value["reason"]
     assert body["churn_risk"] is None
     assert body["rfm"]["group"]  # the rest of the answer is unaffected
-    profile = client.get("/segments").json()["segments"][0]
+    segments = client.get("/segments").json()
+    assert segments["groups"]["churn_risk"] == {"high": 0, "medium": 0, "low": 0}
+    assert sum(segments["groups"]["rfm_groups"].values()) == 25
+    profile = segments["segments"][0]
     assert profile["predicted_value"] is None
     assert sum(profile["churn_risk"].values()) == 0

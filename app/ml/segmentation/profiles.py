@@ -30,6 +30,7 @@ __all__ = [
     "SegmentProfile",
     "Spread",
     "Stats",
+    "group_totals",
     "json_float",
     "segment_profiles",
 ]
@@ -207,6 +208,19 @@ def _profile(
             if counts[g] > 0
         },
         "top_categories": [],
+    }
+
+
+def group_totals(profiles: list[SegmentProfile]) -> dict[str, dict[str, int]] | None:
+    """Customers in every RFM group and churn-risk group over ``profiles``; None if unknown.
+
+    None for profiles saved before the counts existed.
+    """
+    if not profiles or any("rfm_group_counts" not in p for p in profiles):
+        return None
+    return {
+        "rfm_groups": {g: sum(p["rfm_group_counts"][g] for p in profiles) for g in RFM_GROUPS},
+        "churn_risk": {r: sum(p["churn_risk"][r] for p in profiles) for r in CHURN_RISKS},
     }
 
 
