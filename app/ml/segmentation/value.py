@@ -18,8 +18,8 @@ the first order to the data's clock, ``m`` mean value of the repeat orders.
 Data-sufficiency gate
 ---------------------
 Predictions are published only when the fit data holds at least ``MIN_REPEAT_CUSTOMERS`` (30)
-customers with a repeat order and ``MIN_HISTORY_DAYS`` (90) days between its first and last
-order, and the fit converges to finite parameters. Otherwise :class:`CustomerValue` is fitted
+customers with a repeat order and ``MIN_HISTORY_DAYS`` (90) days from its first order to its
+end (the data's clock), and the fit converges inside the parameter space with finite forecasts. Otherwise :class:`CustomerValue` is fitted
 as *unpublished* and every prediction carries the reason. Spend also needs
 ``MIN_REPEAT_CUSTOMERS`` repeat customers with a positive mean and the fitted ``q > 1`` (the
 Gamma-Gamma mean is finite only then); without it orders are published and spend is not.
@@ -323,7 +323,15 @@ class CustomerValue:
         self.bgnbd_params_, self.unpublished_ = None, self._gate(self.data_)
         self.gamma_gamma_params_, self.spend_unpublished_ = None, self.unpublished_
         if self.unpublished_ is None:
-            self.bgnbd_params_, why = fit_bgnbd(x, t_x, T)
+            params, why = fit_bgnbd(x, t_x, T)
+            if (
+                params is not None
+                and not np.isfinite(
+                    bgnbd_expected_orders(params, self.horizon_days, x, t_x, T)
+                ).all()
+            ):  # a = 1 exactly, or hyp2f1 out of its accurate range
+                params, why = None, "its forecasts are not finite on the fit data"
+            self.bgnbd_params_ = params
             self.unpublished_ = None if why is None else f"orders model: {why}"
         if self.unpublished_ is None:
             self.gamma_gamma_params_, self.spend_unpublished_ = self._fit_spend(x, m)
