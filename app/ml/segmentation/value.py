@@ -21,9 +21,9 @@ Predictions are published only when the fit data holds at least ``MIN_REPEAT_CUS
 customers with a repeat order and ``MIN_HISTORY_DAYS`` (90) days from its first order to its
 end (the data's clock), and the fit converges inside the parameter space with finite
 forecasts. Otherwise :class:`CustomerValue` is fitted as *unpublished* and every prediction
-carries the reason. Spend also needs
-``MIN_REPEAT_CUSTOMERS`` repeat customers with a positive mean and the fitted ``q > 1`` (the
-Gamma-Gamma mean is finite only then); without it orders are published and spend is not.
+carries the reason. Spend also needs ``MIN_REPEAT_CUSTOMERS`` repeat customers with a positive
+mean and the fitted ``q > 1`` (the Gamma-Gamma mean is finite only then); without it orders are
+published and spend is not.
 """
 
 from __future__ import annotations
