@@ -34,6 +34,21 @@ class RfmOut(BaseModel):
     group: str
 
 
+class PredictedValueOut(BaseModel):
+    """BG/NBD + Gamma-Gamma predictions over the next `horizon_days`; null figures say why."""
+
+    p_alive: float | None = Field(description="Probability the customer is still a customer")
+    expected_orders: float | None = Field(description="Expected orders in the horizon")
+    expected_spend: float | None = Field(description="Expected spend in the horizon")
+    horizon_days: float
+    reason: str | None = Field(
+        description="Why figures are null (too little data, no purchase yet, ...); else null"
+    )
+
+
+ChurnRisk = Literal["high", "medium", "low"]
+
+
 class SegmentOut(BaseModel):
     """A customer's segment, computed from their live behaviour.
 
@@ -47,6 +62,14 @@ class SegmentOut(BaseModel):
     segment: SegmentRef
     rfm: RfmOut | None
     outlier: bool
+    predicted_value: PredictedValueOut | None = Field(
+        None, description="Null only in a degraded answer"
+    )
+    churn_risk: ChurnRisk | None = Field(
+        None,
+        description="From P(alive): high below 0.3, medium below 0.7, else low; "
+        "null without a prediction",
+    )
     model_version: int
     computed_at: datetime
     degraded: bool = False
@@ -71,6 +94,25 @@ class ItemCountOut(BaseModel):
 
     item_id: str
     count: float
+
+
+class SpreadOut(BaseModel):
+    """Mean and 10/50/90th percentiles of a predicted figure over a segment's customers."""
+
+    mean: float
+    p10: float
+    median: float
+    p90: float
+
+
+class PredictedValueStatsOut(BaseModel):
+    """A segment's predicted value over its customers with a prediction."""
+
+    customers: int = Field(description="Customers of the segment with a prediction")
+    horizon_days: float
+    p_alive: SpreadOut | None
+    expected_orders: SpreadOut | None
+    expected_spend: SpreadOut | None = Field(description="Null when spend is unpublished")
 
 
 class SegmentProfileOut(BaseModel):
@@ -98,6 +140,15 @@ class SegmentProfileOut(BaseModel):
     top_categories: list[CategoryShareOut]
     top_items: list[ItemCountOut] | None = Field(
         None, description="Absent when the model was fitted without purchase counts"
+    )
+    rfm_group_counts: dict[str, int] | None = Field(
+        None, description="Customers in every RFM group (absent in older model versions)"
+    )
+    churn_risk: dict[ChurnRisk, int] | None = Field(
+        None, description="Customers in each churn-risk group (absent in older versions)"
+    )
+    predicted_value: PredictedValueStatsOut | None = Field(
+        None, description="Null when the model publishes no predictions for the segment"
     )
 
 
@@ -151,6 +202,13 @@ class OtherAlgorithmOut(BaseModel):
     segments: list[SegmentProfileOut]
 
 
+class GroupTotalsOut(BaseModel):
+    """Customers in every RFM group and every churn-risk group, over all segments."""
+
+    rfm_groups: dict[str, int]
+    churn_risk: dict[ChurnRisk, int]
+
+
 class SegmentsOut(BaseModel):
     """Every segment's profile and the clustering quality figures."""
 
@@ -161,6 +219,9 @@ class SegmentsOut(BaseModel):
     quality: QualityOut
     segments: list[SegmentProfileOut]
     other_algorithm: OtherAlgorithmOut
+    groups: GroupTotalsOut | None = Field(
+        None, description="RFM and churn-risk group counts; null in older model versions"
+    )
 
 
 class MembersQuery(BaseModel):

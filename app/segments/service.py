@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.errors import ModelNotReady, NotFound, ServiceUnavailable
 from app.events import user_record
 from app.ml.segmentation import Algorithm, CustomerSegmentation, aggregate_events
+from app.ml.segmentation.profiles import group_totals
 from app.segments import repository
 from app.segments.schemas import MembersOut, MembersQuery, SegmentsOut
 from app.training.registry import LoadedBundle, ModelRegistry
@@ -67,6 +68,8 @@ def _assign(
             **a["rfm"],
         },
         "outlier": a["outlier"],
+        "predicted_value": a["predicted_value"],
+        "churn_risk": a["churn_risk"],
         "model_version": bundle.version,
         "computed_at": datetime.fromtimestamp(wall, UTC).isoformat(),
         "degraded": False,
@@ -123,6 +126,8 @@ def _from_training(
             },
             "rfm": None,
             "outlier": False,
+            "predicted_value": None,
+            "churn_risk": None,
             "model_version": bundle.version,
             "computed_at": bundle.manifest.get("created_at"),
             "degraded": True,
@@ -135,13 +140,15 @@ def profiles(serving: Serving) -> SegmentsOut:
     bundle, seg = _bundle(serving.registry)
     algorithm = serving.settings.segment_algorithm
     other: Algorithm = "dbscan" if algorithm == "kmeans" else "kmeans"
+    segments = seg.profiles(algorithm)
     return SegmentsOut.model_validate(
         {
             "model_version": bundle.version,
             "algorithm": algorithm,
             "quality": seg.quality_,
-            "segments": seg.profiles(algorithm),
+            "segments": segments,
             "other_algorithm": {"algorithm": other, "segments": seg.profiles(other)},
+            "groups": group_totals(segments),
         }
     )
 

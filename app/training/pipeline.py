@@ -28,6 +28,7 @@ from app.ml.segmentation import (
     SegmentAssignment,
     aggregate_events,
 )
+from app.ml.segmentation.holdout import value_holdout
 from app.training import repository
 from app.training.models import ModelVersion
 
@@ -173,6 +174,9 @@ def fit_bundle(
     trained.save(directory)  # writes directory/recommender/
     if segmentation is not None and assignment is not None:
         segmentation_metrics = _write_segmentation(directory, settings, segmentation, assignment)
+        segmentation_metrics["predicted_value"] = _predicted_value_metrics(
+            data, segmentation, progress
+        )
     else:
         segmentation_metrics = {"algorithm": settings.segment_algorithm, "skipped": skipped}
     write_component(
@@ -242,6 +246,22 @@ def _write_segmentation(
             algorithm: segmentation.profiles(algorithm) for algorithm in ("kmeans", "dbscan")
         },
     }
+
+
+def _predicted_value_metrics(
+    data: TrainingData, segmentation: CustomerSegmentation, progress: Progress
+) -> dict[str, Any]:
+    """The fitted value model's parameters and gate, and its error on a time holdout."""
+    progress(f"predicted value: measuring on the last {segmentation.value_.horizon_days:g} days")
+    holdout = value_holdout(
+        user_ids=data.user_ids,
+        event_types=data.types,
+        values=data.values,
+        occurred_at=data.occurred_at,
+        order_ids=data.order_ids,
+        horizon_days=segmentation.value_.horizon_days,
+    )
+    return {**segmentation.value_.report(), "holdout": holdout}
 
 
 class BundleDirectoryTaken(RuntimeError):

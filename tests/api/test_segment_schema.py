@@ -13,12 +13,20 @@ from app.config import Settings
 from app.datasets.synthetic import generate_shop
 from app.main import create_app
 from app.ml.segmentation import CustomerSegmentation, SegmentProfile, aggregate_events
-from app.ml.segmentation.profiles import CategoryShare, ItemCount, Stats
+from app.ml.segmentation.profiles import (
+    CategoryShare,
+    ItemCount,
+    PredictedValueStats,
+    Spread,
+    Stats,
+)
 from app.segments.schemas import (
     CategoryShareOut,
     ItemCountOut,
+    PredictedValueStatsOut,
     SegmentProfileOut,
     SegmentsOut,
+    SpreadOut,
     StatsOut,
 )
 
@@ -36,6 +44,8 @@ def _schema(name: str) -> dict:
         (Stats, StatsOut),
         (CategoryShare, CategoryShareOut),
         (ItemCount, ItemCountOut),
+        (PredictedValueStats, PredictedValueStatsOut),
+        (Spread, SpreadOut),
     ],
 )
 def test_response_models_name_the_fields_of_the_ml_types(typed: type, model: type) -> None:

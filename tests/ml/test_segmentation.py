@@ -155,6 +155,10 @@ def test_aggregate_events_by_hand() -> None:
     assert agg.user_ids == ["a", "b", "c", "d"]
     np.testing.assert_array_equal(agg.orders, [2, 0, 2, 0])
     np.testing.assert_allclose(agg.monetary, [30, 0, 13, 0])
+    # The first order: o1 for a (two lines), the first purchase day for c (two lines).
+    np.testing.assert_allclose(agg.first_purchase_at[[0, 2]], [t0 + 30, t0 + 2 * DAY])
+    assert np.isnan(agg.first_purchase_at[[1, 3]]).all()
+    np.testing.assert_allclose(agg.first_order_value, [25, 0, 10, 0])
     np.testing.assert_array_equal(agg.distinct_items, [2, 0, 2, 0])
     np.testing.assert_array_equal(agg.views, [2, 1, 0, 0])
     np.testing.assert_array_equal(agg.carts, [1, 0, 0, 0])
@@ -191,6 +195,8 @@ def test_aggregates_reject_ragged_input() -> None:
             category_counts=sp.csr_matrix((2, 0)),
             categories=[],
             now=0.0,
+            first_purchase_at=np.zeros(2),
+            first_order_value=np.zeros(2),
         )
 
 
@@ -448,7 +454,18 @@ def test_state_round_trip(
         ):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
         assert loaded.profiles(algorithm) == model.profiles(algorithm)
+        np.testing.assert_array_equal(a.value.expected_spend, b.value.expected_spend)
+        np.testing.assert_array_equal(a.value.churn_risk, b.value.churn_risk)
     assert loaded.get_params() == model.get_params()
+    # A state saved before predicted value existed still loads: segments as before, and the
+    # predictions unpublished with the reason.
+    older = {k: v for k, v in meta.items() if k != "value"}
+    old = CustomerSegmentation.from_state(copies, older).assign(agg)
+    np.testing.assert_array_equal(old.segment_id, model.assign(agg).segment_id)
+    assert np.isnan(old.value.p_alive).all() and (old.value.churn_risk == "").all()
+    assert {d["predicted_value"]["reason"] for d in old.to_dicts() if d["frequency"] > 0} == {
+        "this model version was trained before predicted value existed: retrain"
+    }
     bad = dict(meta, format="something else")
     with pytest.raises(ValueError, match="format"):
         CustomerSegmentation.from_state(copies, bad)

@@ -3,6 +3,9 @@
 The package exports what the rest of Tastemaker uses; the modules hold the parts:
 
 - :mod:`~app.ml.segmentation.features`: the per-customer aggregates and behaviour features;
+- :mod:`~app.ml.segmentation.orders`: orders per customer and each customer's first order;
+- :mod:`~app.ml.segmentation.value`: predicted value (BG/NBD, Gamma-Gamma) and churn risk;
+- :mod:`~app.ml.segmentation.holdout`: the predicted value's error on a time holdout;
 - :mod:`~app.ml.segmentation.rfm`: RFM scores by quintile edges and the RFM groups;
 - :mod:`~app.ml.segmentation.clustering`: K-means, DBSCAN, sampling and cluster quality;
 - :mod:`~app.ml.segmentation.profiles`: segment profiles and their labels;

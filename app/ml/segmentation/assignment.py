@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.ml.segmentation.profiles import json_float
+from app.ml.segmentation.value import ValuePrediction
 
 __all__ = ["SegmentAssignment"]
 
@@ -33,6 +34,8 @@ class SegmentAssignment:
     rfm_group : ndarray of str
     recency_days, frequency, monetary : ndarray, float64
         Recency is NaN without a purchase.
+    value : ValuePrediction
+        P(alive), expected orders and spend, churn-risk group (or why they are missing).
     """
 
     user_ids: list[str]
@@ -47,6 +50,7 @@ class SegmentAssignment:
     recency_days: NDArray[np.float64]
     frequency: NDArray[np.float64]
     monetary: NDArray[np.float64]
+    value: ValuePrediction
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -69,6 +73,8 @@ class SegmentAssignment:
                 "recency_days": json_float(self.recency_days[i]),
                 "frequency": float(self.frequency[i]),
                 "monetary": float(self.monetary[i]),
+                "predicted_value": self.value.to_dict(i),
+                "churn_risk": str(self.value.churn_risk[i]) or None,
             }
             for i in range(len(self))
         ]

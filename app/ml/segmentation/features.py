@@ -38,6 +38,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from app.ml.interactions import SECONDS_PER_DAY
+from app.ml.segmentation.orders import order_figures
 
 __all__ = [
     "FEATURES",
@@ -99,6 +100,8 @@ class CustomerAggregates:
         Column names of ``category_counts``.
     now : float
         Reference time (epoch seconds) for recency and tenure.
+    first_purchase_at, first_order_value : ndarray, float64
+        Epoch seconds of the first order (NaN without a purchase) and its spend (0 without).
     """
 
     user_ids: list[str]
@@ -114,6 +117,8 @@ class CustomerAggregates:
     category_counts: sp.csr_matrix
     categories: list[str]
     now: float
+    first_purchase_at: NDArray[np.float64]
+    first_order_value: NDArray[np.float64]
 
     def __post_init__(self) -> None:
         n = len(self.user_ids)
@@ -127,6 +132,8 @@ class CustomerAggregates:
             "views",
             "carts",
             "purchases",
+            "first_purchase_at",
+            "first_order_value",
         ):
             if np.shape(getattr(self, name)) != (n,):
                 raise ValueError(
@@ -158,6 +165,8 @@ class CustomerAggregates:
             category_counts=sp.csr_matrix(self.category_counts)[idx],
             categories=list(self.categories),
             now=self.now,
+            first_purchase_at=np.asarray(self.first_purchase_at, np.float64)[idx],
+            first_order_value=np.asarray(self.first_order_value, np.float64)[idx],
         )
 
 
@@ -289,7 +298,8 @@ def _aggregate(
     np.maximum.at(last_buy, u[is_buy], t[is_buy])
 
     ub = u[is_buy]
-    orders = _order_counts(ub, t[is_buy], None if ev.order is None else ev.order[is_buy], n)
+    ob = None if ev.order is None else ev.order[is_buy]
+    orders = order_figures(ub, t[is_buy], ob, ev.value[is_buy], n)
     item_pairs = np.unique(ub.astype(np.int64) * items.shape[0] + it[is_buy])
     distinct = np.bincount(item_pairs // max(items.shape[0], 1), minlength=n).astype(np.float64)
     purchase_matrix = _count_matrix(ub, it[is_buy], (n, items.shape[0]))
@@ -303,7 +313,7 @@ def _aggregate(
         last_purchase_at=nan_if_inf(last_buy),
         first_seen_at=nan_if_inf(first),
         last_seen_at=nan_if_inf(last),
-        orders=orders,
+        orders=orders.orders,
         monetary=np.bincount(ub, weights=ev.value[is_buy], minlength=n).astype(np.float64),
         distinct_items=distinct,
         views=np.bincount(u[is_view], minlength=n).astype(np.float64),
@@ -312,28 +322,10 @@ def _aggregate(
         category_counts=category_counts,
         categories=cat_names,
         now=float(t.max(initial=0.0)) if now is None else float(now),
+        first_purchase_at=orders.first_at,
+        first_order_value=orders.first_value,
     )
     return agg, ItemCounts(matrix=purchase_matrix, item_ids=items.tolist())
-
-
-def _order_counts(
-    ub: NDArray[np.int64], tb: NDArray[np.float64], ob: NDArray[np.str_] | None, n: int
-) -> NDArray[np.float64]:
-    """Distinct orders per customer, shape (n,), from purchases' customers, times and orders.
-
-    A purchase without an order id (``ob`` None or "") counts its calendar day as the order.
-    """
-    day = np.floor(tb / SECONDS_PER_DAY).astype(np.int64)
-    if ob is not None:
-        order_names, order_code = np.unique(ob, return_inverse=True)
-        has_order = ob != ""
-        n_named = order_names.shape[0]
-        order_key = np.where(has_order, order_code, n_named + day - day.min(initial=0))
-    else:
-        order_key = day - day.min(initial=0)
-    pairs = np.unique(ub.astype(np.int64) * (int(order_key.max(initial=0)) + 1) + order_key)
-    stride = int(order_key.max(initial=0)) + 1
-    return np.bincount(pairs // stride, minlength=n).astype(np.float64)
 
 
 def _category_matrix(

@@ -65,6 +65,7 @@ from app.ml.segmentation.profiles import (
 )
 from app.ml.segmentation.rfm import rfm_edges, rfm_group_index, rfm_group_names, rfm_scores
 from app.ml.segmentation.state import restore_state, state_of, state_params
+from app.ml.segmentation.value import CustomerValue, value_inputs
 
 __all__ = ["CustomerSegmentation", "NotEnoughData"]
 
@@ -114,6 +115,8 @@ class CustomerSegmentation:
     fitted_at_: float | None
     #: Each algorithm's segment profiles, labelled, in segment order (reserved ones last).
     profiles_: dict[str, list[SegmentProfile]]
+    #: BG/NBD + Gamma-Gamma predicted value (unpublished, with its reason, on little data).
+    value_: CustomerValue
 
     def __init__(
         self,
@@ -208,6 +211,7 @@ class CustomerSegmentation:
         spend = base["monetary"][buyers]
         km_labels, km_quality = self._fit_kmeans(X, spend, sample, sil_rows, ks, rng)
         db_labels, db_quality = self._fit_dbscan(X, sample, rng)
+        self.value_ = CustomerValue().fit(value_inputs(agg))
         self._fit_profiles(agg, base, buyers, km_labels, db_labels, top_items)
         self.quality_ = {
             "n_customers": len(agg),
@@ -335,10 +339,11 @@ class CustomerSegmentation:
             base["recency_days"], base["frequency"], base["monetary"], self.rfm_edges_
         )
         group_idx = rfm_group_index(*scores)
+        value = self.value_.predict(value_inputs(agg))
         self.profiles_ = {}
         self.segment_labels_ = {}
         for name, labels in (("kmeans", self.labels_), ("dbscan", self.dbscan_labels_)):
-            profiles = segment_profiles(labels, base, agg, group_idx, top_items)
+            profiles = segment_profiles(labels, base, agg, group_idx, top_items, value)
             self.profiles_[name] = profiles
             self.segment_labels_[name] = {p["segment_id"]: p["label"] for p in profiles}
 
@@ -410,6 +415,7 @@ class CustomerSegmentation:
             recency_days=base["recency_days"],
             frequency=base["frequency"],
             monetary=base["monetary"],
+            value=self.value_.predict(value_inputs(agg)),
         )
 
     def _segments(

@@ -19,14 +19,18 @@ from numpy.typing import NDArray
 from app.ml.segmentation.clustering import NO_PURCHASE_SEGMENT, OUTLIER_SEGMENT
 from app.ml.segmentation.features import CustomerAggregates, ItemCounts
 from app.ml.segmentation.rfm import RFM_GROUPS
+from app.ml.segmentation.value import CHURN_RISKS, ValuePrediction
 
 __all__ = [
     "NO_PURCHASE_LABEL",
     "OUTLIER_LABEL",
     "CategoryShare",
     "ItemCount",
+    "PredictedValueStats",
     "SegmentProfile",
+    "Spread",
     "Stats",
+    "group_totals",
     "json_float",
     "segment_profiles",
 ]
@@ -54,6 +58,28 @@ class ItemCount(TypedDict):
 
     item_id: str
     count: float
+
+
+class Spread(TypedDict):
+    """Mean and 10/50/90th percentiles of one predicted figure over a segment's customers."""
+
+    mean: float
+    p10: float
+    median: float
+    p90: float
+
+
+class PredictedValueStats(TypedDict):
+    """A segment's predicted value: how many customers have it, and its spread over them.
+
+    A figure is None where the model did not publish it (see the model's ``reason``).
+    """
+
+    customers: int
+    horizon_days: float
+    p_alive: Spread | None
+    expected_orders: Spread | None
+    expected_spend: Spread | None
 
 
 class _ProfileFigures(TypedDict):
@@ -85,9 +111,16 @@ class SegmentProfile(_ProfileFigures, total=False):
     ``reserved`` marks the segments below zero (no purchase yet, outliers); R/F/M and order
     figures are ``Stats`` in days, orders and money; ``rfm_groups`` maps the (at most three)
     commonest RFM groups to their share; ``top_items`` is absent when fitted without item counts.
+    ``rfm_group_counts`` counts every RFM group's customers; ``churn_risk`` counts the
+    high/medium/low churn-risk groups; ``predicted_value`` spreads P(alive), expected orders and
+    spend (None in a segment without predictions). The three are absent from profiles saved
+    before they existed.
     """
 
     top_items: list[ItemCount]
+    rfm_group_counts: dict[str, int]
+    churn_risk: dict[str, int]
+    predicted_value: PredictedValueStats | None
 
 
 _StatsName = Literal["recency_days", "frequency", "monetary", "tenure_days", "line_value"]
@@ -111,6 +144,7 @@ def segment_profiles(
     agg: CustomerAggregates,
     group_idx: NDArray[np.int8],
     top_items: ItemCounts | None,
+    value: ValuePrediction,
     n_top: int = 5,
 ) -> list[SegmentProfile]:
     """Profiles (sizes, R/F/M in real units, tastes) and unique labels of every segment."""
@@ -127,6 +161,7 @@ def segment_profiles(
         rows = np.flatnonzero(labels == sid)
         prof = _profile(int(sid), rows, n, base, agg, group_idx)
         prof["top_categories"] = _top_categories(rows, agg.categories, cat_counts, n_top)
+        _add_dimensions(prof, rows, group_idx, value)
         if top_items is not None:
             prof["top_items"] = _top_items(rows, top_items, n_top)
         profiles.append(prof)
@@ -174,6 +209,54 @@ def _profile(
         },
         "top_categories": [],
     }
+
+
+def group_totals(profiles: list[SegmentProfile]) -> dict[str, dict[str, int]] | None:
+    """Customers in every RFM group and churn-risk group over ``profiles``; None if unknown.
+
+    None for profiles saved before the counts existed.
+    """
+    if not profiles or any("rfm_group_counts" not in p for p in profiles):
+        return None
+    return {
+        "rfm_groups": {g: sum(p["rfm_group_counts"][g] for p in profiles) for g in RFM_GROUPS},
+        "churn_risk": {r: sum(p["churn_risk"][r] for p in profiles) for r in CHURN_RISKS},
+    }
+
+
+def _spread(x: NDArray[np.float64]) -> Spread | None:
+    """Mean and percentiles of the finite values of ``x``; None when there are none."""
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return None
+    p10, median, p90 = np.percentile(x, [10, 50, 90]).tolist()
+    return {"mean": float(np.mean(x)), "p10": p10, "median": median, "p90": p90}
+
+
+def _add_dimensions(
+    prof: SegmentProfile,
+    rows: NDArray[np.int64],
+    group_idx: NDArray[np.int8],
+    value: ValuePrediction,
+) -> None:
+    """Set the segment's RFM group and churn-risk counts and its predicted value, in place."""
+    groups = group_idx[rows]
+    counts = np.bincount(groups[groups >= 0], minlength=len(RFM_GROUPS))
+    prof["rfm_group_counts"] = {name: int(c) for name, c in zip(RFM_GROUPS, counts, strict=True)}
+    risks = value.churn_risk[rows]
+    prof["churn_risk"] = {risk: int(np.sum(risks == risk)) for risk in CHURN_RISKS}
+    published = np.isfinite(value.p_alive[rows])
+    prof["predicted_value"] = (
+        {
+            "customers": int(published.sum()),
+            "horizon_days": value.horizon_days,
+            "p_alive": _spread(value.p_alive[rows]),
+            "expected_orders": _spread(value.expected_orders[rows]),
+            "expected_spend": _spread(value.expected_spend[rows]),
+        }
+        if published.any()
+        else None
+    )
 
 
 def _top_categories(

@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.ml.segmentation.features import FEATURES
+from app.ml.segmentation.value import CustomerValue
 
 if TYPE_CHECKING:
     from app.ml.segmentation.model import CustomerSegmentation
@@ -52,6 +53,7 @@ def state_of(model: CustomerSegmentation) -> tuple[dict[str, NDArray[Any]], dict
         "quality": model.quality_,
         "reference_time": model.reference_time_,
         "fitted_at": model.fitted_at_,
+        "value": model.value_.to_meta(),
     }
     return {k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta
 
@@ -92,6 +94,8 @@ def restore_state(
     reference, fitted = meta.get("reference_time"), meta.get("fitted_at")
     model.reference_time_ = None if reference is None else float(reference)
     model.fitted_at_ = None if fitted is None else float(fitted)
+    # Absent from states saved before predicted value: unpublished, with the reason.
+    model.value_ = CustomerValue.from_meta(meta.get("value"))
     if tuple(model.feature_names_[: len(FEATURES)]) != FEATURES:
         raise ValueError(
             f"segmentation state has features {model.feature_names_}, this code computes "
