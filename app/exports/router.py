@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import FileResponse
 
 from app.deps import AdminKey, SessionDep
+from app.errors import ErrorOut
 from app.exports import service
 from app.exports.schemas import ExportIn, ExportOut
 from app.training.serving import ServingDep
@@ -39,7 +40,11 @@ def get_export(export_id: JobId, session: SessionDep) -> ExportOut:
 @router.get(
     "/exports/{export_id}/download",
     response_class=FileResponse,
-    responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+    responses={
+        200: {"content": {"text/csv": {}, "application/x-ndjson": {}}},
+        404: {"model": ErrorOut, "description": "No such export, or its file was withdrawn"},
+        409: {"model": ErrorOut, "description": "The export has not succeeded (yet)"},
+    },
 )
 def download_export(export_id: JobId, session: SessionDep) -> FileResponse:
     """The export's file, streamed (CSV or JSON lines)."""

@@ -3,50 +3,66 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.exports.models import ExportFormat, ExportKind, ExportStatus
 from app.ml.placements import Placement
 from app.recommendations.schemas import MAX_N
 
 
-class ExportIn(BaseModel):
-    """What to export: every customer's recommendations (or one segment's), or a segment's
-    members with their RFM figures and attributes."""
+def _not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+#: A segment id as the segment endpoints take it (the bounds before the validator, so that
+#: the JSON schema states them).
+SegmentId = Annotated[int, Field(ge=-1, le=100_000), BeforeValidator(_not_a_boolean)]
+
+
+class _ExportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: ExportFormat = Field("csv", description="`csv`, or `jsonl` (one JSON object a line)")
+
+
+class RecommendationsExportIn(_ExportIn):
+    """Every customer's answer of GET /recommend (or only one segment's members')."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
-            "examples": [
-                {"kind": "recommendations", "format": "csv", "n": 10, "placement": "home"},
-                {"kind": "segment_members", "format": "jsonl", "segment": 2},
-            ]
-        },
+            "examples": [{"kind": "recommendations", "format": "csv", "n": 10, "placement": "home"}]
+        }
     )
 
-    kind: ExportKind = Field(
-        "recommendations",
-        description="`recommendations`: each customer's answer of GET /recommend; "
-        "`segment_members`: each member's answer of GET /segment with their attributes",
+    kind: Literal["recommendations"]
+    segment: SegmentId | None = Field(
+        None, description="Only the members of this segment (as assigned at the last retrain)"
     )
-    format: ExportFormat = Field("csv", description="`csv`, or `jsonl` (one JSON object a line)")
-    segment: int | None = Field(
-        None,
-        ge=-1,
-        le=100_000,
-        description="Only the members of this segment (as assigned at the last retrain); "
-        "required for `segment_members`",
+    n: Annotated[int, Field(ge=1, le=MAX_N), BeforeValidator(_not_a_boolean)] = Field(
+        10, description="Items per customer"
     )
-    n: int = Field(10, ge=1, le=MAX_N, description="Items per customer (`recommendations`)")
     placement: Placement = Field("explore", description="As GET /recommend's `placement`")
 
-    @model_validator(mode="after")
-    def _segment_for_members(self) -> Self:
-        if self.kind == "segment_members" and self.segment is None:
-            raise ValueError("a segment_members export needs `segment`")
-        return self
+
+class MembersExportIn(_ExportIn):
+    """Each member's answer of GET /segment, with their stored attributes."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"kind": "segment_members", "format": "jsonl", "segment": 2}]
+        }
+    )
+
+    kind: Literal["segment_members"]
+    segment: SegmentId = Field(description="The segment (as assigned at the last retrain)")
+
+
+#: What to export, told apart by `kind`.
+ExportIn = Annotated[RecommendationsExportIn | MembersExportIn, Field(discriminator="kind")]
 
 
 class ExportOut(BaseModel):

@@ -6,7 +6,7 @@ recommend`, :func:`app.segments.service.segment`), so an export holds what the f
 apps get, cache included. Progress is written every :data:`CHUNK` customers and doubles as a
 heartbeat: an export not heard of for :data:`STALE_SECONDS` (its worker died) is failed, and a
 worker that stops fails its exports. The file is written beside, then renamed into place when
-complete; an erasure after an export started makes its file gone (410), so no download holds a
+complete; an erasure after an export started withdraws its file (404), so no download holds a
 customer erased since.
 """
 
@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app.db import after_commit, utcnow
-from app.errors import AppError, ModelNotReady, NotFound
+from app.errors import Conflict, ModelNotReady, NotFound
 from app.exports import repository
 from app.exports.models import ExportJob
 from app.exports.schemas import ExportIn
@@ -59,11 +59,10 @@ RECOMMENDATION_COLUMNS = (
 )
 
 
-class Gone(AppError):
+class Withdrawn(NotFound):
     """An export file that may no longer be handed out (a customer was erased since)."""
 
-    status_code = 410
-    code = "gone"
+    code = "withdrawn"
 
 
 def request_export(session: Session, serving: Serving, body: ExportIn) -> ExportJob:
@@ -117,13 +116,13 @@ def download(session: Session, job_id: int) -> tuple[Path, str, str]:
     """(path, media type, file name) of a finished export's file."""
     job = get_export(session, job_id)
     if job.status != "succeeded" or job.path is None:
-        raise AppError(f"export {job_id} is {job.status}; its file is not ready")
+        raise Conflict(f"export {job_id} is {job.status}; its file is not ready")
     path = Path(job.path)
     if job.started_at is not None and repository.erased_since(session, job.started_at):
         path.unlink(missing_ok=True)
-        raise Gone(f"export {job_id} was made before a customer's erasure; export again")
+        raise Withdrawn(f"export {job_id} was made before a customer's erasure; export again")
     if not path.exists():
-        raise Gone(f"the file of export {job_id} is no longer on this replica; export again")
+        raise Withdrawn(f"the file of export {job_id} is no longer on this replica; export again")
     return path, MEDIA_TYPES[job.format], f"tastemaker-export-{job_id}.{job.format}"
 
 
@@ -198,7 +197,9 @@ async def _write(
 ) -> None:
     """Every customer's lines, a chunk at a time, with the progress written between chunks."""
     members = job.kind == "segment_members"
-    query = RecommendQuery(n=job.params["n"], placement=job.params["placement"])
+    query = RecommendQuery(
+        n=job.params.get("n", 10), placement=job.params.get("placement", "explore")
+    )
     writer = csv.writer(out) if job.format == "csv" else None
     if writer is not None:
         writer.writerow(MEMBER_COLUMNS if members else RECOMMENDATION_COLUMNS)

@@ -110,11 +110,14 @@ def test_a_members_export_carries_each_members_segment_answer_and_attributes(ser
     ("body", "status"),
     [
         ({"kind": "segment_members"}, 422),
-        ({"n": 0}, 422),
-        ({"format": "xlsx"}, 422),
-        ({"placement": "everywhere"}, 422),
-        ({"bogus": 1}, 422),
-        ({"segment": 9999}, 404),
+        ({"kind": "segment_members", "segment": None}, 422),
+        ({}, 422),
+        ({"kind": "recommendations", "n": 0}, 422),
+        ({"kind": "recommendations", "format": "xlsx"}, 422),
+        ({"kind": "recommendations", "placement": "everywhere"}, 422),
+        ({"kind": "recommendations", "segment": False}, 422),
+        ({"kind": "recommendations", "bogus": 1}, 422),
+        ({"kind": "recommendations", "segment": 9999}, 404),
     ],
 )
 def test_bad_export_requests_are_refused_with_a_reason(served, body, status):
@@ -129,7 +132,8 @@ def test_an_erasure_after_an_export_makes_its_file_gone(served):
     assert served.get(job["download_url"]).status_code == 200
     assert served.delete(f"/users/{SHOP.users[0].user_id}").status_code == 204
     gone = served.get(job["download_url"])
-    assert gone.status_code == 410 and "erasure" in gone.json()["detail"]
+    assert gone.status_code == 404 and "erasure" in gone.json()["detail"]
+    assert gone.json()["error"] == "withdrawn"
     again = _finished(served, {"kind": "recommendations", "format": "jsonl", "n": 3})
     lines = served.get(again["download_url"]).text.splitlines()
     assert SHOP.users[0].user_id not in {json.loads(line)["user_id"] for line in lines}
@@ -147,5 +151,5 @@ def test_an_export_whose_worker_went_silent_is_failed(served, settings):
         )
     failed = served.get(f"/exports/{job['id']}").json()
     assert failed["status"] == "failed" and failed["error"] == "the worker running it stopped"
-    assert served.get(f"/exports/{job['id']}/download").status_code == 400
+    assert served.get(f"/exports/{job['id']}/download").status_code == 409
     assert served.get("/exports/424242").status_code == 404
