@@ -35,6 +35,8 @@ from app.recommendations.router import router as recommendations_router
 from app.security.keys import KeyRing
 from app.security.ratelimit import Limiter
 from app.segments.router import router as segments_router
+from app.subscriptions.dispatcher import Dispatcher
+from app.subscriptions.router import router as subscriptions_router
 from app.training.registry import ModelRegistry
 from app.training.router import router as training_router
 from app.training.runner import stop_trainers
@@ -72,6 +74,7 @@ ROUTERS = (
     customers_router,
     training_router,
     exports_router,
+    subscriptions_router,
     monitoring.router,
 )
 #: The routes answered ahead of the framework's routing when ``settings.fast_lane``.
@@ -129,6 +132,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             flushing.cancel()
             with suppress(asyncio.CancelledError):
                 await flushing  # its last flush
+            await app.state.dispatcher.stop()
             await stop_exports()
             await app.state.registry.stop()
             await run_in_threadpool(stop_trainers, TRAINER_STOP_SECONDS)
@@ -169,6 +173,9 @@ async def _start(app: FastAPI, settings: Settings) -> Engine:
     await registry.start()
     app.state.registry = registry
     app.state.serving = Serving(settings, app.state.cache, registry, app.state.sessionmaker)
+    # Outbound webhooks: every worker polls, the lease holder alone delivers.
+    app.state.dispatcher = Dispatcher(settings, app.state.sessionmaker)
+    app.state.dispatcher.start()
     return engine
 
 
