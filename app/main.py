@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -34,6 +35,7 @@ from app.migrate import is_up_to_date
 from app.recommendations.router import router as recommendations_router
 from app.security.keys import KeyRing
 from app.security.ratelimit import Limiter
+from app.segments import service as segments_service
 from app.segments.router import router as segments_router
 from app.subscriptions.dispatcher import Dispatcher
 from app.subscriptions.router import router as subscriptions_router
@@ -174,7 +176,8 @@ async def _start(app: FastAPI, settings: Settings) -> Engine:
     app.state.registry = registry
     app.state.serving = Serving(settings, app.state.cache, registry, app.state.sessionmaker)
     # Outbound webhooks: every worker polls, the lease holder alone delivers.
-    app.state.dispatcher = Dispatcher(settings, app.state.sessionmaker)
+    live = partial(segments_service.live_states, registry, settings)
+    app.state.dispatcher = Dispatcher(settings, app.state.sessionmaker, live)
     app.state.dispatcher.start()
     return engine
 

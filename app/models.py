@@ -6,12 +6,19 @@ from app.db import Base
 from app.events.models import Event, IngestChange, User
 from app.exports.models import ExportJob
 from app.security.models import ApiKey
-from app.subscriptions.models import CustomerState, DispatcherLease, Outbox, Subscription
+from app.subscriptions.models import (
+    CustomerChange,
+    CustomerState,
+    DispatcherLease,
+    Outbox,
+    Subscription,
+)
 from app.training.models import ModelVersion, StoreIdentity, TrainingRun
 
 __all__ = [
     "ApiKey",
     "Base",
+    "CustomerChange",
     "CustomerState",
     "DispatcherLease",
     "Erasure",

@@ -66,6 +66,7 @@ TABLES = (
     "outbox",
     "subscription",
     "customer_state",
+    "customer_change",
     "dispatcher_lease",
     "store_identity",  # emptied: the next use gives the store a new identity
 )

@@ -29,8 +29,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import unit_of_work, utcnow
-from app.events.webhooks import sign
-from app.subscriptions import repository
+from app.security.signing import sign
+from app.subscriptions import repository, service
+from app.subscriptions.service import Evaluate
 
 log = logging.getLogger(__name__)
 LEASE = "outbox"
@@ -75,9 +76,13 @@ def signed_request(attempt: Attempt, now: float) -> tuple[bytes, dict[str, str]]
 class Dispatcher:
     """Polls the outbox while holding the lease and delivers what is due."""
 
-    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self, settings: Settings, factory: sessionmaker[Session], evaluate: Evaluate | None = None
+    ) -> None:
         self.settings = settings
         self.factory = factory
+        # The live assignment of customers an ingest noted (None: only retrains publish).
+        self.evaluate = evaluate
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._task: asyncio.Task[None] | None = None
 
@@ -108,6 +113,7 @@ class Dispatcher:
         """Deliver every due delivery while holding the lease; how many were attempted."""
         attempted = 0
         while await run_in_threadpool(self._take_lease):
+            await run_in_threadpool(self._publish_ingested)
             due = await run_in_threadpool(self._due)
             await asyncio.gather(*(self._deliver(client, attempt) for attempt in due))
             attempted += len(due)
@@ -126,6 +132,11 @@ class Dispatcher:
                 )
         except IntegrityError:  # another dispatcher created the lease first
             return False
+
+    def _publish_ingested(self) -> None:
+        if self.evaluate is not None:
+            with unit_of_work(self.factory) as session:
+                service.publish_ingested(session, self.evaluate)
 
     def _release(self) -> None:
         with unit_of_work(self.factory) as session:

@@ -84,3 +84,15 @@ class DispatcherLease(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CustomerChange(Base):
+    """A customer whose events changed since their state was last published: written in the
+    ingest's transaction, and worked off by the dispatcher with the live assignment."""
+
+    __tablename__ = "customer_change"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, column, delete, exists, func, insert, or_, select, table, text, update
 from sqlalchemy.orm import Session, aliased
 
-from app.events.models import User
 from app.subscriptions.models import (
+    CustomerChange,
     CustomerState,
     DeliveryStatus,
     DispatcherLease,
@@ -169,8 +169,55 @@ def forget_customer(session: Session, user_id: str) -> None:
     """Delete a customer's deliveries and published state (an erasure)."""
     session.execute(delete(Outbox).where(Outbox.user_id == user_id))
     session.execute(delete(CustomerState).where(CustomerState.user_id == user_id))
+    session.execute(delete(CustomerChange).where(CustomerChange.user_id == user_id))
+
+
+# The customers' table, named here rather than imported: the events domain imports this one.
+_USER = table("user", column("id"))
 
 
 def existing_users(session: Session) -> set[str]:
     """The ids of every customer still in the store (an erasure may race a retrain)."""
-    return set(session.scalars(select(User.id)))
+    return set(session.scalars(select(_USER.c.id)))
+
+
+def mark_changed(session: Session, user_ids: list[str]) -> None:
+    """Note, in the caller's transaction, customers whose state may have changed (an ingest),
+    when anyone subscribes; shops without subscriptions pay one cheap read."""
+    if user_ids and any_subscription(session):
+        session.execute(insert(CustomerChange), [{"user_id": u} for u in user_ids])
+
+
+def changed_users(session: Session, limit: int) -> tuple[int, list[str]]:
+    """The highest change id and the customers of the oldest `limit` changes."""
+    rows = session.execute(
+        select(CustomerChange.id, CustomerChange.user_id).order_by(CustomerChange.id).limit(limit)
+    ).all()
+    if not rows:
+        return 0, []
+    return int(rows[-1][0]), sorted({user_id for _, user_id in rows})
+
+
+def clear_changes(session: Session, upto: int, user_ids: list[str]) -> None:
+    """Forget the changes of `user_ids` up to id `upto` (they are being published)."""
+    session.execute(
+        delete(CustomerChange).where(
+            CustomerChange.id <= upto, CustomerChange.user_id.in_(user_ids)
+        )
+    )
+
+
+def lock_states(session: Session) -> None:
+    """Serialise the writers of customer states until the transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite has one writer at a time, and each
+    caller has written before it reads the states, so it holds the lock already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(7316)"))
+
+
+def states_of(session: Session, user_ids: list[str]) -> dict[str, CustomerState]:
+    """The last published state of some customers, by user id."""
+    rows = session.scalars(select(CustomerState).where(CustomerState.user_id.in_(user_ids)))
+    return {row.user_id: row for row in rows}

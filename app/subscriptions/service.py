@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -132,7 +133,14 @@ def delivery(
     }
 
 
-def _assigned(assignment: SegmentAssignment, i: int) -> tuple[Published, float | None]:
+#: A customer's state as assigned now, and their P(alive) (None when unknown).
+Assigned = tuple[Published, float | None]
+#: The live assignment of some customers with the serving model: (its version, by user id), or
+#: None while this worker cannot assign (no model, or not yet the active one).
+Evaluate = Callable[[Session, list[str]], tuple[int, dict[str, Assigned]] | None]
+
+
+def _assigned(assignment: SegmentAssignment, i: int) -> Assigned:
     p_alive = float(assignment.value.p_alive[i])
     state = Published(
         segment_id=int(assignment.segment_id[i]),
@@ -143,24 +151,20 @@ def _assigned(assignment: SegmentAssignment, i: int) -> tuple[Published, float |
     return state, None if math.isnan(p_alive) else round(p_alive, 6)
 
 
-def publish_retrain(session: Session, version: int, assignment: SegmentAssignment | None) -> int:
-    """Write, in the caller's transaction (the one activating `version`), an outbox row per
-    subscription for every change of a customer's segment, RFM group or churn risk since what
-    was last published, and remember the new state. How many rows; nothing at all (not even a
-    state) without a subscription."""
-    listeners = [(row.id, set(row.events)) for row in repository.subscriptions(session)]
-    if assignment is None or not listeners:
-        return 0
-    known = repository.customer_states(session)
-    present = repository.existing_users(session)
+def _publish(
+    session: Session,
+    version: int,
+    assigned: dict[str, Assigned],
+    known: dict[str, CustomerState],
+    listeners: list[tuple[int, set[str]]],
+) -> int:
+    """Write an outbox row per listening subscription for every change from `known` to
+    `assigned`, and store the new states; how many rows."""
     now = utcnow()
     fresh: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
     outbox: list[dict[str, Any]] = []
-    for i, user_id in enumerate(assignment.user_ids):
-        if user_id not in present:
-            continue
-        new, p_alive = _assigned(assignment, i)
+    for user_id, (new, p_alive) in assigned.items():
         row = known.get(user_id)
         found = changes(Published.of(row), new, p_alive)
         if not found:
@@ -176,3 +180,46 @@ def publish_retrain(session: Session, version: int, assignment: SegmentAssignmen
     repository.save_states(session, fresh, changed)
     repository.add_outbox(session, outbox)
     return len(outbox)
+
+
+def _listeners(session: Session) -> list[tuple[int, set[str]]]:
+    return [(row.id, set(row.events)) for row in repository.subscriptions(session)]
+
+
+def publish_retrain(session: Session, version: int, assignment: SegmentAssignment | None) -> int:
+    """Write, in the caller's transaction (the one activating `version`), an outbox row per
+    subscription for every change of a customer's segment, RFM group or churn risk since what
+    was last published, and remember the new state. How many rows; nothing at all (not even a
+    state) without a subscription."""
+    listeners = _listeners(session)
+    if assignment is None or not listeners:
+        return 0
+    repository.lock_states(session)
+    present = repository.existing_users(session)
+    assigned = {
+        user_id: _assigned(assignment, i)
+        for i, user_id in enumerate(assignment.user_ids)
+        if user_id in present
+    }
+    return _publish(session, version, assigned, repository.customer_states(session), listeners)
+
+
+def publish_ingested(session: Session, evaluate: Evaluate, limit: int = 200) -> int:
+    """Publish the changes of customers an ingest noted, assigned live as GET /segment does;
+    in one transaction with forgetting the notes. How many outbox rows."""
+    upto, user_ids = repository.changed_users(session, limit)
+    if not user_ids:
+        return 0
+    found = evaluate(session, user_ids)
+    if found is None:
+        return 0  # the notes stay until this worker can assign
+    version, assigned = found
+    repository.clear_changes(session, upto, user_ids)  # a write first: SQLite's lock is ours
+    repository.lock_states(session)
+    known = repository.states_of(session, user_ids)
+    # A retrain published a newer model's states meanwhile: note them again for that model.
+    newer = sorted(u for u, row in known.items() if row.model_version > version)
+    repository.mark_changed(session, newer)
+    for user_id in newer:
+        assigned.pop(user_id, None)
+    return _publish(session, version, assigned, known, _listeners(session))

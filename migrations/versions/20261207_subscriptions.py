@@ -1,4 +1,4 @@
-"""outbound webhooks: subscriptions, outbox, customer state, dispatcher lease
+"""outbound webhooks: subscriptions, outbox, customer state and changes, dispatcher lease
 
 Revision ID: 20261207_subscriptions
 Revises: 20261207_exports
@@ -87,6 +87,26 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_customer_state")),
     )
     op.create_table(
+        "customer_change",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("user_id", sa.String(length=128), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["user.id"],
+            name=op.f("fk_customer_change_user_id_user"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_change")),
+    )
+    op.create_index(
+        op.f("ix_customer_change_user_id"), "customer_change", ["user_id"], unique=False
+    )
+    op.create_table(
         "dispatcher_lease",
         sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("holder", sa.String(length=128), nullable=False),
@@ -97,6 +117,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("dispatcher_lease")
+    op.drop_index(op.f("ix_customer_change_user_id"), table_name="customer_change")
+    op.drop_table("customer_change")
     op.drop_table("customer_state")
     op.drop_index(op.f("ix_outbox_user_id"), table_name="outbox")
     op.drop_index("ix_outbox_subscription_id_user_id", table_name="outbox")

@@ -22,9 +22,9 @@ from app.db import make_engine, make_sessionmaker
 from app.demo import import_shop
 from app.events.webhooks import verify
 from app.main import create_app
-from app.subscriptions.models import CustomerState, DispatcherLease, Outbox
+from app.subscriptions.models import CustomerChange, CustomerState, DispatcherLease, Outbox
 from app.training.runner import train_now
-from tests.conftest import override
+from tests.conftest import override, wait_for_version
 from tests.receiver import Receiver
 
 SHOP = generate_shop(n_users=150, n_items=60, n_events=4_000, seed=11)
@@ -270,3 +270,49 @@ def test_an_erasure_drops_the_customers_undelivered_payloads(hooks, receiver):
             left = session.scalar(select(func.count()).where(Outbox.user_id == user_id))
             state = session.get(CustomerState, user_id)
         assert left == 0 and state is None
+
+
+def test_an_ingest_that_moves_a_customer_delivers_what_get_segment_now_says(hooks, receiver):
+    with TestClient(create_app(hooks)) as client:
+        post = client.post(
+            "/events", json={"events": [{"user_id": "u-new", "item_id": "i-x", "type": "view"}]}
+        )
+        assert post.status_code == 200, post.text
+        with _store(hooks)() as session:  # no subscription: an ingest notes nothing
+            assert session.scalar(select(func.count()).select_from(CustomerChange)) == 0
+        sid = _subscribe(client, receiver)
+        train_now(hooks)
+        wait_for_version(client, 1)
+        _wait(lambda: set(_counts(client, sid)) == {"delivered"})
+        before = len(receiver.received)
+        users = sorted({r.payload["user_id"] for r in receiver.received})
+        buyer = next(
+            (u for u in users if client.get(f"/segment/{u}").json()["segment"]["id"] == -1), None
+        )
+        assert buyer is not None, "the shop has no customer without a purchase"
+        items = [i.item_id for i in SHOP.items[:3]]
+        events = [
+            {
+                "user_id": buyer,
+                "item_id": item,
+                "type": "purchase",
+                "value": 80.0,
+                "order_id": f"o-{n}",
+            }
+            for n, item in enumerate(items)
+        ]
+        assert client.post("/events", json={"events": events}).status_code == 200
+        _wait(lambda: any(r.payload["user_id"] == buyer for r in receiver.received[before:]))
+        _wait(lambda: set(_counts(client, sid)) == {"delivered"})
+        now = client.get(f"/segment/{buyer}").json()
+    moved = [r.payload for r in receiver.received[before:] if r.payload["user_id"] == buyer]
+    kinds = [p["type"] for p in moved]
+    assert kinds[:2] == ["segment.exited", "segment.entered"], kinds
+    assert moved[0]["data"]["segment"]["id"] == -1
+    assert moved[1]["data"]["segment"] == {
+        "id": now["segment"]["id"],
+        "label": now["segment"]["label"],
+    }
+    rfm = [p["data"] for p in moved if p["type"] == "rfm_group.changed"]
+    assert rfm and rfm[-1]["to"] == now["rfm"]["group"]
+    assert all(r.payload["user_id"] == buyer for r in receiver.received[before:])
