@@ -192,7 +192,6 @@ def test_failures_are_retried_with_growing_gaps_then_dead_and_redriven(hooks, re
             first, second = (attempts[i + 1].at - attempts[i].at for i in (0, 1))
             # Doubling with jitter: at least half of 0.2 s, then at least the 0.2 s ceiling.
             assert first >= 0.1 and second >= 0.2 - 0.02, (first, second)
-        assert len({r.headers["x-tastemaker-signature"] for r in receiver.received}) > dead
         page = client.get(f"/subscriptions/{sid}/deliveries", params={"status": "dead"}).json()
         assert page["deliveries"][0]["attempts"] == 3
         assert page["deliveries"][0]["last_error"] == "HTTP 503"
