@@ -156,8 +156,8 @@ class Dispatcher:
             response = await client.post(attempt.url, content=body, headers=headers)
             if not 200 <= response.status_code < 300:
                 error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
+        except Exception as exc:  # refused, timed out, a URL httpx cannot use: one failed attempt
+            error = f"{type(exc).__name__}: {exc}"[:500]
         # Recording is not cancelled with the dispatcher: a stop after it began changes nothing.
         await asyncio.shield(run_in_threadpool(self._record, attempt.id, error))
 
