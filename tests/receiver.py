@@ -29,6 +29,12 @@ class Received:
         return self.headers["x-tastemaker-event-id"]
 
 
+class _Server(ThreadingHTTPServer):
+    # The dispatcher opens up to 64 connections at once: a backlog of 5 would refuse some.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class Receiver:
     """Records every POST; answers 200, or 503 while failing; can hold one request."""
 
@@ -67,7 +73,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
