@@ -36,6 +36,9 @@ from app.subscriptions.service import Evaluate
 log = logging.getLogger(__name__)
 LEASE = "outbox"
 BATCH = 64
+# Deliveries in flight at once. Each may hold a thread of the worker's shared pool (name
+# look-ups, recording), so a slow receiver must not take the threads requests need.
+CONCURRENCY = 8
 EVENT_ID_HEADER = "X-Tastemaker-Event-Id"
 TIMESTAMP_HEADER = "X-Tastemaker-Timestamp"
 SIGNATURE_HEADER = "X-Tastemaker-Signature"
@@ -115,7 +118,8 @@ class Dispatcher:
         while await run_in_threadpool(self._take_lease):
             await run_in_threadpool(self._publish_ingested)
             due = await run_in_threadpool(self._due)
-            await asyncio.gather(*(self._deliver(client, attempt) for attempt in due))
+            slots = asyncio.Semaphore(CONCURRENCY)
+            await asyncio.gather(*(self._deliver(client, attempt, slots) for attempt in due))
             attempted += len(due)
             if len(due) < BATCH:
                 break
@@ -149,17 +153,20 @@ class Dispatcher:
                 for row, sub in repository.due(session, utcnow(), BATCH)
             ]
 
-    async def _deliver(self, client: httpx.AsyncClient, attempt: Attempt) -> None:
-        body, headers = signed_request(attempt, time.time())
-        error: str | None = None
-        try:
-            response = await client.post(attempt.url, content=body, headers=headers)
-            if not 200 <= response.status_code < 300:
-                error = f"HTTP {response.status_code}"
-        except Exception as exc:  # refused, timed out, a URL httpx cannot use: one failed attempt
-            error = f"{type(exc).__name__}: {exc}"[:500]
-        # Recording is not cancelled with the dispatcher: a stop after it began changes nothing.
-        await asyncio.shield(run_in_threadpool(self._record, attempt.id, error))
+    async def _deliver(
+        self, client: httpx.AsyncClient, attempt: Attempt, slots: asyncio.Semaphore
+    ) -> None:
+        async with slots:
+            body, headers = signed_request(attempt, time.time())
+            error: str | None = None
+            try:
+                response = await client.post(attempt.url, content=body, headers=headers)
+                if not 200 <= response.status_code < 300:
+                    error = f"HTTP {response.status_code}"
+            except Exception as exc:  # refused, timed out, an unusable URL: one failed attempt
+                error = f"{type(exc).__name__}: {exc}"[:500]
+            # Recording is not cancelled with the dispatcher: a stop once it began changes nothing.
+            await asyncio.shield(run_in_threadpool(self._record, attempt.id, error))
 
     def _record(self, delivery_id: int, error: str | None) -> None:
         with unit_of_work(self.factory) as session:
