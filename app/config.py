@@ -164,6 +164,38 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(
         300, ge=1, le=3600, description="How old a webhook's signed timestamp may be."
     )
+    webhook_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often the outbound-webhook dispatcher looks for deliveries that are due.",
+    )
+    webhook_max_attempts: int = Field(
+        12,
+        ge=1,
+        le=100,
+        description="Failed attempts after which an outbound delivery is dead (re-drivable).",
+    )
+    webhook_backoff_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Outbound retry delay after the first failure; doubled after each "
+        "further one, with jitter.",
+    )
+    webhook_backoff_max_seconds: float = Field(
+        600.0, gt=0, le=86400, description="The longest wait between two outbound attempts."
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="How long an outbound delivery waits for the receiver."
+    )
+    webhook_lease_seconds: float = Field(
+        30.0,
+        ge=0.5,
+        le=3600,
+        description="The dispatcher's lease: another replica takes over deliveries when the "
+        "holder has not renewed it for this long.",
+    )
     trainer_heartbeat_timeout_seconds: float = Field(
         60.0,
         ge=6,  # the trainer beats every 2 s and takes a few seconds to start

@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -34,7 +35,10 @@ from app.migrate import is_up_to_date
 from app.recommendations.router import router as recommendations_router
 from app.security.keys import KeyRing
 from app.security.ratelimit import Limiter
+from app.segments import service as segments_service
 from app.segments.router import router as segments_router
+from app.subscriptions.dispatcher import Dispatcher
+from app.subscriptions.router import router as subscriptions_router
 from app.training.registry import ModelRegistry
 from app.training.router import router as training_router
 from app.training.runner import stop_trainers
@@ -72,6 +76,7 @@ ROUTERS = (
     customers_router,
     training_router,
     exports_router,
+    subscriptions_router,
     monitoring.router,
 )
 #: The routes answered ahead of the framework's routing when ``settings.fast_lane``.
@@ -129,6 +134,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             flushing.cancel()
             with suppress(asyncio.CancelledError):
                 await flushing  # its last flush
+            await app.state.dispatcher.stop()
             await stop_exports()
             await app.state.registry.stop()
             await run_in_threadpool(stop_trainers, TRAINER_STOP_SECONDS)
@@ -169,6 +175,10 @@ async def _start(app: FastAPI, settings: Settings) -> Engine:
     await registry.start()
     app.state.registry = registry
     app.state.serving = Serving(settings, app.state.cache, registry, app.state.sessionmaker)
+    # Outbound webhooks: every worker polls, the lease holder alone delivers.
+    live = partial(segments_service.live_states, registry, settings)
+    app.state.dispatcher = Dispatcher(settings, app.state.sessionmaker, live)
+    app.state.dispatcher.start()
     return engine
 
 

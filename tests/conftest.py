@@ -63,6 +63,11 @@ TABLES = (
     "ingest_change",
     "erasure",
     "export_job",
+    "outbox",
+    "subscription",
+    "customer_state",
+    "customer_change",
+    "dispatcher_lease",
     "store_identity",  # emptied: the next use gives the store a new identity
 )
 

@@ -17,6 +17,7 @@ from app.events import user_record
 from app.events.models import User
 from app.events.schemas import EventOut
 from app.serving_state import ServingState
+from app.subscriptions import repository as subscriptions_repository
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ def delete(
         raise ServiceUnavailable(
             "the cache is unavailable, so this user's cached entries cannot be erased; retry later"
         )
+    # Undelivered webhooks must not keep the customer's data: gone in the same transaction.
+    subscriptions_repository.forget_customer(session, user_id)
     repository.delete_user(session, user_id)
     session.flush()
 

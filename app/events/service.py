@@ -22,6 +22,7 @@ from app.errors import InvalidInput, PayloadTooLarge
 from app.events import repository, user_record
 from app.events.models import Event
 from app.events.schemas import EventBatchIn, EventIn, IngestResult
+from app.subscriptions import repository as subscriptions_repository
 
 # The fields that make two events with one event_id the same event.
 PAYLOAD = ("user_id", "item_id", "type", "value", "order_id", "occurred_at")
@@ -253,6 +254,8 @@ def ingest_events(
     repository.ensure_items(session, [items.get(i, i) for i in item_ids])
     accepted = repository.insert_events(session, fresh)
     log_changed_users(session, user_ids, settings, out_of_process=out_of_process)
+    # Their segments may move: noted with the events, published by the webhook dispatcher.
+    subscriptions_repository.mark_changed(session, user_ids)
     session.flush()
 
     # A concurrent batch may have stored some of the same ids between our look-up and insert.

@@ -27,6 +27,7 @@ from app.deps import CacheDep, SessionDep, SettingsDep, client_address
 from app.errors import AppError, ErrorOut, NotFound
 from app.events import service
 from app.events.schemas import EventBatchIn, IngestResult
+from app.security.signing import sign
 
 router = APIRouter(tags=["events"])
 TIMESTAMP_HEADER = "x-tastemaker-timestamp"
@@ -46,12 +47,6 @@ class ReplayedWebhook(AppError):
 
     status_code = 409
     code = "replayed"
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The signature header value for a body sent at `timestamp`."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
 
 
 def verify(

@@ -13,13 +13,17 @@ import numpy as np
 import orjson
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.errors import ModelNotReady, NotFound, ServiceUnavailable
 from app.events import user_record
 from app.ml.segmentation import Algorithm, CustomerSegmentation, aggregate_events
 from app.ml.segmentation.profiles import group_totals
 from app.segments import repository
 from app.segments.schemas import MembersOut, MembersQuery, SegmentsOut
+from app.subscriptions.service import Assigned, Published
+from app.training import repository as training_repository
 from app.training.registry import LoadedBundle, ModelRegistry
 from app.training.serving import Serving
 
@@ -196,3 +200,35 @@ def members_csv(page: MembersOut) -> str:
     for user_id in page.users:
         writer.writerow([user_id, page.segment_id, page.model_version])
     return out.getvalue()
+
+
+def live_states(
+    registry: ModelRegistry, settings: Settings, session: Session, user_ids: list[str]
+) -> tuple[int, dict[str, Assigned]] | None:
+    """Customers' segment, RFM group and churn risk as GET /segment assigns them now, for
+    outbound webhooks. None while this worker does not serve the active version yet (ask
+    again later); nobody when there is nothing to assign with (the first retrain publishes
+    everyone) or the active version has no segmentation."""
+    active = training_repository.active_version(session)
+    if active is None:
+        return 0, {}
+    bundle = registry.current
+    if bundle is None or bundle.version != active.version:
+        return None
+    if bundle.segmentation is None:
+        return bundle.version, {}
+    assigned: dict[str, Assigned] = {}
+    for user_id in user_ids:
+        if not repository.user_exists(session, user_id):
+            continue  # erased meanwhile
+        rows = list(repository.user_events(session, user_id))
+        a = _assign(bundle, bundle.segmentation, user_id, rows, settings.segment_algorithm)
+        state = Published(
+            segment_id=a["segment"]["id"],
+            segment_label=a["segment"]["label"],
+            rfm_group=a["rfm"]["group"] or None,
+            churn_risk=a["churn_risk"],
+        )
+        p_alive = a["predicted_value"]["p_alive"]
+        assigned[user_id] = (state, None if p_alive is None else round(p_alive, 6))
+    return bundle.version, assigned

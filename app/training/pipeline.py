@@ -29,6 +29,7 @@ from app.ml.segmentation import (
     aggregate_events,
 )
 from app.ml.segmentation.holdout import value_holdout
+from app.subscriptions import service as subscriptions_service
 from app.training import repository
 from app.training.models import ModelVersion
 
@@ -114,6 +115,8 @@ class BuiltBundle:
     path: Path
     metrics: dict[str, Any]
     timings: dict[str, float]
+    #: Every customer's segment, RFM group and churn risk at training (outbound webhooks).
+    assignment: SegmentAssignment | None = None
 
 
 def recommender_config(settings: Settings) -> RecommenderConfig:
@@ -148,15 +151,22 @@ def same_protocol(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
 
 
 def fit_bundle(
-    data: TrainingData, settings: Settings, directory: Path, progress: Progress
+    data: TrainingData,
+    settings: Settings,
+    directory: Path,
+    progress: Progress,
+    assigned: list[SegmentAssignment] | None = None,
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Fit segmentation and recommender on `data` and write them under `directory`."""
+    """Fit segmentation and recommender on `data` and write them under `directory`; the
+    customers' assignment is appended to `assigned` when given."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     segmentation, assignment, skipped = _fit_segmentation(data, settings, progress)
     user_segments: dict[str, int] | None = None
     if assignment is not None:
         user_segments = dict(zip(assignment.user_ids, assignment.segment_id.tolist(), strict=True))
+        if assigned is not None:
+            assigned.append(assignment)
     timings["segmentation_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -308,7 +318,8 @@ def build_bundle(
     partial = final.with_name(f"{final.name}.{store_id}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     _clear_leftover(final, store_id)
-    metrics, timings = fit_bundle(data, settings, partial, say)
+    assigned: list[SegmentAssignment] = []
+    metrics, timings = fit_bundle(data, settings, partial, say, assigned)
     metrics["data"] = {"events": len(data.user_ids), "last_event_id": data.last_event_id}
     timings = {"load_s": load_s, **timings}
     components = ["recommender", "catalog"]
@@ -340,7 +351,7 @@ def build_bundle(
             "trainer writes there; give each store its own TASTEMAKER_MODEL_DIR"
         ) from None
     timings["total_s"] = time.perf_counter() - started
-    return BuiltBundle(version, final, metrics, timings)
+    return BuiltBundle(version, final, metrics, timings, assigned[0] if assigned else None)
 
 
 def register(session: Session, settings: Settings, built: BuiltBundle) -> tuple[bool, str | None]:
@@ -362,4 +373,6 @@ def register(session: Session, settings: Settings, built: BuiltBundle) -> tuple[
             )
             return False, row.note
     repository.activate(session, row)
+    # Changes of customers' segments for webhook subscribers, with the activation or not at all.
+    subscriptions_service.publish_retrain(session, built.version, built.assignment)
     return True, None

@@ -1,0 +1,1 @@
+"""Outbound webhooks: subscriptions to customer changes, their outbox and its dispatcher."""

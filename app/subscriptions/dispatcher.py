@@ -1,0 +1,186 @@
+"""The outbox dispatcher: delivers changes to subscribers, signed, in order per customer.
+
+Every worker runs one, but only the holder of the store's lease delivers, so one dispatcher
+delivers at a time across every replica; another takes over once a holder stops renewing it.
+A delivery is recorded only after the receiver answered: a worker stopped in between delivers
+the same event (same event id) again later, so delivery is at least once. Per subscription and
+customer only the oldest pending delivery is due, so a customer's changes arrive in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import orjson
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db import unit_of_work, utcnow
+from app.security.signing import sign
+from app.subscriptions import repository, service
+from app.subscriptions.service import Evaluate
+
+log = logging.getLogger(__name__)
+LEASE = "outbox"
+BATCH = 64
+# Deliveries in flight at once. Each may hold a thread of the worker's shared pool (name
+# look-ups, recording), so a slow receiver must not take the threads requests need.
+CONCURRENCY = 8
+EVENT_ID_HEADER = "X-Tastemaker-Event-Id"
+TIMESTAMP_HEADER = "X-Tastemaker-Timestamp"
+SIGNATURE_HEADER = "X-Tastemaker-Signature"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery to make: what to POST where, and how to sign it."""
+
+    id: int
+    event_id: str
+    url: str
+    secret: str
+    payload: dict[str, Any]
+
+
+def backoff(settings: Settings, attempts: int) -> float:
+    """Seconds before the next try after `attempts` failures: doubling, capped, half jittered."""
+    ceiling = min(
+        settings.webhook_backoff_max_seconds, settings.webhook_backoff_seconds * 2 ** (attempts - 1)
+    )
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def signed_request(attempt: Attempt, now: float) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a delivery, signed as inbound webhooks are."""
+    body = orjson.dumps(attempt.payload)
+    timestamp = str(int(now))
+    return body, {
+        "Content-Type": "application/json",
+        "User-Agent": "Tastemaker-Webhooks",
+        EVENT_ID_HEADER: attempt.event_id,
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(attempt.secret, timestamp, body),
+    }
+
+
+class Dispatcher:
+    """Polls the outbox while holding the lease and delivers what is due."""
+
+    def __init__(
+        self, settings: Settings, factory: sessionmaker[Session], evaluate: Evaluate | None = None
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        # The live assignment of customers an ingest noted (None: only retrains publish).
+        self.evaluate = evaluate
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start polling in the background."""
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop at once (a delivery in flight stays pending) and give the lease up."""
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        with suppress(SQLAlchemyError):
+            await run_in_threadpool(self._release)
+
+    async def _run(self) -> None:
+        timeout = httpx.Timeout(self.settings.webhook_timeout_seconds)
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            while True:
+                try:
+                    await self.deliver_due(client)
+                except Exception:  # the store may be down: try again at the next poll
+                    log.exception("outbound webhook dispatch failed")
+                await asyncio.sleep(self.settings.webhook_poll_seconds)
+
+    async def deliver_due(self, client: httpx.AsyncClient) -> int:
+        """Deliver every due delivery while holding the lease; how many were attempted."""
+        attempted = 0
+        while await run_in_threadpool(self._take_lease):
+            await run_in_threadpool(self._publish_ingested)
+            due = await run_in_threadpool(self._due)
+            slots = asyncio.Semaphore(CONCURRENCY)
+            await asyncio.gather(*(self._deliver(client, attempt, slots) for attempt in due))
+            attempted += len(due)
+            if len(due) < BATCH:
+                break
+        return attempted
+
+    def _take_lease(self) -> bool:
+        try:
+            with unit_of_work(self.factory) as session:
+                # Shops without subscriptions pay one cheap read per poll, and no write.
+                if not repository.any_subscription(session):
+                    return False
+                return repository.take_lease(
+                    session, LEASE, self.holder, utcnow(), self.settings.webhook_lease_seconds
+                )
+        except IntegrityError:  # another dispatcher created the lease first
+            return False
+
+    def _publish_ingested(self) -> None:
+        if self.evaluate is not None:
+            with unit_of_work(self.factory) as session:
+                service.publish_ingested(session, self.evaluate)
+
+    def _release(self) -> None:
+        with unit_of_work(self.factory) as session:
+            repository.release_lease(session, LEASE, self.holder, utcnow())
+
+    def _due(self) -> list[Attempt]:
+        with unit_of_work(self.factory) as session:
+            return [
+                Attempt(row.id, row.event_id, sub.url, sub.secret, row.payload)
+                for row, sub in repository.due(session, utcnow(), BATCH)
+            ]
+
+    async def _deliver(
+        self, client: httpx.AsyncClient, attempt: Attempt, slots: asyncio.Semaphore
+    ) -> None:
+        async with slots:
+            body, headers = signed_request(attempt, time.time())
+            error: str | None = None
+            try:
+                response = await client.post(attempt.url, content=body, headers=headers)
+                if not 200 <= response.status_code < 300:
+                    error = f"HTTP {response.status_code}"
+            except Exception as exc:  # refused, timed out, an unusable URL: one failed attempt
+                error = f"{type(exc).__name__}: {exc}"[:500]
+            # Recording is not cancelled with the dispatcher: a stop once it began changes nothing.
+            await asyncio.shield(run_in_threadpool(self._record, attempt.id, error))
+
+    def _record(self, delivery_id: int, error: str | None) -> None:
+        with unit_of_work(self.factory) as session:
+            row = repository.get_delivery(session, delivery_id)
+            if row is None or row.status != "pending":
+                return  # its subscription or customer was deleted meanwhile
+            now = utcnow()
+            row.attempts += 1
+            row.last_error = error
+            if error is None:
+                row.status, row.delivered_at = "delivered", now
+            elif row.attempts >= self.settings.webhook_max_attempts:
+                row.status = "dead"
+                log.warning("outbound delivery %s is dead after %s attempts", row.id, row.attempts)
+            else:
+                delay = backoff(self.settings, row.attempts)
+                row.next_attempt_at = now + timedelta(seconds=delay)
