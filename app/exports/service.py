@@ -197,9 +197,8 @@ async def _write(
 ) -> None:
     """Every customer's lines, a chunk at a time, with the progress written between chunks."""
     members = job.kind == "segment_members"
-    query = RecommendQuery(
-        n=job.params.get("n", 10), placement=job.params.get("placement", "explore")
-    )
+    # A recommendations export stores its query as the request's schema filled it in.
+    query = None if members else RecommendQuery.model_validate(job.params)
     writer = csv.writer(out) if job.format == "csv" else None
     if writer is not None:
         writer.writerow(MEMBER_COLUMNS if members else RECOMMENDATION_COLUMNS)
@@ -213,6 +212,7 @@ async def _write(
                 record = await _member(serving, user_id, attributes)
                 rows = [] if record is None else [member_row(record)]
             else:
+                assert query is not None
                 body = await recommendations.recommend(user_id, query, serving)
                 record = orjson.loads(body)
                 rows = _recommendation_rows(record)
