@@ -36,6 +36,7 @@ import typer
 from benchmarks import procs
 from benchmarks.quality import DATA
 from benchmarks.report import RESULTS_DIR
+from benchmarks.training import shop_columns
 
 OUT_DIR = RESULTS_DIR / "catalogue"
 TARGET_RATIO = 2.0
@@ -76,33 +77,15 @@ def _shop(kind: str, n_items: int) -> tuple[Any, Any]:
         from app.datasets.online_retail import read_online_retail, to_event_log
 
         return to_event_log(read_online_retail(DATA))
-    import numpy as np
-
-    from app.datasets.synthetic import EVENT_TYPES, generate_shop
-    from app.ml.interactions import Catalog, EventLog
+    from app.datasets.synthetic import generate_shop
+    from app.ml.interactions import EventLog
 
     n_events = EVENTS_PER_ITEM * n_items
     shop = generate_shop(
         n_users=max(1, n_events // EVENTS_PER_USER), n_items=n_items, n_events=n_events, seed=0
     )
-    ev = shop.events
-    users = np.array(ev.user_id_table.tolist(), dtype=object)
-    items = np.array(ev.item_id_table.tolist(), dtype=object)
-    types = np.array(EVENT_TYPES, dtype=object)
-    events = EventLog(
-        user_ids=users[ev.user_index],
-        item_ids=items[ev.item_index],
-        types=types[ev.type_code],
-        values=np.asarray(ev.value, dtype=np.float64),
-        occurred_at=np.asarray(ev.occurred_at, dtype=np.float64),
-        order_ids=np.array(ev.order_id.tolist(), dtype=object),
-    )
-    catalog = Catalog(
-        item_ids=[item.item_id for item in shop.items],
-        titles=[item.title for item in shop.items],
-        descriptions=[item.description for item in shop.items],
-        categories=[list(item.categories) for item in shop.items],
-    )
+    columns, catalog = shop_columns(shop)
+    events = EventLog(**columns)
     return events, catalog
 
 

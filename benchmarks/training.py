@@ -51,6 +51,36 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def shop_columns(shop: Any) -> tuple[dict[str, Any], Any]:
+    """A synthetic shop's events as the columns ``load_training_data`` builds (object arrays
+    with one str per distinct id; the field names of ``TrainingData`` and ``EventLog``), and
+    its catalogue."""
+    import numpy as np
+
+    from app.datasets.synthetic import EVENT_TYPES
+    from app.ml.interactions import Catalog
+
+    ev = shop.events
+    user_table = np.array(ev.user_id_table.tolist(), dtype=object)
+    item_table = np.array(ev.item_id_table.tolist(), dtype=object)
+    type_table = np.array(EVENT_TYPES, dtype=object)  # ev.type_code indexes it
+    columns = {
+        "user_ids": user_table[ev.user_index],
+        "item_ids": item_table[ev.item_index],
+        "types": type_table[ev.type_code],
+        "values": np.asarray(ev.value, dtype=np.float64),
+        "occurred_at": np.asarray(ev.occurred_at, dtype=np.float64),
+        "order_ids": np.array(ev.order_id.tolist(), dtype=object),
+    }
+    catalog = Catalog(
+        item_ids=[item.item_id for item in shop.items],
+        titles=[item.title for item in shop.items],
+        descriptions=[item.description for item in shop.items],
+        categories=[list(item.categories) for item in shop.items],
+    )
+    return columns, catalog
+
+
 def fit_once(
     n_events: int, n_users: int, n_items: int, directory: Path, variant: str = "pipeline"
 ) -> dict[str, Any]:
@@ -59,38 +89,16 @@ def fit_once(
     The "serving" variant pins what tuning and evaluation would do (TASTEMAKER_RECOMMENDER):
     the same fit with the held-out evaluation and the blend tuning switched off.
     """
-    import numpy as np
-
     from app.config import Settings
-    from app.datasets.synthetic import EVENT_TYPES, generate_shop
+    from app.datasets.synthetic import generate_shop
     from app.ml.bundle import write_manifest
-    from app.ml.interactions import Catalog
     from app.training.pipeline import TrainingData, fit_bundle, served_ndcg
 
     started = time.perf_counter()
     shop = generate_shop(n_users=n_users, n_items=n_items, n_events=n_events, seed=0)
-    ev = shop.events
-    # Object arrays with one str per distinct id, as load_training_data builds them.
-    user_table = np.array(ev.user_id_table.tolist(), dtype=object)
-    item_table = np.array(ev.item_id_table.tolist(), dtype=object)
-    type_table = np.array(EVENT_TYPES, dtype=object)  # ev.type_code indexes it
-    order_ids = np.array(ev.order_id.tolist(), dtype=object)
-    data = TrainingData(
-        user_ids=user_table[ev.user_index],
-        item_ids=item_table[ev.item_index],
-        types=type_table[ev.type_code],
-        values=np.asarray(ev.value, dtype=np.float64),
-        occurred_at=np.asarray(ev.occurred_at, dtype=np.float64),
-        order_ids=order_ids,
-        catalog=Catalog(
-            item_ids=[item.item_id for item in shop.items],
-            titles=[item.title for item in shop.items],
-            descriptions=[item.description for item in shop.items],
-            categories=[list(item.categories) for item in shop.items],
-        ),
-        last_event_id=n_events,
-    )
-    del shop, order_ids
+    columns, catalog = shop_columns(shop)
+    data = TrainingData(**columns, catalog=catalog, last_event_id=n_events)
+    del shop, columns
     generate_s = time.perf_counter() - started
     rss_before_fit = _peak_rss_bytes()
 
