@@ -80,10 +80,10 @@ ROUTERS = (
     monitoring.router,
 )
 #: The routes answered ahead of the framework's routing when ``settings.fast_lane``.
+FAST_LANE_PATHS = ("/recommend/{user_id}", "/segment/{user_id}")
 #: How long a stopping worker waits for its trainer to record the run as failed (the
 #: supervisor kills a worker GRACE_SECONDS after the drain).
 TRAINER_STOP_SECONDS = 3.0
-FAST_LANE_PATHS = ("/recommend/{user_id}", "/segment/{user_id}")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
