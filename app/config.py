@@ -85,7 +85,7 @@ class Settings(BaseSettings):
         description="Event types whose value may be negative (JSON list); others need value >= 0.",
     )
     history_length: int = Field(
-        500,
+        200,
         ge=1,
         le=10_000,
         description=(

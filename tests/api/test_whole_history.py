@@ -169,3 +169,13 @@ def test_placements(served):
     response = served.get(f"/recommend/{user_id}", params={"placement": "sideways"})
     assert response.status_code == 422
     assert response.json()["error"] == "validation_error"
+
+
+def test_the_service_trains_with_the_budget_the_model_defaults_to():
+    """One default budget: what a retrain writes into the model (the settings') and the
+    model's own (evaluation, `tastemaker evaluate`, the quality benchmark) are the same."""
+    from app.config import Settings
+    from app.ml.recommender import RecommenderConfig
+
+    service = Settings.model_fields["history_length"].default  # not read from the environment
+    assert service == RecommenderConfig.model_fields["history_length"].default == 200

@@ -113,7 +113,7 @@ class RecommenderConfig(_Config):
     aggregation: Aggregation | None = None
     half_life_days: PositiveDays | None = None
     history_half_life_days: PositiveDays | None = 60.0
-    history_length: int = Field(default=500, ge=1)
+    history_length: int = Field(default=200, ge=1)
     history_items: int | None = Field(default=HISTORY_ITEMS, ge=1)
     repeat_half_life_days: PositiveDays | None = 90.0
     home_repeat_share: Share | None = None

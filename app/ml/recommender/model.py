@@ -134,8 +134,8 @@ class Recommender:
         """
         seen = None
         if exclude_seen:
-            had = sorted(history.seen_items()) if history is not None else []
-            seen = self.item_vocab.indices(had)
+            # Candidates.build sorts and deduplicates the indices: no need to sort ids first.
+            seen = self.item_vocab.indices(history.seen_items() if history is not None else [])
         return Candidates.build(
             self.available if available is None else available,
             within=within,
