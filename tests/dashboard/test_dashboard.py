@@ -68,8 +68,16 @@ def _tab(driver, name: str) -> None:
 
 
 def _shot(driver, artifacts: Path, name: str) -> None:
+    """A screenshot of the whole page (the window grows to its height for the shot)."""
     path = artifacts / f"{name}.png"
-    assert driver.save_screenshot(str(path)), path
+    size = driver.get_window_size()
+    width, height = size["width"], size["height"]
+    full = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(width, min(max(full + 140, height), 4000))
+    try:
+        assert driver.save_screenshot(str(path)), path
+    finally:
+        driver.set_window_size(width, height)
     assert path.stat().st_size > 10_000, f"{path} looks empty"
 
 

@@ -22,6 +22,7 @@ export async function loadModels() {
   versions = await api("/models");
   const active = versions.find((v) => v.is_active);
   if (shown === null || !versions.some((v) => v.version === shown)) shown = active ? active.version : null;
+  document.getElementById("model-badge").textContent = active ? `model version ${active.version}` : "no model yet";
   drawVersions(active);
   drawNdcg();
   drawMetrics();
@@ -40,7 +41,7 @@ function drawVersions(active) {
       el("td", {}, new Date(v.created_at).toLocaleString()),
       el("td", { class: "ndcg" }, fmt(ndcgOf(v, "served"), 4)),
       el("td", {}, fmt(ndcgOf(v, "popularity"), 4)),
-      el("td", {}, action),
+      el("td", {}, action, v.note ? el("p", { class: "note" }, v.note) : null),
       el("td", {}, details));
   });
   const table = document.getElementById("versions");
@@ -118,8 +119,11 @@ async function retrain() {
       const seconds = Math.round((Date.now() - started) / 1000);
       status.dataset.status = run.status;
       if (run.status === "succeeded") {
-        status.textContent = `Run ${run.id} succeeded: model version ${run.model_version}.`;
+        shown = run.model_version;
         await loadModels();
+        const made = versions.find((v) => v.version === run.model_version);
+        status.textContent = `Run ${run.id} succeeded: model version ${run.model_version}` +
+          (made && !made.is_active ? ", not activated (see its note)." : ", now active.");
         break;
       }
       if (run.status === "failed") {

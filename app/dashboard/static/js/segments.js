@@ -124,7 +124,7 @@ function drawCards(segments) {
       el("dl", {},
         stat("Customers", el("span", { class: "size" }, fmt(s.size, 0))),
         stat("Share", pct(s.share)),
-        stat("Median recency", `${fmt(s.recency_days.median, 0)} days`),
+        stat("Median recency", s.recency_days.median === null ? "–" : `${fmt(s.recency_days.median, 0)} days`),
         stat("Median orders", fmt(s.frequency.median, 1)),
         stat("Median spend", fmt(s.monetary.median, 2)),
         value && value.expected_spend
