@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
 
-from app.ml.segmentation import CustomerSegmentation, aggregate_events
+from app.ml.segmentation import Algorithm, CustomerSegmentation, aggregate_events
 from app.ml.segmentation.projection import principal_plane
 from app.segments import repository
 from app.segments.schemas import MapOut, MapQuery
@@ -41,7 +41,7 @@ async def customer_map(serving: Serving, q: MapQuery) -> MapOut:
 def _place(
     bundle: LoadedBundle,
     seg: CustomerSegmentation,
-    algorithm: Any,
+    algorithm: Algorithm,
     customers: int,
     sample: list[str],
     rows: list[Any],
