@@ -331,5 +331,11 @@ def test_models_view_lists_versions_retrains_and_rolls_back(served, browser, art
     browser.switch_to.alert.accept()
     _wait(browser, lambda d: _find_all(d, f'[data-activate="{active}"]'), message="not swapped")
     assert next(v["version"] for v in served.api.get("/models").json() if v["is_active"]) == other
+    # Leave the service as the other tests expect it: serving the version that was active.
     served.api.post(f"/models/{active}/activate").raise_for_status()
+    _wait(
+        browser,
+        lambda _: httpx.get(f"{served.url}/ready").json()["checks"]["model"]["version"] == active,
+        message=f"version {active} is not served again",
+    )
     _no_page_errors(browser)

@@ -41,7 +41,7 @@ def test_the_whole_shop_matches_the_segment_sizes(served: Served):
             else segments["other_algorithm"]["segments"]
         )
         assert answer["algorithm"] == algorithm
-        assert answer["sampled"] == answer["customers"] == len(SHOP.users)
+        assert answer["sampled"] == answer["customers"] == segments["quality"]["n_customers"]
         # Measured on the same day as the training: live assignment gives the trained sizes.
         assert {s["segment_id"]: s["count"] for s in answer["segments"]} == {
             p["segment_id"]: p["size"] for p in profiles
@@ -58,9 +58,10 @@ def test_the_whole_shop_matches_the_segment_sizes(served: Served):
 
 
 def test_a_sample_is_stable_and_assigned_as_get_segment_assigns(served: Served):
+    customers = served.api.get("/segments").json()["quality"]["n_customers"]
     first = served.api.get("/segments/map", params={"limit": 40}).json()
     assert first == served.api.get("/segments/map", params={"limit": 40}).json()
-    assert first["sampled"] == 40 and first["customers"] == len(SHOP.users)
+    assert first["sampled"] == 40 and first["customers"] == customers >= len(SHOP.users)
     assert sum(s["count"] for s in first["segments"]) == 40
     for point in first["points"][:8]:
         one = served.api.get(f"/segment/{point['user_id']}").json()
