@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import fast_lane, health, logs, metrics, monitoring, openapi
+from app import dashboard, fast_lane, health, logs, metrics, monitoring, openapi
 from app.access import AccessMiddleware
 from app.body_size import BodySizeLimit
 from app.cache import LocalCache, make_cache
@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
     openapi.document(app, settings, ROUTERS)
+    dashboard.install(app)  # /dashboard and its files; outside the API's schema
     return app
 
 

@@ -32,3 +32,27 @@ def user_events(session: Session, user_id: str) -> Sequence[Any]:
         .where(Event.user_id == user_id)
         .order_by(Event.occurred_at)
     ).all()
+
+
+def users_events(session: Session, user_ids: Sequence[str]) -> list[Any]:
+    """(user_id, item_id, type, value, order_id, occurred_at, categories) of every event of
+    these users, as :func:`user_events` reads one user's, in chunks of ids."""
+    rows: list[Any] = []
+    for start in range(0, len(user_ids), 500):
+        rows.extend(
+            session.execute(
+                select(
+                    Event.user_id,
+                    Event.item_id,
+                    Event.type,
+                    Event.value,
+                    Event.order_id,
+                    Event.occurred_at,
+                    Item.categories,
+                )
+                .join(Item, Item.id == Event.item_id)
+                .where(Event.user_id.in_(user_ids[start : start + 500]))
+                .order_by(Event.occurred_at)
+            ).all()
+        )
+    return rows

@@ -8,8 +8,11 @@ from fastapi import APIRouter, Header, Path, Response
 
 from app.deps import AdminKey, ReadKey, query_openapi
 from app.schemas import UserIdPath
-from app.segments import service
+from app.segments import customer_map, service
 from app.segments.schemas import (
+    MapOut,
+    MapParams,
+    MapQuery,
     MembersOut,
     MembersParams,
     MembersQuery,
@@ -43,6 +46,18 @@ async def get_segment(user_id: UserIdPath, serving: ServingDep) -> Response:
 async def list_segments(serving: ServingDep) -> SegmentsOut:
     """Every segment's profile (size, R/F/M, top categories and items) and quality figures."""
     return service.profiles(serving)
+
+
+@router.get(
+    "/segments/map",
+    dependencies=[AdminKey],
+    response_model=MapOut,
+    openapi_extra=query_openapi(MapQuery),
+)
+async def segment_map(q: MapParams, serving: ServingDep) -> MapOut:
+    """Up to 5,000 sampled customers on a 2-D projection of the segmentation features, with
+    their segment and RFM, and the R × FM grid of their counts."""
+    return await customer_map.customer_map(serving, q)
 
 
 @router.get(

@@ -251,3 +251,61 @@ class MembersOut(BaseModel):
     model_version: int
     users: list[str]
     next_cursor: str | None
+
+
+MAP_MAX_POINTS = 5000
+
+
+class MapQuery(BaseModel):
+    """Which segmentation colours the customer map, and how many customers it samples."""
+
+    model_config = ConfigDict(frozen=True)
+
+    algorithm: Algorithm | None = Field(
+        None, description="kmeans or dbscan; default the configured one"
+    )
+    limit: int = Field(MAP_MAX_POINTS, ge=1, le=MAP_MAX_POINTS, description="Customers sampled")
+
+
+MapParams = Annotated[MapQuery, Depends(query_model(MapQuery))]
+
+
+class MapPointOut(BaseModel):
+    """One purchaser on the map: where, which segment, and their RFM now."""
+
+    user_id: str
+    x: float
+    y: float
+    segment_id: int
+    recency_days: float | None
+    frequency: float
+    monetary: float
+    r: int
+    f: int
+    m: int
+    group: str
+
+
+class MapSegmentOut(BaseModel):
+    """A segment and how many of the sampled customers are in it."""
+
+    segment_id: int
+    label: str
+    count: int
+
+
+class MapOut(BaseModel):
+    """A sample of customers on the principal plane of the segmentation's features."""
+
+    model_version: int
+    algorithm: Algorithm
+    customers: int = Field(description="Customers segmented at the last retrain (not erased)")
+    sampled: int = Field(description="Customers in the sample (all of them up to `limit`)")
+    no_purchase: int = Field(description="Sampled customers without a purchase: not mapped")
+    explained_variance: list[float] = Field(description="Variance share of the two axes")
+    segments: list[MapSegmentOut] = Field(description="Sampled customers per segment")
+    rfm_grid: list[list[int]] = Field(
+        description="Mapped customers by R score (rows 1-5) and FM score (columns 1-5), "
+        "FM being the mean of F and M rounded half up"
+    )
+    points: list[MapPointOut]

@@ -422,15 +422,11 @@ class CustomerSegmentation:
         self, agg: CustomerAggregates, base: dict[str, NDArray[Any]], algorithm: Algorithm
     ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
         """Segment ids of ``algorithm`` and DBSCAN outlier flags of every customer, shape (n,)."""
-        buyers = np.flatnonzero(base["bought"])
+        buyers, X = self.features(agg, base)
         n = len(agg)
         segment = np.full(n, NO_PURCHASE_SEGMENT, dtype=np.int64)
         outlier = np.zeros(n, dtype=bool)
         if buyers.shape[0]:
-            counts = aligned_category_counts(agg, buyers, self.categories_)
-            shares = row_normalise(counts)
-            raw = feature_matrix(base, buyers, shares, self.svd_components_)
-            X = self._standardise(raw)
             db = nearest_core(
                 X, self.core_samples_, self.core_labels_, self.dbscan_eps_, self._core_norms()
             )
@@ -440,6 +436,19 @@ class CustomerSegmentation:
             else:
                 segment[buyers] = db
         return segment, outlier
+
+    def features(
+        self, agg: CustomerAggregates, base: dict[str, NDArray[Any]] | None = None
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """The purchasers among ``agg``'s rows, shape (b,), and their features in the space the
+        clusters live in, shape (b, n_features); ``base`` is :func:`base_features` of ``agg``."""
+        self._check_fitted()
+        base = base_features(agg) if base is None else base
+        buyers = np.flatnonzero(base["bought"])
+        if not buyers.shape[0]:
+            return buyers, np.zeros((0, len(self.scaler_mean_)))
+        shares = row_normalise(aligned_category_counts(agg, buyers, self.categories_))
+        return buyers, self._standardise(feature_matrix(base, buyers, shares, self.svd_components_))
 
     def _core_norms(self) -> NDArray[np.float64]:
         """Squared norms of the DBSCAN core samples, computed once per fitted state."""
