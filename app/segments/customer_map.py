@@ -9,18 +9,18 @@ from typing import Any
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
 
-from app.ml.segmentation import Algorithm, CustomerSegmentation, aggregate_events
+from app.ml.segmentation import Algorithm, CustomerSegmentation
 from app.ml.segmentation.projection import principal_plane
 from app.segments import repository
 from app.segments.schemas import MapOut, MapQuery
-from app.segments.service import _bundle
+from app.segments.service import active_segmentation, aggregate_rows
 from app.training.registry import LoadedBundle
 from app.training.serving import Serving
 
 
 async def customer_map(serving: Serving, q: MapQuery) -> MapOut:
     """The answer of GET /segments/map, computed off the event loop."""
-    bundle, seg = _bundle(serving.registry)
+    bundle, seg = active_segmentation(serving.registry)
     algorithm = q.algorithm or serving.settings.segment_algorithm
     deleted = serving.registry.deleted_users
     everyone = [user_id for user_id in bundle.member_ids if user_id not in deleted]
@@ -47,17 +47,8 @@ def _place(
     rows: list[Any],
 ) -> MapOut:
     """Assign the sample from its events and project the purchasers' features to 2-D."""
-    aggregates, _ = aggregate_events(
-        user_ids=np.array([r[0] for r in rows], dtype=object),
-        item_ids=np.array([r[1] for r in rows], dtype=object),
-        event_types=np.array([r[2] for r in rows], dtype=object),
-        values=np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=np.float64),
-        occurred_at=np.array([r[5].timestamp() for r in rows], dtype=np.float64),
-        order_ids=np.array([r[4] or "" for r in rows], dtype=object),
-        item_categories={r[1]: list(r[6] or []) for r in rows},
-        users=sample,
-        now=seg.data_time(time.time()),
-    )
+    owners = [r[0] for r in rows]
+    aggregates = aggregate_rows(seg, sample, owners, [r[1:] for r in rows], time.time())
     assigned = seg.assign(aggregates, algorithm=algorithm).to_dicts()
     buyers, features = seg.features(aggregates)
     xy, explained = principal_plane(features)

@@ -6,6 +6,7 @@ import bisect
 import csv
 import io
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -28,7 +29,7 @@ from app.training.registry import LoadedBundle, ModelRegistry
 from app.training.serving import Serving
 
 
-def _bundle(registry: ModelRegistry) -> tuple[LoadedBundle, CustomerSegmentation]:
+def active_segmentation(registry: ModelRegistry) -> tuple[LoadedBundle, CustomerSegmentation]:
     """The active bundle and its segmentation, which it must hold (every answer starts here)."""
     bundle = registry.current
     if bundle is None:
@@ -40,6 +41,34 @@ def _bundle(registry: ModelRegistry) -> tuple[LoadedBundle, CustomerSegmentation
     return bundle, bundle.segmentation
 
 
+def aggregate_rows(
+    seg: CustomerSegmentation,
+    users: list[str],
+    owners: Sequence[str],
+    rows: Sequence[Any],
+    wall: float,
+) -> Any:
+    """The segmentation's aggregates of ``users`` from the store's event rows.
+
+    ``rows`` are (item id, type, value, order id, occurred at, item categories), as
+    :func:`repository.user_events` reads them, and ``owners[i]`` is the customer of ``rows[i]``;
+    the clock is the data's clock of training at ``wall``. The one reading of those rows, for
+    ``/segment`` and for the customer map.
+    """
+    aggregates, _ = aggregate_events(
+        user_ids=np.array(owners, dtype=object),
+        item_ids=np.array([r[0] for r in rows], dtype=object),
+        event_types=np.array([r[1] for r in rows], dtype=object),
+        values=np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64),
+        occurred_at=np.array([r[4].timestamp() for r in rows], dtype=np.float64),
+        order_ids=np.array([r[3] or "" for r in rows], dtype=object),
+        item_categories={item_id: list(cats or []) for item_id, *_, cats in rows},
+        users=users,
+        now=seg.data_time(wall),
+    )
+    return aggregates
+
+
 def _assign(
     bundle: LoadedBundle,
     seg: CustomerSegmentation,
@@ -49,18 +78,7 @@ def _assign(
 ) -> dict[str, Any]:
     """One customer's segment and RFM from their events, on the data's clock of training."""
     wall = time.time()
-    categories = {item_id: list(cats or []) for item_id, *_, cats in rows}
-    aggregates, _ = aggregate_events(
-        user_ids=np.array([user_id] * len(rows), dtype=object),
-        item_ids=np.array([r[0] for r in rows], dtype=object),
-        event_types=np.array([r[1] for r in rows], dtype=object),
-        values=np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64),
-        occurred_at=np.array([r[4].timestamp() for r in rows], dtype=np.float64),
-        order_ids=np.array([r[3] or "" for r in rows], dtype=object),
-        item_categories=categories,
-        users=[user_id],
-        now=seg.data_time(wall),
-    )
+    aggregates = aggregate_rows(seg, [user_id], [user_id] * len(rows), rows, wall)
     a = seg.assign(aggregates, algorithm=algorithm).to_dicts()[0]
     return {
         "user_id": user_id,
@@ -83,7 +101,7 @@ def _assign(
 async def segment(user_id: str, serving: Serving) -> bytes:
     """The JSON answer of GET /segment/{user_id}, from the user's live behaviour."""
     registry, cache, settings = serving.registry, serving.cache, serving.settings
-    bundle, seg = _bundle(registry)
+    bundle, seg = active_segmentation(registry)
     field = user_record.segment_field(bundle.version, settings.segment_algorithm)
     cached = await user_record.cached(cache, user_id, field)
     if cached is not None:
@@ -141,7 +159,7 @@ def _from_training(
 
 def profiles(serving: Serving) -> SegmentsOut:
     """Profiles, sizes and quality figures of the active segmentation."""
-    bundle, seg = _bundle(serving.registry)
+    bundle, seg = active_segmentation(serving.registry)
     algorithm = serving.settings.segment_algorithm
     other: Algorithm = "dbscan" if algorithm == "kmeans" else "kmeans"
     segments = seg.profiles(algorithm)
@@ -159,7 +177,7 @@ def profiles(serving: Serving) -> SegmentsOut:
 
 def _everyone_in(registry: ModelRegistry, segment_id: int) -> tuple[LoadedBundle, list[str]]:
     """The active bundle and a segment's members in user-id order, erased ones included."""
-    bundle, seg = _bundle(registry)
+    bundle, seg = active_segmentation(registry)
     known = {int(p["segment_id"]) for p in seg.profiles()} | set(
         np.unique(bundle.member_segments).tolist()
     )
