@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from app.customers.models import Erasure
@@ -44,3 +46,16 @@ def all_events(session: Session, user_id: str) -> Sequence[Event]:
     return session.scalars(
         select(Event).where(Event.user_id == user_id).order_by(Event.occurred_at, Event.id)
     ).all()
+
+
+def move_events(session: Session, from_user: str, to_user: str) -> int:
+    """Give every event of `from_user` to `to_user` in one UPDATE; how many moved.
+
+    Each row moves once: a concurrent merge of the same visitor waits for this one's row locks
+    (PostgreSQL) or its write lock (SQLite), then finds those rows no longer the visitor's.
+    """
+    result = session.execute(
+        update(Event).where(Event.user_id == from_user).values(user_id=to_user),
+        execution_options={"synchronize_session": False},
+    )
+    return cast(CursorResult[Any], result).rowcount

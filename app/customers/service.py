@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session
 from app.cache import Cache
 from app.config import Settings
 from app.customers import repository
-from app.customers.schemas import UserExport, UserIn, UserOut
+from app.customers.schemas import MergeOut, UserExport, UserIn, UserOut
 from app.db import after_commit, utcnow
-from app.errors import NotFound, ServiceUnavailable
+from app.errors import InvalidInput, NotFound, ServiceUnavailable
+from app.events import repository as events_repository
 from app.events import service as events_service
 from app.events import user_record
 from app.events.models import User
@@ -79,6 +80,37 @@ def delete(
             )
 
     after_commit(session, _purge)
+
+
+def merge(
+    session: Session, cache: Cache, user_id: str, visitor_id: str, settings: Settings
+) -> MergeOut:
+    """Make an anonymous visitor's events the customer's (on sign-in), each exactly once.
+
+    The events move in one UPDATE (a repeat, or a concurrent merge, finds none left); the
+    customer is created when new; both users' cached answers, histories and seen sets are
+    dropped after commit by the invalidation ingest uses, and logged for the other workers.
+    The visitor's profile stays (without events): deleting it could race with an event still
+    arriving under the visitor's token.
+    """
+    if visitor_id == user_id:
+        raise InvalidInput(
+            "a visitor cannot be merged into itself",
+            fields=[{"path": "body.visitor_id", "message": "equals the path's user id"}],
+        )
+    events_repository.ensure_users(session, [user_id])
+    moved = repository.move_events(session, visitor_id, user_id)
+    changed = [user_id, visitor_id]
+    events_service.log_changed_users(session, changed, settings)
+    # Both segments may move: noted like an ingest's, published by the webhook dispatcher.
+    subscriptions_repository.mark_changed(session, changed)
+    session.flush()
+
+    async def _invalidate() -> None:
+        await user_record.bump_versions(cache, changed, settings.cache_ttl_seconds)
+
+    after_commit(session, _invalidate)
+    return MergeOut(user_id=user_id, visitor_id=visitor_id, merged=moved)
 
 
 def export(session: Session, user_id: str) -> UserExport:
