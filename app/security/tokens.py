@@ -24,6 +24,7 @@ import binascii
 import hmac
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -71,7 +72,7 @@ class _Payload(BaseModel):
     sub: ExternalId
     vis: bool = False
     scp: list[str] = Field(min_length=1, max_length=16)
-    exp: int
+    exp: int = Field(ge=0, lt=2**40)  # unix seconds, within datetime's range
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,9 @@ class TokenVerifier:
         if not scopes:
             raise TokenInvalid(f"the token grants none of the scopes {sorted(TOKEN_SCOPES)}")
         if claims.exp <= now:
-            raise TokenExpired(
-                f"the token expired {int(now - claims.exp)}s ago; ask the shop for a new one"
-            )
+            # The moment, not "Ns ago": the same token gets the same answer on every path.
+            moment = datetime.fromtimestamp(claims.exp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            raise TokenExpired(f"the token expired at {moment}; ask the shop for a new one")
         if claims.exp > now + self.max_ttl + CLOCK_SKEW_SECONDS:
             raise TokenInvalid(
                 f"the token expires more than {self.max_ttl}s from now "

@@ -151,6 +151,8 @@ def test_expired_tampered_and_unknown_tokens_are_401_with_a_reason(secured):
     # Authentic JSON that is not a token's: no scope the service knows, a bad id.
     assert refused(_token("c1", scp=["admin"])) == "token_invalid"
     assert refused(_token("has space")) == "token_invalid"
+    assert refused(_token("c1", exp=-(10**18))) == "token_invalid"
+    assert refused(_token("c1", exp=1.5)) == "token_invalid"
     # With an authentic token whose expiry is in the past, the reason is the expiry.
     verifier = TokenVerifier(Settings(token_secrets=[NEW]))
     with pytest.raises(TokenExpired):
