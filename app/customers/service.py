@@ -100,7 +100,9 @@ def merge(
         )
     events_repository.ensure_users(session, [user_id])
     moved = repository.move_events(session, visitor_id, user_id)
-    changed = [user_id, visitor_id]
+    if not moved:  # nothing left to move (a repeat): nothing changed either
+        return MergeOut(user_id=user_id, visitor_id=visitor_id, merged=0)
+    changed = [user_id, visitor_id]  # both exist: the visitor had events
     events_service.log_changed_users(session, changed, settings)
     # Both segments may move: noted like an ingest's, published by the webhook dispatcher.
     subscriptions_repository.mark_changed(session, changed)

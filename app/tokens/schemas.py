@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from app.schemas import ExternalId
 
@@ -33,7 +33,7 @@ class TokenIn(BaseModel):
         None,  # type: ignore[assignment]
         description="The customer's (or, with `visitor`, the visitor's) id",
     )
-    visitor: bool = Field(
+    visitor: Annotated[bool, Strict()] = Field(
         False, description="An anonymous visitor: without `user_id`, the service makes an id up"
     )
     scopes: list[Literal["customer"]] = Field(
@@ -42,7 +42,7 @@ class TokenIn(BaseModel):
         max_length=1,
         description="What the token may do; `customer` is the one scope a token has",
     )
-    ttl_seconds: int = Field(
+    ttl_seconds: Annotated[int, Strict()] = Field(
         900,
         ge=1,
         le=86400,

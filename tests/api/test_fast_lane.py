@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from app.logs import ACCESS
 from app.main import create_app
 from app.security.keys import hash_key
-from tests.api.test_tokens import readme_token
 from tests.api.test_serving import _buyer, _retrain, _seed
+from tests.api.test_tokens import readme_token
 from tests.conftest import override, wait_for_version
 
 READ_KEY, ADMIN_KEY = "tm_read_fast_1", "tm_admin_fast_2"

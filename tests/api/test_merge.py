@@ -79,7 +79,20 @@ def test_merge_moves_every_event_exactly_once(secured):
 
 
 def test_merge_refuses_itself_and_tokens_and_read_keys(secured):
-    from tests.api.test_tokens import READ_KEY
+    from tests.api.test_tokens import ADMIN_KEY, READ_KEY
+
+    # With a subscriber, changed customers are noted: an unknown visitor is no such customer.
+    subscription = {
+        "url": "https://crm.example/h",
+        "events": ["segment.entered"],
+        "secret": "s" * 20,
+    }
+    assert (
+        secured.post("/subscriptions", json=subscription, headers=_bearer(ADMIN_KEY)).status_code
+        == 201
+    )
+    unknown = secured.post("/users/c1/merge", json={"visitor_id": "v-nobody"}, headers=BACKEND)
+    assert unknown.status_code == 200 and unknown.json()["merged"] == 0
 
     itself = secured.post("/users/c1/merge", json={"visitor_id": "c1"}, headers=BACKEND)
     assert itself.status_code == 422 and itself.json()["error"] == "validation_error"

@@ -185,7 +185,15 @@ def test_post_tokens_for_customers_and_visitors(secured, settings):
     visitor = secured.post("/tokens", json={"visitor": True}, headers=backend).json()
     assert visitor["visitor"] is True and visitor["user_id"].startswith("v_")
     assert TokenVerifier(_secured(settings)).verify(visitor["token"]).visitor is True
-    for bad in ({}, {"visitor": False}, {"user_id": None}, {"user_id": "c7", "ttl_seconds": 7200}):
+    for bad in (
+        {},
+        {"visitor": False},
+        {"visitor": 1},
+        {"user_id": None},
+        {"user_id": "c7", "ttl_seconds": 7200},
+        {"user_id": "c7", "ttl_seconds": "60"},
+        {"user_id": "c7", "scopes": ["read"]},
+    ):
         refused = secured.post("/tokens", json=bad, headers=backend)
         assert refused.status_code == 422, bad
         assert refused.json()["error"] == "validation_error"
