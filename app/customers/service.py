@@ -11,7 +11,7 @@ from app.config import Settings
 from app.customers import repository
 from app.customers.schemas import MergeOut, UserExport, UserIn, UserOut
 from app.db import after_commit, utcnow
-from app.errors import InvalidInput, NotFound, ServiceUnavailable
+from app.errors import NotFound, ServiceUnavailable
 from app.events import repository as events_repository
 from app.events import service as events_service
 from app.events import user_record
@@ -93,13 +93,9 @@ def merge(
     The visitor's profile stays (without events): deleting it could race with an event still
     arriving under the visitor's token.
     """
-    if visitor_id == user_id:
-        raise InvalidInput(
-            "a visitor cannot be merged into itself",
-            fields=[{"path": "body.visitor_id", "message": "equals the path's user id"}],
-        )
+    # The same id twice: its events are already the customer's (a schema-valid no-op).
     events_repository.ensure_users(session, [user_id])
-    moved = repository.move_events(session, visitor_id, user_id)
+    moved = repository.move_events(session, visitor_id, user_id) if visitor_id != user_id else 0
     if not moved:  # nothing left to move (a repeat): nothing changed either
         return MergeOut(user_id=user_id, visitor_id=visitor_id, merged=0)
     changed = [user_id, visitor_id]  # both exist: the visitor had events

@@ -5,9 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 from app.schemas import ExternalId
+
+
+def _json_integer(value: object) -> object:
+    """A JSON Schema integer: a number without a fraction (``2.0`` is one), never text or a bool."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class TokenIn(BaseModel):
@@ -42,7 +51,7 @@ class TokenIn(BaseModel):
         max_length=1,
         description="What the token may do; `customer` is the one scope a token has",
     )
-    ttl_seconds: Annotated[int, Strict()] = Field(
+    ttl_seconds: Annotated[int, BeforeValidator(_json_integer)] = Field(
         900,
         ge=1,
         le=86400,

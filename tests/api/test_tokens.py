@@ -177,7 +177,7 @@ def test_rotation_old_kid_verifies_while_listed(settings):
 
 def test_post_tokens_for_customers_and_visitors(secured, settings):
     backend = _bearer(WRITE_KEY)
-    minted = secured.post("/tokens", json={"user_id": "c7", "ttl_seconds": 120}, headers=backend)
+    minted = secured.post("/tokens", json={"user_id": "c7", "ttl_seconds": 120.0}, headers=backend)
     assert minted.status_code == 200, minted.text
     body = minted.json()
     assert body["user_id"] == "c7" and body["visitor"] is False and body["expires_in"] == 120
@@ -192,6 +192,8 @@ def test_post_tokens_for_customers_and_visitors(secured, settings):
         {"user_id": None},
         {"user_id": "c7", "ttl_seconds": 7200},
         {"user_id": "c7", "ttl_seconds": "60"},
+        {"user_id": "c7", "ttl_seconds": 60.5},
+        {"user_id": "c7", "ttl_seconds": True},
         {"user_id": "c7", "scopes": ["read"]},
     ):
         refused = secured.post("/tokens", json=bad, headers=backend)
