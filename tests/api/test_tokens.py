@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.logs import ACCESS
 from app.main import create_app
+from app.security import tokens
 from app.security.keys import hash_key
 from app.security.tokens import TokenExpired, TokenInvalid, TokenVerifier, mint
 from tests.conftest import override
@@ -28,7 +30,8 @@ SHOP_ORIGIN = "https://shop.example"
 
 
 def readme_token(secret: str, kid: str, customer_id: str, ttl: int = 900, **extra) -> str:
-    """The README's recipe, written out here without the app's code."""
+    """The README's recipe, written out here without the app's code (and `extra` claims, which
+    the tampering tests need); the README's own block runs in a test below."""
     claims = {"sub": customer_id, "scp": ["customer"], "exp": int(time.time()) + ttl, **extra}
     payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     message = f"tm1.{kid}.{payload}".encode()
@@ -65,6 +68,30 @@ def _event(user: str, item: str = "i1", **fields) -> dict:
 def secured(settings):
     with TestClient(create_app(_secured(settings))) as client:
         yield client
+
+
+def _readme_recipe():
+    """The Python block under `<!-- token-recipe -->` in README, run as a backend would."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- token-recipe -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    return namespace["customer_token"]
+
+
+def test_a_token_minted_with_the_readme_block_is_accepted(settings, monkeypatch):
+    customer_token = _readme_recipe()
+    # Not the app's function: the block stands alone (the app's mint is made unusable here).
+    monkeypatch.setattr(tokens, "mint", None)
+    with TestClient(create_app(_secured(settings))) as client:
+        token = _bearer(customer_token(NEW["secret"], NEW["kid"], "c5", ttl=300))
+        assert client.get("/recommend/c5", headers=token).status_code == 200
+        assert client.get("/recommend/c6", headers=token).status_code == 403
+        event = {"events": [_event("c5")]}
+        assert client.post("/events", json=event, headers=token).json()["accepted"] == 1
+        visitor = customer_token(OLD["secret"], OLD["kid"], "v_1", visitor=True)
+        assert client.get("/recommend/v_1", headers=_bearer(visitor)).status_code == 200
+    assert TokenVerifier(_secured(settings)).verify(visitor).visitor is True
 
 
 def test_the_readme_recipe_makes_what_the_service_makes():
