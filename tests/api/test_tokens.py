@@ -344,3 +344,39 @@ def test_the_recipe_helper_matches_the_module():
     ours = mint(NEW["secret"], NEW["kid"], "c1", expires_at=expires)
     verifier = TokenVerifier(Settings(token_secrets=[NEW]))
     assert verifier.verify(ours).expires_at == expires
+
+
+#: The only operations a customer token reaches (its own id where there is one).
+TOKEN_ROUTES = {
+    ("GET", "/recommend/{user_id}"),
+    ("GET", "/items/{item_id}"),
+    ("GET", "/items/{item_id}/similar"),
+    ("POST", "/events"),
+}
+
+
+def test_every_other_route_refuses_a_token(secured):
+    """Every operation of the app, present and future: a token is refused unless listed above
+    (a new route that takes a key refuses tokens without saying anything)."""
+    from fastapi.routing import APIRoute
+
+    from app.main import ROUTERS
+
+    token = _token("c1")
+    open_routes = {"/health", "/ready", "/webhooks/events"}  # no key: nothing a token adds
+    checked = []
+    for route in [route for router in ROUTERS for route in router.routes]:
+        if not isinstance(route, APIRoute) or route.path in open_routes:
+            continue
+        path = route.path.replace("{user_id}", "c2")
+        for name in route.param_convertors:
+            path = path.replace(f"{{{name}}}", "1")
+        for method in route.methods:
+            answer = secured.request(method, path, headers=token)
+            if (method, route.path) in TOKEN_ROUTES:
+                assert answer.status_code not in (401, 403) or route.path.startswith("/recommend")
+                continue
+            checked.append((method, route.path))
+            assert answer.status_code == 403, (method, route.path, answer.text)
+            assert answer.json()["error"] == "forbidden", (method, route.path)
+    assert len(checked) > 25 and ("GET", "/segment/{user_id}") in checked
