@@ -172,3 +172,35 @@ def test_merge_drops_cached_answers_and_adds_the_visitor_items_to_seen(client, s
             for item in app.get(f"/recommend/{customer}?n=5", headers=read).json()["items"]
         ]
         assert not set(shown) & set(now), (shown, now)
+
+
+def test_erasing_the_customer_erases_the_visitors_merged_into_them(secured, settings):
+    from app.customers.models import Erasure, UserMerge
+    from tests.api.test_tokens import ADMIN_KEY
+
+    visitor, token = _visitor(secured)
+    customer = f"c{uuid.uuid4().hex[:8]}"
+    browsing = {
+        "events": [{"user_id": visitor, "item_id": f"i{n}", "type": "view"} for n in (1, 2)]
+    }
+    assert secured.post("/events", json=browsing, headers=token).json()["accepted"] == 2
+    merged = secured.post(f"/users/{customer}/merge", json={"visitor_id": visitor}, headers=BACKEND)
+    assert merged.json()["merged"] == 2
+    # The visitor's tab is still open: an event arrives under the visitor after the merge.
+    later = {"events": [{"user_id": visitor, "item_id": "i3", "type": "view"}]}
+    assert secured.post("/events", json=later, headers=token).json()["accepted"] == 1
+    bystander, bystander_token = _visitor(secured)
+    other = {"events": [{"user_id": bystander, "item_id": "i1", "type": "view"}]}
+    assert secured.post("/events", json=other, headers=bystander_token).json()["accepted"] == 1
+
+    erased = secured.delete(f"/users/{customer}", headers=_bearer(ADMIN_KEY))
+    assert erased.status_code == 204
+    for user in (customer, visitor):
+        assert secured.get(f"/users/{user}/events", headers=BACKEND).status_code == 404
+    assert len(_events(secured, bystander)) == 1  # nobody else's data went with them
+    engine = make_engine(settings.resolved_database_url)
+    with make_sessionmaker(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(UserMerge)) == 0
+        erasures = set(session.scalars(select(Erasure.user_id)))
+    engine.dispose()
+    assert {customer, visitor} <= erasures and bystander not in erasures
