@@ -203,8 +203,9 @@ class KeyRing:
         if presented and looks_like_token(presented):
             claims = self.tokens.verify(presented)
             if not self.tokens.allows_origin(claims.kid, origin):
+                shown = (origin or "")[:200]
                 raise Forbidden(
-                    f"tokens of key id {claims.kid!r} are not accepted from the origin {(origin or '')[:200]!r}"
+                    f"tokens of key id {claims.kid!r} are not accepted from the origin {shown!r}"
                 )
             return Principal(
                 f"token:{claims.kid}",
