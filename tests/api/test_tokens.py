@@ -380,3 +380,24 @@ def test_every_other_route_refuses_a_token(secured):
             assert answer.status_code == 403, (method, route.path, answer.text)
             assert answer.json()["error"] == "forbidden", (method, route.path)
     assert len(checked) > 25 and ("GET", "/segment/{user_id}") in checked
+
+
+def test_a_token_is_verified_without_the_store():
+    import asyncio
+
+    from sqlalchemy.exc import OperationalError
+
+    from app.errors import ServiceUnavailable
+    from app.security.keys import KeyRing
+
+    def unreadable():
+        raise OperationalError("SELECT", {}, Exception("the store is down"))
+
+    settings = Settings(api_keys=_keys(), token_secrets=[NEW], host="0.0.0.0")
+    ring = KeyRing(settings, unreadable)  # type: ignore[arg-type]
+    token = readme_token(NEW["secret"], NEW["kid"], "c1")
+    principal = asyncio.run(ring.authenticate(token, "192.0.2.1"))
+    assert (principal.customer, principal.name) == ("c1", "token:2026-12")
+    assert not ring.loaded
+    with pytest.raises(ServiceUnavailable):  # a key only the store could vouch for: not yet
+        asyncio.run(ring.authenticate("tm_unknown", "192.0.2.1"))
