@@ -96,7 +96,7 @@ def _unb64(text: str) -> bytes:
 
 def signature(secret: str, kid: str, payload: str) -> str:
     """The hex HMAC-SHA256 of ``tm1.{kid}.{payload}`` (the webhooks' signature function)."""
-    return sign(secret, f"{FORMAT}.{kid}", payload.encode("ascii")).removeprefix("sha256=")
+    return sign(secret, f"{FORMAT}.{kid}", payload.encode()).removeprefix("sha256=")
 
 
 def mint(

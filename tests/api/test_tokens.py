@@ -171,6 +171,8 @@ def test_expired_tampered_and_unknown_tokens_are_401_with_a_reason(secured):
     assert refused(_bearer(f"{head}.{kid}.{payload}.{flipped}")) == "token_invalid"
     non_ascii = {"Authorization": f"Bearer {head}.{kid}.{payload}.é".encode()}
     assert refused(non_ascii) == "token_invalid"  # type: ignore[arg-type]
+    in_payload = {"Authorization": f"Bearer {head}.{kid}.é{payload}.{signature}".encode()}
+    assert refused(in_payload) == "token_invalid"  # type: ignore[arg-type]
     assert refused(_bearer(f"{head}.{kid}.{payload}")) == "token_invalid"
     assert refused(_token("c1", kid={"kid": "nope", "secret": NEW["secret"]})) == "token_invalid"
     assert refused(_token("c1", kid={**NEW, "secret": "x" * 40})) == "token_invalid"
