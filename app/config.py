@@ -24,6 +24,19 @@ class ApiKeySetting(BaseModel):
     scopes: list[Literal["read", "write", "admin"]] = Field(min_length=1)
 
 
+class TokenSecretSetting(BaseModel):
+    """A secret customer tokens are signed with, its key id and the browser origins it serves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kid: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    secret: SecretStr = Field(min_length=32, max_length=256)
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins whose pages may present this secret's tokens (none: apps only).",
+    )
+
+
 class Settings(BaseSettings):
     """Service configuration; unsafe combinations fail at start-up with a sentence that says why."""
 
@@ -143,8 +156,11 @@ class Settings(BaseSettings):
             "read": "1000/second",
             "write": "200/second",
             "admin": "20/second",
+            "customer": "20/second",
+            "customer_address": "200/second",
         },
-        description="Requests per key (or client address) and scope, as `N/second|minute|hour`.",
+        description="Requests per key (or client address) and scope, as `N/second|minute|hour`; "
+        "customer tokens count per customer id (`customer`) and per address (`customer_address`).",
     )
     rate_limit_storage: Literal["memory", "redis"] = Field(
         "memory",
@@ -157,6 +173,17 @@ class Settings(BaseSettings):
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Browser origins allowed to call the API (CORS)."
+    )
+    token_secrets: list[TokenSecretSetting] = Field(
+        default_factory=list,
+        description='Customer-token secrets as JSON `[{"kid", "secret", "cors_origins"}]`; the '
+        "first signs POST /tokens, every one listed verifies (rotation); unset disables tokens.",
+    )
+    token_max_ttl_seconds: int = Field(
+        3600,
+        ge=60,
+        le=86400,
+        description="The longest a customer token may live; a token expiring later is refused.",
     )
     webhook_secret: SecretStr | None = Field(
         None, description="HMAC-SHA256 secret of POST /webhooks/events; unset disables it."
@@ -261,7 +288,7 @@ class Settings(BaseSettings):
         from limits import parse
 
         for scope, limit in value.items():
-            if scope not in ("read", "write", "admin"):
+            if scope not in ("read", "write", "admin", "customer", "customer_address"):
                 raise ValueError(f"TASTEMAKER_RATE_LIMITS: unknown scope {scope!r}")
             try:
                 parse(limit)
@@ -283,6 +310,22 @@ class Settings(BaseSettings):
                 f"TASTEMAKER_AUTH_FAILURE_LIMIT={value!r} is not like '10/minute'"
             ) from exc
         return value
+
+    @field_validator("token_secrets")
+    @classmethod
+    def _kids_unique(cls, value: list[TokenSecretSetting]) -> list[TokenSecretSetting]:
+        kids = [s.kid for s in value]
+        if len(set(kids)) != len(kids):
+            raise ValueError("TASTEMAKER_TOKEN_SECRETS: each kid may be listed once")
+        return value
+
+    @property
+    def browser_origins(self) -> list[str]:
+        """Every origin CORS lets in: the API's own and each token secret's."""
+        origins = dict.fromkeys(self.cors_origins)
+        for secret in self.token_secrets:
+            origins.update(dict.fromkeys(secret.cors_origins))
+        return list(origins)
 
     @model_validator(mode="after")
     def _weights_cover_types(self) -> Settings:
@@ -308,6 +351,11 @@ class Settings(BaseSettings):
                 continue
             if name == "webhook_secret":
                 value = self.webhook_secret.get_secret_value() if self.webhook_secret else None
+            elif name == "token_secrets":
+                value = [
+                    {**s.model_dump(mode="json"), "secret": s.secret.get_secret_value()}
+                    for s in self.token_secrets
+                ]
             text = value if isinstance(value, str) else json.dumps(value)
             env[f"TASTEMAKER_{name.upper()}"] = text
         return env

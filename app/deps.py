@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any, TypeVar, get_origin
+from typing import Annotated, Any, Literal, TypeVar, get_origin
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,6 +17,7 @@ from app.cache import Cache
 from app.config import Settings
 from app.db import pop_after_commit
 from app.security.keys import Forbidden, Principal, Unauthorized
+from app.security.tokens import TokenExpired, TokenInvalid, TokenVerifier, WrongCustomer
 from app.serving_state import ServingState
 
 log = logging.getLogger(__name__)
@@ -118,37 +119,80 @@ def _presented_key(request: Request) -> str | None:
 
 #: Marks the dependencies `require` makes, with their scope (read by app/openapi.py).
 SCOPE_ATTRIBUTE = "tastemaker_scope"
+#: Marks the ones that also take a customer token, with how (read by app/openapi.py).
+TOKEN_ATTRIBUTE = "tastemaker_token"
+#: Where a customer token's own id must appear: the path's `user_id`, every event of the body
+#: (checked by the events service), or nowhere (catalogue reads).
+TokenUse = Literal["path", "body", "any"]
 
 
-def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency that authenticates the caller, checks `scope` and counts the rate limit."""
+async def _authenticate(request: Request, client: str) -> Principal:
+    """The one place a presented credential becomes a principal, failures counted and logged."""
+    state = request.app.state
+    # An address that failed too often is refused before its key is looked at.
+    state.limiter.check_failures(client)
+    try:
+        return await state.keyring.authenticate(
+            _presented_key(request), client, request.headers.get("origin")
+        )
+    except (Unauthorized, TokenInvalid) as exc:
+        # What was presented is never logged, only that it failed and why.
+        metrics.AUTH_FAILURES.inc()
+        log.warning(
+            "authentication failed",
+            extra={"fields": {"reason": exc.detail, "client": client, "path": request.url.path}},
+        )
+        # An authentic token that ran out is no guess at a secret: not counted against the address.
+        if not isinstance(exc, TokenExpired):
+            await state.limiter.failed(client)
+        raise
+
+
+async def _customer(
+    request: Request, principal: Principal, use: TokenUse | None, client: str
+) -> None:
+    """Keep a customer token to its routes and its own id; count it per customer and address."""
+    assert principal.customer is not None
+    if use is None or "customer" not in principal.scopes:
+        raise Forbidden(
+            "a customer token reaches only GET /recommend/{its id}, GET /items/{id}, "
+            "GET /items/{id}/similar and POST /events of its own id; use an API key from a backend"
+        )
+    if use == "path" and request.path_params.get("user_id") != principal.customer:
+        raise WrongCustomer("this token is bound to another customer than the one in the path")
+    limiter = request.app.state.limiter
+    await limiter.hit(principal.customer, "customer")
+    await limiter.hit(client, "customer_address")
+
+
+def require(
+    scope: str, *, token: TokenUse | None = None
+) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that authenticates the caller, checks `scope` and counts the rate limit.
+
+    With `token`, a customer token is accepted too, bound to its own id as `token` says.
+    """
 
     async def dependency(request: Request) -> Principal:
-        state = request.app.state
         client = client_address(request)
-        # An address that failed too often is refused before its key is looked at.
-        state.limiter.check_failures(client)
-        try:
-            principal = await state.keyring.authenticate(_presented_key(request), client)
-        except Unauthorized as exc:
-            # What was presented is never logged, only that it failed and why.
-            metrics.AUTH_FAILURES.inc()
-            log.warning(
-                "authentication failed",
-                extra={
-                    "fields": {"reason": exc.detail, "client": client, "path": request.url.path}
-                },
-            )
-            await state.limiter.failed(client)
-            raise
+        principal = await _authenticate(request, client)
         request.state.key_name = principal.name  # for the access line (app/access.py)
+        if principal.customer is not None:
+            await _customer(request, principal, token, client)
+            return principal
         if scope not in principal.scopes:
             raise Forbidden(f"this key lacks the {scope!r} scope this endpoint needs")
-        await state.limiter.hit(principal.name, scope)
+        await request.app.state.limiter.hit(principal.name, scope)
         return principal
 
     setattr(dependency, SCOPE_ATTRIBUTE, scope)
+    setattr(dependency, TOKEN_ATTRIBUTE, token)
     return dependency
+
+
+async def get_token_verifier(request: Request) -> TokenVerifier:
+    """The app's token secrets (to mint tokens)."""
+    return request.app.state.keyring.tokens
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -159,3 +203,10 @@ ServingStateDep = Annotated[ServingState, Depends(get_serving_state)]
 ReadKey = Depends(require("read"))
 WriteKey = Depends(require("write"))
 AdminKey = Depends(require("admin"))
+#: A read key, or a customer token for the path's own `user_id`.
+OwnRead = Depends(require("read", token="path"))
+#: A read key, or any customer token (catalogue reads).
+CatalogRead = Depends(require("read", token="any"))
+#: A write key, or a customer token whose every event is its own (the service checks).
+OwnWrite = Depends(require("write", token="body"))
+TokenVerifierDep = Annotated[TokenVerifier, Depends(get_token_verifier)]

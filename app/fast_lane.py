@@ -4,8 +4,9 @@
 cached answer FastAPI's routing, dependency resolution and exception middleware cost more CPU
 than the answer itself. The lane answers these routes with the very objects their
 ``APIRoute`` declares, read from the route when the app is built: the path parameter's field
-(its validation), the dependencies in their order (the key check with its scope and rate
-limit, the query model, the serving context), the endpoint and the ``Response`` it returns.
+(its validation), the dependencies in their order (the key or customer-token check with its
+scope, the token's binding to the path's id and the rate limits, the query model, the serving
+context), the endpoint and the ``Response`` it returns.
 Errors raised on the lane go to the app's exception handlers (:mod:`app.errors`), the one
 place that renders them. Everything else is the framework's: other paths and methods, a
 ``root_path``, an app with dependency overrides, and a path parameter that does not validate (the framework renders that 422

@@ -39,6 +39,7 @@ from app.segments import service as segments_service
 from app.segments.router import router as segments_router
 from app.subscriptions.dispatcher import Dispatcher
 from app.subscriptions.router import router as subscriptions_router
+from app.tokens.router import router as tokens_router
 from app.training.registry import ModelRegistry
 from app.training.router import router as training_router
 from app.training.runner import stop_trainers
@@ -77,6 +78,7 @@ ROUTERS = (
     training_router,
     exports_router,
     subscriptions_router,
+    tokens_router,
     monitoring.router,
 )
 #: The routes answered ahead of the framework's routing when ``settings.fast_lane``.
@@ -202,10 +204,10 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         routes = [route for router in ROUTERS for route in router.routes]
         app.add_middleware(FastLane, lanes=fast_lane.lanes(routes, FAST_LANE_PATHS))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    if settings.cors_origins:
+    if settings.browser_origins:  # the API's own origins and each token secret's
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=settings.cors_origins,
+            allow_origins=settings.browser_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID"],

@@ -1,7 +1,7 @@
 """Every table, imported once so that `Base.metadata` is complete (Alembic, tests)."""
 
 from app.catalog.models import Item
-from app.customers.models import Erasure
+from app.customers.models import Erasure, UserMerge
 from app.db import Base
 from app.events.models import Event, IngestChange, User
 from app.exports.models import ExportJob
@@ -32,4 +32,5 @@ __all__ = [
     "Subscription",
     "TrainingRun",
     "User",
+    "UserMerge",
 ]

@@ -17,10 +17,14 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from app.config import Settings
-from app.deps import SCOPE_ATTRIBUTE
+from app.deps import SCOPE_ATTRIBUTE, TOKEN_ATTRIBUTE
 
 SECURITY_SCHEMES = {
-    "bearer": {"type": "http", "scheme": "bearer", "description": "An API key as a bearer token"},
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key, or where an operation says so a customer token, as a bearer token",
+    },
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
 }
 
@@ -43,20 +47,28 @@ def document(app: FastAPI, settings: Settings, routers: Iterable[APIRouter]) -> 
             schema = build()
             _security(routes, schema)
             _event_types(schema, settings.event_types, settings.signed_value_types)
+            _token_ttl(schema, settings.token_max_ttl_seconds)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _scope_of(route: APIRoute) -> str | None:
+def _scope_of(route: APIRoute) -> tuple[str, str | None] | None:
     pending = list(route.dependant.dependencies)
     while pending:
         dependency = pending.pop()
         scope = getattr(dependency.call, SCOPE_ATTRIBUTE, None)
         if scope is not None:
-            return scope
+            return scope, getattr(dependency.call, TOKEN_ATTRIBUTE, None)
         pending.extend(dependency.dependencies)
     return None
+
+
+_TOKEN_NOTES = {
+    "path": " Or a customer token bound to this `user_id`.",
+    "body": " Or a customer token, when every event is its own customer's.",
+    "any": " Or a customer token.",
+}
 
 
 def _security(routes: list[Any], schema: dict[str, Any]) -> None:
@@ -64,15 +76,16 @@ def _security(routes: list[Any], schema: dict[str, Any]) -> None:
     for route in routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
-        scope = _scope_of(route)
-        if scope is None:
+        found = _scope_of(route)
+        if found is None:
             continue
+        scope, token = found
         for method in route.methods or ():
             operation = schema["paths"].get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue
             operation["security"] = [{"bearer": []}, {"apiKey": []}]
-            note = f"Needs an API key with the `{scope}` scope."
+            note = f"Needs an API key with the `{scope}` scope." + _TOKEN_NOTES.get(token or "", "")
             operation["description"] = (operation.get("description", "") + "\n\n" + note).strip()
 
 
@@ -88,3 +101,11 @@ def _event_types(schema: dict[str, Any], event_types: list[str], signed: list[st
         event["then"] = {
             "properties": {"value": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}]}}
         }
+
+
+def _token_ttl(schema: dict[str, Any], max_ttl: int) -> None:
+    """The configured longest token lifetime as the bound of POST /tokens' `ttl_seconds`."""
+    token = schema.get("components", {}).get("schemas", {}).get("TokenIn")
+    if token is not None:
+        token["properties"]["ttl_seconds"]["maximum"] = max_ttl
+        token["properties"]["ttl_seconds"]["default"] = min(900, max_ttl)

@@ -68,6 +68,7 @@ TABLES = (
     "customer_state",
     "customer_change",
     "dispatcher_lease",
+    "user_merge",
     "store_identity",  # emptied: the next use gives the store a new identity
 )
 

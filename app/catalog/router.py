@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from app.catalog import service
 from app.catalog.schemas import ItemBatchIn, ItemBatchResult, ItemIn, ItemOut
-from app.deps import ReadKey, ServingStateDep, SessionDep, SettingsDep, WriteKey
+from app.deps import CatalogRead, ServingStateDep, SessionDep, SettingsDep, WriteKey
 from app.schemas import ItemIdPath
 
 router = APIRouter(tags=["catalog"])
@@ -24,7 +24,7 @@ def post_items(batch: ItemBatchIn, session: SessionDep, settings: SettingsDep) -
     return ItemBatchResult(upserted=service.upsert_batch(session, batch, settings))
 
 
-@router.get("/items/{item_id}", dependencies=[ReadKey])
+@router.get("/items/{item_id}", dependencies=[CatalogRead])
 def get_item(item_id: ItemIdPath, session: SessionDep) -> ItemOut:
     """Read an item."""
     return ItemOut.model_validate(service.get_or_404(session, item_id))

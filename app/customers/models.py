@@ -22,3 +22,17 @@ class Erasure(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(String(128))
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class UserMerge(Base):
+    """A visitor merged into a customer (POST /users/{id}/merge), kept so that erasing the
+    customer erases the visitor too: events that came under the visitor's token later, and the
+    visitor's look-ups in bundles trained before the merge."""
+
+    __tablename__ = "user_merge"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    visitor_id: Mapped[str] = mapped_column(String(128), index=True)
+    events: Mapped[int] = mapped_column(Integer)
+    merged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.customers import service
-from app.customers.schemas import UserExport, UserIn, UserOut
+from app.customers.schemas import MergeIn, MergeOut, UserExport, UserIn, UserOut
 from app.deps import AdminKey, CacheDep, ServingStateDep, SessionDep, SettingsDep, WriteKey
 from app.events import service as events_service
 from app.events.schemas import EventOut
@@ -39,6 +39,14 @@ def get_user_events(
     """A user's most recent events, newest first."""
     service.get_or_404(session, user_id)
     return [EventOut.model_validate(e) for e in events_service.recent(session, user_id, limit)]
+
+
+@router.post("/users/{user_id}/merge", dependencies=[WriteKey])
+def merge_visitor(
+    user_id: UserIdPath, data: MergeIn, session: SessionDep, cache: CacheDep, settings: SettingsDep
+) -> MergeOut:
+    """Make an anonymous visitor's events this customer's, once (call it at sign-in)."""
+    return service.merge(session, cache, user_id, data.visitor_id, settings)
 
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[AdminKey])

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.events.schemas import EventOut
-from app.schemas import Attributes
+from app.schemas import Attributes, ExternalId
 
 
 class UserIn(BaseModel):
@@ -68,3 +68,21 @@ class UserExport(BaseModel):
     user: UserOut
     events: list[EventOut]
     exported_at: datetime
+
+
+class MergeIn(BaseModel):
+    """The anonymous visitor whose events become this customer's (on sign-in)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"visitor_id": "v_Zk3q9"}]}
+    )
+
+    visitor_id: ExternalId
+
+
+class MergeOut(BaseModel):
+    """What a merge moved: 0 when the visitor had no events left (a repeat is harmless)."""
+
+    user_id: str
+    visitor_id: str
+    merged: int = Field(description="Events moved from the visitor to the customer")

@@ -22,6 +22,7 @@ from app.errors import InvalidInput, PayloadTooLarge
 from app.events import repository, user_record
 from app.events.models import Event
 from app.events.schemas import EventBatchIn, EventIn, IngestResult
+from app.security.tokens import WrongCustomer
 from app.subscriptions import repository as subscriptions_repository
 
 # The fields that make two events with one event_id the same event.
@@ -272,15 +273,30 @@ def ingest_events(
     return result
 
 
-def ingest(session: Session, cache: Cache, batch: EventBatchIn, settings: Settings) -> IngestResult:
+def ingest(
+    session: Session,
+    cache: Cache,
+    batch: EventBatchIn,
+    settings: Settings,
+    *,
+    owner: str | None = None,
+) -> IngestResult:
     """Store a request's batch (POST /events, the webhook): its size bound, then the one path.
 
-    Importers write batches larger than a request's through :func:`ingest_events` directly.
+    With an `owner` (a customer token's id) every event must be the owner's, or nothing is
+    stored. Importers write batches larger than a request's through :func:`ingest_events`.
     """
     if len(batch.events) > settings.max_batch_size:
         raise PayloadTooLarge(
             f"a batch holds at most {settings.max_batch_size} events; got {len(batch.events)}"
         )
+    if owner is not None:
+        others = [i for i, event in enumerate(batch.events) if event.user_id != owner]
+        if others:
+            raise WrongCustomer(
+                f"{len(others)} event(s) (first: events.{others[0]}) name another user than "
+                "this token's; a customer token posts its own events only, nothing was stored"
+            )
     return ingest_events(session, cache, batch.events, settings)
 
 

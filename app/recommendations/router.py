@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from app.deps import ReadKey, query_openapi
+from app.deps import CatalogRead, OwnRead, query_openapi
 from app.recommendations import service
 from app.recommendations.schemas import (
     RecommendationOut,
@@ -17,11 +17,12 @@ from app.recommendations.schemas import (
 from app.schemas import ItemIdPath, UserIdPath
 from app.training.serving import ServingDep
 
-router = APIRouter(tags=["recommendations"], dependencies=[ReadKey])
+router = APIRouter(tags=["recommendations"])
 
 
 @router.get(
     "/recommend/{user_id}",
+    dependencies=[OwnRead],
     response_class=Response,
     responses={200: {"model": RecommendationOut, "content": {"application/json": {}}}},
     openapi_extra=query_openapi(RecommendQuery),
@@ -32,7 +33,11 @@ async def recommend(user_id: UserIdPath, q: RecommendParams, serving: ServingDep
     return Response(body, media_type="application/json")
 
 
-@router.get("/items/{item_id}/similar", openapi_extra=query_openapi(SimilarQuery))
+@router.get(
+    "/items/{item_id}/similar",
+    dependencies=[CatalogRead],
+    openapi_extra=query_openapi(SimilarQuery),
+)
 async def similar_items(item_id: ItemIdPath, q: SimilarParams, serving: ServingDep) -> SimilarOut:
     """Items similar to this one ("customers also bought"; content for new items)."""
     return SimilarOut.model_validate(service.similar(item_id, q, serving))

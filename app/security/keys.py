@@ -18,6 +18,7 @@ from app.config import Settings
 from app.errors import AppError, ServiceUnavailable
 from app.security import repository
 from app.security.models import ApiKey
+from app.security.tokens import TokenVerifier, looks_like_token
 
 SCOPES = ("read", "write", "admin")
 # A wider scope includes the narrower ones: admin can write, write can read.
@@ -44,7 +45,7 @@ class Unauthorized(AppError):
 
 
 class Forbidden(AppError):
-    """A valid key without the scope this endpoint needs."""
+    """A valid key without the scope this endpoint needs (or a token out of its bounds)."""
 
     status_code = 403
     code = "forbidden"
@@ -66,11 +67,14 @@ def generate_key() -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a key's name and scopes, or anonymous (client address)."""
+    """Who is calling: a key's name and scopes, anonymous (client address), or a customer token
+    (named after its kid, bound to `customer`, a customer's or an anonymous visitor's id)."""
 
     name: str
     scopes: frozenset[str]
     anonymous: bool = False
+    customer: str | None = None
+    visitor: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class KeyRing:
         self._anonymous = False
         self._loaded_at = float("-inf")
         self._failing = False
+        self.tokens = TokenVerifier(settings)
 
     def _read_store(self) -> tuple[list[_Entry], bool]:
         with self.factory() as session:
@@ -186,11 +191,28 @@ class KeyRing:
             "TASTEMAKER_ALLOW_ANONYMOUS=true to serve without keys on purpose"
         )
 
-    async def authenticate(self, presented: str | None, client: str) -> Principal:
-        """The principal for a presented key; anonymous only when no key exists at all."""
+    async def authenticate(
+        self, presented: str | None, client: str, origin: str | None = None
+    ) -> Principal:
+        """The principal for a presented key or customer token; anonymous only when no key
+        exists at all. A token is checked on its own (no store); a page presenting one must be
+        at an origin its secret lists."""
         await self.refresh()
         if self._anonymous:
             return Principal(f"anonymous:{client}", IMPLIED["admin"], anonymous=True)
+        if presented and looks_like_token(presented):
+            claims = self.tokens.verify(presented)
+            if not self.tokens.allows_origin(claims.kid, origin):
+                shown = (origin or "")[:200]
+                raise Forbidden(
+                    f"tokens of key id {claims.kid!r} are not accepted from the origin {shown!r}"
+                )
+            return Principal(
+                f"token:{claims.kid}",
+                claims.scopes,
+                customer=claims.subject,
+                visitor=claims.visitor,
+            )
         found: _Entry | None = None
         if presented:
             digest = hashlib.sha256(presented.encode("utf-8", "replace")).digest()

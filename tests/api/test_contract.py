@@ -54,6 +54,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         api_keys=keys,
         rate_limits={"read": "100000/second", "write": "100000/second", "admin": "100000/second"},
         auth_failure_limit="100000/second",
+        # POST /tokens mints with it (without one it answers 404).
+        token_secrets=[{"kid": "contract", "secret": "c" * 40}],
     )
     settings.data_dir.mkdir()
     upgrade(settings.resolved_database_url)

@@ -3,7 +3,8 @@
 Two apps on one store and one trained bundle, one with ``fast_lane`` on (the default) and one
 with it off, take the same requests interleaved (the same ``X-Request-ID``, so that header
 matches too): answers, cache misses then hits, cold starts, bad options and ids, missing and
-wrong keys, a rate limit running out, CORS. Bodies are compared byte for byte once the one
+wrong keys, customer tokens (their own id, another's, expired, altered, from a foreign origin), a
+rate limit running out, CORS. Bodies are compared byte for byte once the one
 random field (``recommendation_id``) and ``computed_at`` are masked; the access lines must name the same route,
 status and key. Only the time-derived rate-limit waits (headers and the 429 body's "retry in Ns") may differ,
 by a second at most.
@@ -22,10 +23,12 @@ from app.logs import ACCESS
 from app.main import create_app
 from app.security.keys import hash_key
 from tests.api.test_serving import _buyer, _retrain, _seed
+from tests.api.test_tokens import readme_token
 from tests.conftest import override, wait_for_version
 
 READ_KEY, ADMIN_KEY = "tm_read_fast_1", "tm_admin_fast_2"
 ORIGIN = "https://shop.example"
+TOKEN_SECRET = {"kid": "k1", "secret": "s" * 40, "cors_origins": [ORIGIN]}
 # The two fields that differ between any two answers: a random id, and when each app computed.
 _VARYING = re.compile(rb'"(recommendation_id|computed_at)":"[^"]+"')
 # Derived from the clock: two apps asked a few milliseconds apart may straddle a second.
@@ -44,9 +47,16 @@ def _app_settings(settings, fast: bool):
         fast_lane=fast,
         api_keys=keys,
         cors_origins=[ORIGIN],
+        token_secrets=[TOKEN_SECRET],
         # Each app counts its own requests, so both run out of budget at the same request.
         rate_limit_storage="memory",
-        rate_limits={"read": "18/minute", "write": "100/minute", "admin": "100/minute"},
+        rate_limits={
+            "read": "18/minute",
+            "write": "100/minute",
+            "admin": "100/minute",
+            "customer": "100/minute",
+            "customer_address": "100/minute",
+        },
         cache_prefix=f"tmtest:{uuid.uuid4().hex[:8]}:",
     )
 
@@ -66,8 +76,15 @@ def two_apps(client, settings):
         yield fast, framework
 
 
+def _token(user: str, ttl: int = 600) -> dict[str, str]:
+    token = readme_token(TOKEN_SECRET["secret"], TOKEN_SECRET["kid"], user, ttl=ttl)
+    return {"Authorization": f"Bearer {token}"}
+
+
 def _requests(buyer: str) -> list[tuple[str, str, dict[str, str]]]:
     read = {"Authorization": f"Bearer {READ_KEY}"}
+    own, other = _token(buyer), _token("someone-else")
+    tampered = {"Authorization": own["Authorization"][:-4] + "0000"}
     return [
         ("GET", f"/recommend/{buyer}", read),  # computed
         ("GET", f"/recommend/{buyer}", read),  # cached
@@ -92,6 +109,18 @@ def _requests(buyer: str) -> list[tuple[str, str, dict[str, str]]]:
         ("GET", "/segment/bad%2Fid", read),
         ("GET", f"/segment/{buyer}", {}),
         ("GET", f"/items/{buyer}/similar", read),  # not on the lane
+        # Customer tokens: their own id only, never /segment, from their secret's origins.
+        ("GET", f"/recommend/{buyer}", own),
+        ("GET", f"/recommend/{buyer}?n=3", {**own, "Origin": ORIGIN}),
+        ("GET", f"/recommend/{buyer}", {**own, "Origin": "https://evil.example"}),
+        ("GET", f"/recommend/{buyer}", other),  # 403: another customer's
+        ("GET", "/recommend/someone-else", own),
+        ("GET", f"/recommend/{buyer}?n=0", other),  # the binding is checked before the query
+        ("GET", "/recommend/has%20space", own),
+        ("GET", f"/recommend/{buyer}", _token(buyer, ttl=-1)),  # 401 token_expired
+        ("GET", f"/recommend/{buyer}", tampered),  # 401 token_invalid
+        ("GET", f"/segment/{buyer}", own),  # 403: never a segment
+        ("GET", f"/items/{buyer}/similar", own),
         *[("GET", f"/recommend/{buyer}", read)] * 6,  # the read budget runs out (429)
         ("GET", f"/segment/{buyer}", read),
     ]
@@ -123,7 +152,7 @@ def test_the_fast_lane_answers_what_the_framework_answers(two_apps, caplog):
             assert all(abs(x - y) <= 1 for x, y in waits), (method, path)
             statuses.append(a.status_code)
     # The sequence reached every kind of answer, the lane's and the framework's.
-    assert {200, 401, 404, 405, 422, 429} <= set(statuses)
+    assert {200, 401, 403, 404, 405, 422, 429} <= set(statuses)
     assert statuses[1] == 200 and statuses[-1] == 429
     lines = [r.fields for r in caplog.records if r.name == ACCESS]
     assert len(lines) == 2 * len(statuses)
@@ -132,6 +161,7 @@ def test_the_fast_lane_answers_what_the_framework_answers(two_apps, caplog):
             k: v for k, v in b.items() if k != "duration_ms"
         }
     assert any(f["route"] == "/recommend/{user_id}" and f["key"] == "shop-web" for f in lines)
+    assert any(f["route"] == "/recommend/{user_id}" and f["key"] == "token:k1" for f in lines)
 
 
 def test_a_route_the_lane_cannot_take_exactly_is_refused_at_start():
