@@ -174,3 +174,48 @@ def wait_for_version(client, version: int, timeout: float = 20.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"version {version} was not loaded within {timeout}s")
+
+
+CHROMIUM = os.environ.get("TASTEMAKER_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("TASTEMAKER_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+def _unavailable(message: str) -> None:
+    if IN_CI:
+        pytest.fail(message + " (CI=true: the browser tests must run in a real browser)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless Chromium (Debian's) under selenium, one for the whole session.
+
+    Missing, it fails the tests that use it under CI=true and skips them elsewhere.
+    """
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        _unavailable(
+            f"{CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium chromium-driver"
+        )
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _unavailable("selenium is missing: pip install -e '.[test]'")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1366,900",  # a laptop screen
+        "--lang=en-US",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()

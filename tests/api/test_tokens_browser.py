@@ -1,27 +1,20 @@
 """Customer tokens from a real browser: headless Chromium on a page of an allowed origin reads
 recommendations and posts events through CORS preflights; the same calls from a page of another
-origin are stopped by the browser. Skipped where Selenium or Chromium is not installed."""
+origin are stopped by the browser (the session's one Chromium: `browser` in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-
-import pytest
 
 from app.config import Settings
 from app.main import create_app
 from tests.api.test_tokens import NEW, _keys, readme_token
 from tests.faults.servers import free_port
 
-webdriver = pytest.importorskip("selenium.webdriver")
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 FETCH = """
 const [url, token, body, done] = arguments;
 const init = {headers: {Authorization: "Bearer " + token}};
@@ -51,24 +44,6 @@ def _page_server() -> tuple[ThreadingHTTPServer, str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-@pytest.fixture
-def browser() -> Iterator:
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("Chromium and chromedriver are not installed")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_script_timeout(20)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_a_page_of_an_allowed_origin_and_one_of_another(browser, tmp_path, sqlite_template):
@@ -116,6 +91,9 @@ def test_a_page_of_an_allowed_origin_and_one_of_another(browser, tmp_path, sqlit
         stopped = browser.execute_async_script(FETCH, f"{api}/events", token, event)
         assert "error" in stopped, stopped
     finally:
+        # The refusals above are logged in the console on purpose: the session's browser is
+        # shared, so they are read off here, not left for the next test's console check.
+        browser.get_log("browser")
         server.should_exit = True
         thread.join(10)
         allowed_page.shutdown()

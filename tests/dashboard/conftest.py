@@ -1,15 +1,14 @@
-"""One served, trained demo shop and one headless Chromium for every dashboard test.
+"""One served, trained demo shop for every dashboard test, seen in the session's one headless
+Chromium (the `browser` fixture of tests/conftest.py).
 
 The service runs as `tastemaker serve` (uvicorn) on a free 127.0.0.1 port, with one admin key,
-on a synthetic shop trained once. The browser is Debian's chromium driven by selenium through
-chromedriver: missing, it fails the tests under CI=true and skips them elsewhere. Screenshots
-go to tests/artifacts/dashboard/ (or $TASTEMAKER_TEST_ARTIFACTS), ignored by git.
+on a synthetic shop trained once. Screenshots go to tests/artifacts/dashboard/ (or
+$TASTEMAKER_TEST_ARTIFACTS), ignored by git.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,22 +27,13 @@ from app.demo import import_shop
 from app.migrate import upgrade
 from app.security.keys import hash_key
 from app.training.runner import train_now
-from tests.conftest import IN_CI
 from tests.faults.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "tm_dashboard_admin_key"
 READ_KEY = "tm_dashboard_read_key"
 SHOP = generate_shop(n_users=300, n_items=120, n_events=12_000, seed=3)
-CHROMIUM = os.environ.get("TASTEMAKER_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("TASTEMAKER_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
 ARTIFACTS = Path(os.environ.get("TASTEMAKER_TEST_ARTIFACTS", REPO / "tests" / "artifacts"))
-
-
-def _unavailable(message: str) -> None:
-    if IN_CI:
-        pytest.fail(message + " (CI=true: the dashboard must be tested in a real browser)")
-    pytest.skip(message)
 
 
 @dataclass
@@ -103,38 +93,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         api.close()
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    """Headless Chromium (Debian's) under selenium."""
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        _unavailable(
-            f"{CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium chromium-driver"
-        )
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _unavailable("selenium is missing: pip install -e '.[test]'")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # CI runs as root
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1366,900",  # a laptop screen
-        "--lang=en-US",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_script_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="session")
