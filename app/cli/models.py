@@ -37,9 +37,22 @@ def train_and_report(settings: Settings) -> dict:
     return result
 
 
-def train() -> None:
+def train(
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help="local (this process) or spark (TASTEMAKER_SPARK_MASTER); "
+            "default TASTEMAKER_TRAIN_ENGINE",
+        ),
+    ] = None,
+) -> None:
     """Fit every model on the store's events, write bundle vN+1, activate it if it passes."""
     settings = settings_or_exit()
+    if engine is not None:
+        if engine not in ("local", "spark"):
+            refuse(f"--engine must be local or spark, not {engine!r}", 2)
+        settings = settings.model_copy(update={"train_engine": engine})
     try:
         train_and_report(settings)
     except (RuntimeError, ValueError) as exc:

@@ -31,6 +31,7 @@ from app.ml.segmentation import (
 from app.ml.segmentation.holdout import value_holdout
 from app.subscriptions import service as subscriptions_service
 from app.training import repository
+from app.training.engines import Engine, training_engine
 from app.training.models import ModelVersion
 
 Progress = Callable[[str], None]
@@ -156,12 +157,14 @@ def fit_bundle(
     directory: Path,
     progress: Progress,
     assigned: list[SegmentAssignment] | None = None,
+    engine: Engine | None = None,
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Fit segmentation and recommender on `data` and write them under `directory`; the
-    customers' assignment is appended to `assigned` when given."""
+    """Fit segmentation and recommender on `data` with `engine` (default the settings') and
+    write them under `directory`; the customers' assignment is appended to `assigned`."""
     timings: dict[str, float] = {}
+    engine = engine or training_engine(settings)
     started = time.perf_counter()
-    segmentation, assignment, skipped = _fit_segmentation(data, settings, progress)
+    segmentation, assignment, skipped = _fit_segmentation(data, settings, progress, engine)
     user_segments: dict[str, int] | None = None
     if assignment is not None:
         user_segments = dict(zip(assignment.user_ids, assignment.segment_id.tolist(), strict=True))
@@ -177,6 +180,7 @@ def fit_bundle(
         recommender_config(settings),
         user_segments=user_segments,
         progress=progress,
+        fitter=engine.fitter,
     )
     timings["recommender_s"] = time.perf_counter() - started
 
@@ -195,12 +199,16 @@ def fit_bundle(
         {"item_ids": data.catalog.item_ids, "categories": data.catalog.categories},
     )
     timings["write_s"] = time.perf_counter() - started
-    metrics = {"recommender": trained.metrics, "segmentation": segmentation_metrics}
+    metrics = {
+        "recommender": trained.metrics,
+        "segmentation": segmentation_metrics,
+        "engine": engine.name,
+    }
     return metrics, timings
 
 
 def _fit_segmentation(
-    data: TrainingData, settings: Settings, progress: Progress
+    data: TrainingData, settings: Settings, progress: Progress, engine: Engine
 ) -> tuple[CustomerSegmentation | None, SegmentAssignment | None, str | None]:
     """Fit the customer segmentation and assign every customer; or why it was skipped.
 
@@ -225,7 +233,7 @@ def _fit_segmentation(
     progress(f"segmentation: fitting {len(aggregates)} customers")
     try:
         segmentation = CustomerSegmentation(algorithm=settings.segment_algorithm).fit(
-            aggregates, top_items=item_counts
+            aggregates, top_items=item_counts, kmeans=engine.kmeans
         )
     except NotEnoughData as exc:
         # A shop without enough purchases (ratings only, say) still gets its recommender.

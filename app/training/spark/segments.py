@@ -1,0 +1,61 @@
+"""K-means for the customer segmentation on Spark (``pyspark.ml.clustering.KMeans``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.ml.segmentation.clustering import KMeansFit, nearest_centroid
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def _fit(spark: SparkSession, X: NDArray[np.float64], k: int, seed: int, n_init: int) -> Any:
+    """The best of ``n_init`` Spark K-means fits (k-means||, seeds from ``seed``) by cost."""
+    from pyspark.ml.clustering import KMeans
+    from pyspark.ml.linalg import Vectors
+
+    rows = [(Vectors.dense(row),) for row in X.tolist()]
+    frame = spark.createDataFrame(rows, ["features"]).cache()
+    best = None
+    for attempt in range(max(1, n_init)):
+        model = KMeans(k=k, seed=seed + 1000 * attempt, maxIter=300, tol=1e-6).fit(frame)
+        cost = model.summary.trainingCost
+        if best is None or cost < best[0]:
+            best = (cost, model)
+    frame.unpersist()
+    assert best is not None
+    return best[1]
+
+
+def spark_kmeans(spark: SparkSession) -> KMeansFit:
+    """A :class:`KMeansFit` running K-means on ``spark``, numbered like :func:`kmeans_by_spend`."""
+    from sklearn.metrics import adjusted_rand_score
+
+    def fit(
+        X: NDArray[np.float64],
+        k: int,
+        spend: NDArray[np.float64],
+        *,
+        n_init: int,
+        random_state: int,
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64], float, float]:
+        """K-means on every row of ``X`` (n, d) on Spark; see :func:`kmeans_by_spend`."""
+        model = _fit(spark, X, k, random_state, n_init)
+        other = _fit(spark, X, k, random_state + 1, n_init)
+        centroids = np.asarray(model.clusterCenters(), dtype=np.float64)
+        labels = nearest_centroid(X, centroids)
+        stability = float(
+            adjusted_rand_score(labels, nearest_centroid(X, np.asarray(other.clusterCenters())))
+        )
+        medians = [
+            -np.median(spend[labels == c]) if np.any(labels == c) else np.inf for c in range(k)
+        ]
+        order = np.argsort(medians, kind="stable")
+        inertia = float(model.summary.trainingCost)
+        return centroids[order], np.argsort(order)[labels], stability, inertia
+
+    return fit
