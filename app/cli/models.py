@@ -111,6 +111,7 @@ def segments() -> None:
     """Print the active model's segment profiles for both algorithms."""
     from app.ml.bundle import BundleError
     from app.training import repository
+    from app.training.bundle_store import bundle_store
     from app.training.registry import load_bundle, store_origin
 
     settings = settings_or_exit()
@@ -122,7 +123,9 @@ def segments() -> None:
         console.print("[red]No trained model yet: run `tastemaker train` first.[/red]")
         raise typer.Exit(1)
     try:
-        bundle = load_bundle(active.version, active.path, origin=origin)
+        bundle = load_bundle(
+            active.version, active.path, origin=origin, store=bundle_store(settings)
+        )
     except BundleError as exc:
         console.print(f"[red]Model version {active.version} cannot be loaded: {exc}[/red]")
         raise typer.Exit(1) from exc

@@ -31,6 +31,7 @@ from app.ml.segmentation import (
 from app.ml.segmentation.holdout import value_holdout
 from app.subscriptions import service as subscriptions_service
 from app.training import repository
+from app.training.bundle_store import bundle_store, write_checksums
 from app.training.engines import Engine, training_engine
 from app.training.models import ModelVersion
 
@@ -118,6 +119,8 @@ class BuiltBundle:
     timings: dict[str, float]
     #: Every customer's segment, RFM group and churn risk at training (outbound webhooks).
     assignment: SegmentAssignment | None = None
+    #: Where replicas find it (model_version.path): the directory, or its object-store URL.
+    location: str | None = None
 
 
 def recommender_config(settings: Settings) -> RecommenderConfig:
@@ -350,6 +353,7 @@ def build_bundle(
             "metrics": metrics,
         },
     )
+    write_checksums(partial)  # a replica that fetches it uses it once every file matches
     try:
         partial.rename(final)  # a bundle directory appears complete or not at all
     except OSError:  # another store's trainer took the name meanwhile: never replace its bundle
@@ -358,15 +362,22 @@ def build_bundle(
             f"{final} appeared while this store ({store_id}) was training: another store's "
             "trainer writes there; give each store its own TASTEMAKER_MODEL_DIR"
         ) from None
+    published = time.perf_counter()
+    location = bundle_store(settings).publish(version, final, store_id)
+    timings["publish_s"] = time.perf_counter() - published
     timings["total_s"] = time.perf_counter() - started
-    return BuiltBundle(version, final, metrics, timings, assigned[0] if assigned else None)
+    assignment = assigned[0] if assigned else None
+    return BuiltBundle(version, final, metrics, timings, assignment, location)
 
 
 def register(session: Session, settings: Settings, built: BuiltBundle) -> tuple[bool, str | None]:
     """Record a built version; activate it unless it fails the quality gate."""
     current = repository.active_version(session)
     row = ModelVersion(
-        version=built.version, path=str(built.path), metrics=built.metrics, is_active=False
+        version=built.version,
+        path=built.location or str(built.path),
+        metrics=built.metrics,
+        is_active=False,
     )
     session.add(row)
     session.flush()

@@ -52,13 +52,21 @@ def export_events(encoded: EncodedEvents, directory: Path) -> Path:
     return path
 
 
+def _latest(events: DataFrame) -> float:
+    """The latest event time of ``events`` (0 when there is none)."""
+    from pyspark.sql import functions as F
+
+    row = events.agg(F.max("t")).first()
+    return float(row[0]) if row is not None and row[0] is not None else 0.0
+
+
 def _interactions(events: DataFrame, config: RecommenderConfig) -> DataFrame:
     """The interaction matrix's non-zero cells ``u, i, x`` (:func:`interaction_matrix`)."""
     from pyspark.sql import functions as F
 
     weighted = events.withColumn("x", F.col("w"))
     if config.half_life_days is not None:
-        now = events.agg(F.max("t")).first()[0] or 0.0
+        now = _latest(events)
         age = F.greatest(F.lit(now) - F.col("t"), F.lit(0.0)) / SECONDS_PER_DAY
         decay = F.greatest(F.pow(F.lit(2.0), -age / config.half_life_days), F.lit(1e-30))
         weighted = events.withColumn("x", F.col("w") * decay)
@@ -87,7 +95,7 @@ def _trending(events: DataFrame, config: RecommenderConfig, n_items: int) -> Tre
     from pyspark.sql import functions as F
 
     counted = events.where(F.col("w") > 0)
-    now = counted.agg(F.max("t")).first()[0] or 0.0
+    now = _latest(counted)
     window, half_life = config.trending.window_days, config.trending.half_life_days
     age = (F.lit(now) - F.col("t")) / SECONDS_PER_DAY
     recent = counted.withColumn("age", age).where((F.col("age") >= 0) & (F.col("age") <= window))
