@@ -174,5 +174,5 @@ def bundle_store(settings: Settings) -> BundleStore:
         raise RuntimeError(
             "an s3:// bundle store needs boto3: pip install 'tastemaker[s3]'"
         ) from exc
-    client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url or None)
     return S3BundleStore(settings.bundle_store_url, settings.model_dir, client)
