@@ -224,7 +224,7 @@ def _fit_segmentation(
     """
     item_categories = dict(zip(data.catalog.item_ids, data.catalog.categories, strict=True))
     progress("segmentation: aggregating customers")
-    aggregates, item_counts = aggregate_events(
+    aggregates, item_counts = (engine.aggregate or aggregate_events)(
         user_ids=data.user_ids,
         item_ids=data.item_ids,
         event_types=data.types,

@@ -19,10 +19,23 @@ from app.ml.interactions import Catalog, EventLog
 from app.ml.recommender import RecommenderConfig, TrainedRecommender, train_recommender
 from app.ml.segmentation import CustomerSegmentation, aggregate_events
 from app.training.pipeline import served_ndcg
-from app.training.spark import spark_fitter, spark_kmeans
+from app.training.spark import spark_aggregate, spark_fitter, spark_kmeans
 from tests.conftest import require_online_retail
 
 RECENT_SHARE = 0.3
+FIGURES = (
+    "last_purchase_at",
+    "first_seen_at",
+    "last_seen_at",
+    "orders",
+    "monetary",
+    "distinct_items",
+    "views",
+    "carts",
+    "purchases",
+    "first_purchase_at",
+    "first_order_value",
+)
 CONFIG = RecommenderConfig.from_dict(
     {
         "tune": False,
@@ -92,21 +105,31 @@ def test_popularity_and_trending_agree(trained: dict[str, TrainedRecommender]) -
     np.testing.assert_allclose(spark.trending.counts_, local.trending.counts_, rtol=1e-5)
 
 
-def test_segments_agree(retail: tuple[EventLog, Catalog], spark: Any) -> None:
+def test_customer_aggregates_and_segments_agree(
+    retail: tuple[EventLog, Catalog], spark: Any
+) -> None:
     events, _ = retail
-    aggregates, _ = aggregate_events(
-        user_ids=events.user_ids,
-        item_ids=events.item_ids,
-        event_types=events.types,
-        values=events.values,
-        occurred_at=events.occurred_at,
-        order_ids=events.order_ids,
-    )
+    columns = {
+        "user_ids": events.user_ids,
+        "item_ids": events.item_ids,
+        "event_types": events.types,
+        "values": events.values,
+        "occurred_at": events.occurred_at,
+        "order_ids": events.order_ids,
+    }
+    aggregates, item_counts = aggregate_events(**columns)
+    on_spark, spark_counts = spark_aggregate(spark)(**columns)
+    assert on_spark.user_ids == aggregates.user_ids and on_spark.now == aggregates.now
+    for name in FIGURES:
+        np.testing.assert_allclose(getattr(on_spark, name), getattr(aggregates, name), err_msg=name)
+    assert spark_counts.item_ids == item_counts.item_ids
+    assert (spark_counts.matrix != item_counts.matrix).nnz == 0
+
     local = CustomerSegmentation(algorithm="kmeans").fit(aggregates)
-    on_spark = CustomerSegmentation(algorithm="kmeans").fit(aggregates, kmeans=spark_kmeans(spark))
-    assert local.k_ == on_spark.k_ >= 2
+    fitted = CustomerSegmentation(algorithm="kmeans").fit(on_spark, kmeans=spark_kmeans(spark))
+    assert local.k_ == fitted.k_ >= 2
     ari = adjusted_rand_score(
-        local.assign(aggregates).segment_id, on_spark.assign(aggregates).segment_id
+        local.assign(aggregates).segment_id, fitted.assign(on_spark).segment_id
     )
-    print(f"segment assignments: ARI {ari:.4f} (k={local.k_})")
+    print(f"segment assignments: ARI {ari:.4f} (k={local.k_}, {len(aggregates)} customers)")
     assert ari >= 0.9
