@@ -147,6 +147,7 @@ def _item_knn(
             ),
         )
     ).collect()
+    norms.unpersist()
     parts = dict(pruned)
     rows = []
     for lo, hi in blocks:
