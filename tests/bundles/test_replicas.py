@@ -93,8 +93,9 @@ def shared(settings: Settings, bucket: tuple[str, Any], s3_endpoint: str, tmp_pa
 
 @pytest.fixture
 def replicas(shared: Settings, tmp_path: Path) -> Iterator[list[Replica]]:
+    # `bucket` set the S3 credentials in this process's environment: the servers inherit them.
+    assert all(os.environ.get(name) == value for name, value in CREDENTIALS.items())
     started = []
-    os.environ.update(CREDENTIALS)  # monkeypatched by `bucket`: the servers inherit them
     try:
         for name in ("a", "b"):
             cache = tmp_path / f"replica-{name}"
