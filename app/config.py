@@ -48,6 +48,22 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(None, description="Redis URL; unset means an in-process cache.")
     model_dir: Path = Field(Path("models"), description="Directory holding model bundles v1, v2…")
+    train_engine: Literal["local", "spark"] = Field(
+        "local", description="What fits the models: this process, or Spark (the `spark` extra)."
+    )
+    spark_master: str = Field(
+        "local[*]",
+        description="The Spark master of the spark engine (local[*], spark://host:7077).",
+    )
+    bundle_store_url: str | None = Field(
+        None,
+        description="Where bundles are published for every replica: unset keeps them in "
+        "TASTEMAKER_MODEL_DIR; s3://bucket/prefix uses S3-compatible object storage (the "
+        "model dir then is this host's cache of it).",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="The S3-compatible endpoint of the bundle store (MinIO, say)."
+    )
 
     host: str = Field(
         "127.0.0.1",

@@ -6,6 +6,7 @@
 ``readme`` rewrites the README section between ``<!-- benchmarks:start -->`` and
 ``<!-- benchmarks:end -->`` from the newest result file (``run --readme`` does both).
 
+``engines`` fits synthetic shops with the local and the Spark training engine.
 ``quality``, ``segments-report`` and ``history`` print the Online Retail recommendation
 quality, its customer segments and the cost of a long history; ``fit-one`` and
 ``baseline-server`` are what ``run`` starts as subprocesses (through their modules,
@@ -258,6 +259,26 @@ def profile_command(
         ensure_wrk()
         summary = run_profile(endpoint, workers, seconds, backend, Path(tmp), connections)
     print(json.dumps(summary, indent=2))
+
+
+@app.command("engines")
+def engines_command(
+    sizes: Annotated[str, typer.Option(help="events per shop: 1000000 and/or 4000000")] = (
+        "1000000,4000000"
+    ),
+    engines: str = "local,spark",
+    variant: Annotated[
+        str, typer.Option(help="pipeline (tuning + evaluation + serving fit) or serving")
+    ] = "pipeline",
+    master: Annotated[str, typer.Option(help="the Spark master")] = "local[2]",
+    timeout: Annotated[float, typer.Option(help="seconds allowed per fit")] = 3600,
+) -> None:
+    """Fit time of the local and the Spark training engines on synthetic shops."""
+    from benchmarks import engines as engines_benchmark
+
+    engines_benchmark.run_engines(
+        [int(s) for s in sizes.split(",")], engines.split(","), variant, master, timeout
+    )
 
 
 @app.command("quality")

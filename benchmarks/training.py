@@ -82,7 +82,13 @@ def shop_columns(shop: Any) -> tuple[dict[str, Any], Any]:
 
 
 def fit_once(
-    n_events: int, n_users: int, n_items: int, directory: Path, variant: str = "pipeline"
+    n_events: int,
+    n_users: int,
+    n_items: int,
+    directory: Path,
+    variant: str = "pipeline",
+    engine: str = "local",
+    spark_master: str = "local[2]",
 ) -> dict[str, Any]:
     """Generate a shop, fit the bundle into `directory`, return timings and sizes (in-process).
 
@@ -104,8 +110,20 @@ def fit_once(
 
     started = time.perf_counter()
     pinned = {"evaluate": False, "tune": False} if variant == "serving" else {}
-    settings = Settings(_env_file=None, recommender=pinned)  # otherwise the defaults
-    metrics, timings = fit_bundle(data, settings, directory, lambda _message: None)
+    settings = Settings(  # otherwise the defaults
+        _env_file=None, recommender=pinned, train_engine=engine, spark_master=spark_master
+    )
+    engine_s = 0.0
+    if engine != "local":  # the engine's start (a JVM for Spark) is timed apart from the fit
+        from app.training.engines import training_engine
+
+        started_engine = time.perf_counter()
+        fits = training_engine(settings)
+        engine_s = time.perf_counter() - started_engine
+        started = time.perf_counter()
+    else:
+        fits = None
+    metrics, timings = fit_bundle(data, settings, directory, lambda _message: None, engine=fits)
     fit_s = time.perf_counter() - started
     # A manifest as run_training writes it, so the bundle can be served (memory benchmark).
     write_manifest(
@@ -124,7 +142,9 @@ def fit_once(
         "events": n_events,
         "users": n_users,
         "items": n_items,
+        "engine": engine,
         "generate_s": round(generate_s, 2),
+        "engine_start_s": round(engine_s, 2),
         "fit_s": round(fit_s, 2),
         "phases_s": {k: round(v, 2) for k, v in timings.items()},
         "recommender_phases_s": dict(_LAST_RECOMMENDER_TIMINGS),
@@ -251,10 +271,12 @@ def fit_one(
     items: Annotated[int, typer.Option(help="its items")],
     out: Annotated[Path, typer.Option(help="directory the bundle is written to")],
     variant: Variant = "pipeline",
+    engine: Annotated[str, typer.Option(help="local or spark")] = "local",
+    spark_master: Annotated[str, typer.Option(help="the spark engine's master")] = "local[2]",
 ) -> None:
     """Fit one synthetic bundle and print its figures as one JSON line (run_scaling's subprocess)."""
     _instrument()
-    print(json.dumps(fit_once(events, users, items, out, variant)))
+    print(json.dumps(fit_once(events, users, items, out, variant, engine, spark_master)))
 
 
 if __name__ == "__main__":

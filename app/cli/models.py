@@ -37,9 +37,22 @@ def train_and_report(settings: Settings) -> dict:
     return result
 
 
-def train() -> None:
+def train(
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help="local (this process) or spark (TASTEMAKER_SPARK_MASTER); "
+            "default TASTEMAKER_TRAIN_ENGINE",
+        ),
+    ] = None,
+) -> None:
     """Fit every model on the store's events, write bundle vN+1, activate it if it passes."""
     settings = settings_or_exit()
+    if engine is not None:
+        if engine not in ("local", "spark"):
+            refuse(f"--engine must be local or spark, not {engine!r}", 2)
+        settings = settings.model_copy(update={"train_engine": engine})
     try:
         train_and_report(settings)
     except (RuntimeError, ValueError) as exc:
@@ -98,6 +111,7 @@ def segments() -> None:
     """Print the active model's segment profiles for both algorithms."""
     from app.ml.bundle import BundleError
     from app.training import repository
+    from app.training.bundle_store import bundle_store
     from app.training.registry import load_bundle, store_origin
 
     settings = settings_or_exit()
@@ -109,7 +123,9 @@ def segments() -> None:
         console.print("[red]No trained model yet: run `tastemaker train` first.[/red]")
         raise typer.Exit(1)
     try:
-        bundle = load_bundle(active.version, active.path, origin=origin)
+        bundle = load_bundle(
+            active.version, active.path, origin=origin, store=bundle_store(settings)
+        )
     except BundleError as exc:
         console.print(f"[red]Model version {active.version} cannot be loaded: {exc}[/red]")
         raise typer.Exit(1) from exc

@@ -103,6 +103,11 @@ class ItemKNN(ItemItemScorer):
         self._set_neighbours(neighbours)
         return self
 
+    def fit_neighbours(self, neighbours: sparse.spmatrix) -> Self:
+        """Fit from neighbour rows computed elsewhere (another engine), shape (n_items, n_items)."""
+        self._set_neighbours(sparse.csr_matrix(neighbours))
+        return self
+
     def _set_neighbours(
         self, neighbours: sparse.csr_matrix, similarity: sparse.csr_matrix | None = None
     ) -> None:
@@ -250,7 +255,16 @@ class EASE(ItemItemScorer):
                 f"EASE needs a dense {n_items}x{n_items} matrix; max_items={self.max_items}"
             )
         X64 = X.astype(np.float64)
-        gram = (X64.T @ X64).toarray()
+        return self.fit_gram((X64.T @ X64).toarray())
+
+    def fit_gram(self, gram: NDArray[np.float64]) -> Self:
+        """Fit from the Gram matrix ``X.T @ X``, dense (n_items, n_items), overwritten."""
+        n_items = gram.shape[0]
+        if n_items > self.max_items:
+            raise ValueError(
+                f"EASE needs a dense {n_items}x{n_items} matrix; max_items={self.max_items}"
+            )
+        gram = np.asarray(gram, dtype=np.float64)
         gram[np.diag_indices(n_items)] += self.l2
         # The Gram matrix plus a positive ridge is symmetric positive definite: invert it
         # through its Cholesky factor (potrf + potri, ~2x cheaper than a general inverse).

@@ -31,6 +31,8 @@ from app.ml.segmentation import (
 from app.ml.segmentation.holdout import value_holdout
 from app.subscriptions import service as subscriptions_service
 from app.training import repository
+from app.training.bundle_store import bundle_store, write_checksums
+from app.training.engines import Engine, training_engine
 from app.training.models import ModelVersion
 
 Progress = Callable[[str], None]
@@ -117,6 +119,8 @@ class BuiltBundle:
     timings: dict[str, float]
     #: Every customer's segment, RFM group and churn risk at training (outbound webhooks).
     assignment: SegmentAssignment | None = None
+    #: Where replicas find it (model_version.path): the directory, or its object-store URL.
+    location: str | None = None
 
 
 def recommender_config(settings: Settings) -> RecommenderConfig:
@@ -156,12 +160,14 @@ def fit_bundle(
     directory: Path,
     progress: Progress,
     assigned: list[SegmentAssignment] | None = None,
+    engine: Engine | None = None,
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Fit segmentation and recommender on `data` and write them under `directory`; the
-    customers' assignment is appended to `assigned` when given."""
+    """Fit segmentation and recommender on `data` with `engine` (default the settings') and
+    write them under `directory`; the customers' assignment is appended to `assigned`."""
     timings: dict[str, float] = {}
+    engine = engine or training_engine(settings)
     started = time.perf_counter()
-    segmentation, assignment, skipped = _fit_segmentation(data, settings, progress)
+    segmentation, assignment, skipped = _fit_segmentation(data, settings, progress, engine)
     user_segments: dict[str, int] | None = None
     if assignment is not None:
         user_segments = dict(zip(assignment.user_ids, assignment.segment_id.tolist(), strict=True))
@@ -177,6 +183,7 @@ def fit_bundle(
         recommender_config(settings),
         user_segments=user_segments,
         progress=progress,
+        fitter=engine.fitter,
     )
     timings["recommender_s"] = time.perf_counter() - started
 
@@ -195,12 +202,16 @@ def fit_bundle(
         {"item_ids": data.catalog.item_ids, "categories": data.catalog.categories},
     )
     timings["write_s"] = time.perf_counter() - started
-    metrics = {"recommender": trained.metrics, "segmentation": segmentation_metrics}
+    metrics = {
+        "recommender": trained.metrics,
+        "segmentation": segmentation_metrics,
+        "engine": engine.name,
+    }
     return metrics, timings
 
 
 def _fit_segmentation(
-    data: TrainingData, settings: Settings, progress: Progress
+    data: TrainingData, settings: Settings, progress: Progress, engine: Engine
 ) -> tuple[CustomerSegmentation | None, SegmentAssignment | None, str | None]:
     """Fit the customer segmentation and assign every customer; or why it was skipped.
 
@@ -213,7 +224,7 @@ def _fit_segmentation(
     """
     item_categories = dict(zip(data.catalog.item_ids, data.catalog.categories, strict=True))
     progress("segmentation: aggregating customers")
-    aggregates, item_counts = aggregate_events(
+    aggregates, item_counts = (engine.aggregate or aggregate_events)(
         user_ids=data.user_ids,
         item_ids=data.item_ids,
         event_types=data.types,
@@ -225,7 +236,7 @@ def _fit_segmentation(
     progress(f"segmentation: fitting {len(aggregates)} customers")
     try:
         segmentation = CustomerSegmentation(algorithm=settings.segment_algorithm).fit(
-            aggregates, top_items=item_counts
+            aggregates, top_items=item_counts, kmeans=engine.kmeans
         )
     except NotEnoughData as exc:
         # A shop without enough purchases (ratings only, say) still gets its recommender.
@@ -342,6 +353,7 @@ def build_bundle(
             "metrics": metrics,
         },
     )
+    write_checksums(partial)  # a replica that fetches it uses it once every file matches
     try:
         partial.rename(final)  # a bundle directory appears complete or not at all
     except OSError:  # another store's trainer took the name meanwhile: never replace its bundle
@@ -350,15 +362,22 @@ def build_bundle(
             f"{final} appeared while this store ({store_id}) was training: another store's "
             "trainer writes there; give each store its own TASTEMAKER_MODEL_DIR"
         ) from None
+    published = time.perf_counter()
+    location = bundle_store(settings).publish(version, final, store_id)
+    timings["publish_s"] = time.perf_counter() - published
     timings["total_s"] = time.perf_counter() - started
-    return BuiltBundle(version, final, metrics, timings, assigned[0] if assigned else None)
+    assignment = assigned[0] if assigned else None
+    return BuiltBundle(version, final, metrics, timings, assignment, location)
 
 
 def register(session: Session, settings: Settings, built: BuiltBundle) -> tuple[bool, str | None]:
     """Record a built version; activate it unless it fails the quality gate."""
     current = repository.active_version(session)
     row = ModelVersion(
-        version=built.version, path=str(built.path), metrics=built.metrics, is_active=False
+        version=built.version,
+        path=built.location or str(built.path),
+        metrics=built.metrics,
+        is_active=False,
     )
     session.add(row)
     session.flush()

@@ -35,6 +35,7 @@ from app.ml.bundle import BundleError, read_component, read_manifest
 from app.ml.recommender import Recommender, load_recommender
 from app.ml.segmentation import CustomerSegmentation
 from app.training import repository
+from app.training.bundle_store import BundleStore, LocalBundleStore, bundle_store
 
 log = logging.getLogger(__name__)
 FALLBACK_SIZE = 200
@@ -135,13 +136,20 @@ def check_origin(manifest: dict[str, Any], path: Path, origin: StoreOrigin) -> s
     )
 
 
-def load_bundle(version: int, path: str | Path, *, origin: StoreOrigin | None) -> LoadedBundle:
-    """Load and verify a bundle directory; raise BundleError when anything is wrong.
+def load_bundle(
+    version: int,
+    path: str | Path,
+    *,
+    origin: StoreOrigin | None,
+    store: BundleStore | None = None,
+) -> LoadedBundle:
+    """Fetch (from `store`, default the local directory), verify and load a bundle; raise
+    BundleError when anything is wrong.
 
     With an `origin`, a bundle of another store raises ForeignBundle; None skips that check
     (only for a caller that cannot read the store, which must check again once it can).
     """
-    path = Path(path)
+    path = (store or LocalBundleStore()).fetch(version, str(path))
     manifest = read_manifest(path)
     if manifest.get("version") != version:
         raise BundleError(f"{path} holds version {manifest.get('version')}, not {version}")
@@ -197,6 +205,7 @@ class ModelRegistry:
     ) -> None:
         self.settings = settings
         self.factory = factory
+        self.bundles = bundle_store(settings)
         self.current: LoadedBundle | None = None
         self.unavailable: frozenset[str] = frozenset()
         # Retirements this worker applied that a store read may not have seen yet: a poll whose
@@ -333,7 +342,10 @@ class ModelRegistry:
                 continue
             try:
                 bundle = load_bundle(
-                    version, path, origin=None if origins is None else origins[version]
+                    version,
+                    path,
+                    origin=None if origins is None else origins[version],
+                    store=self.bundles,
                 )
             except (BundleError, OSError, KeyError, ValueError) as exc:
                 self._refuse(version, f"{exc}", errors, path)

@@ -11,6 +11,7 @@ from app.db import after_commit, utcnow
 from app.errors import Conflict, NotFound
 from app.ml.bundle import BundleError
 from app.training import repository
+from app.training.bundle_store import bundle_store
 from app.training.models import ModelVersion, TrainingRun
 from app.training.registry import load_bundle, store_origin, write_active_pointer
 from app.training.runner import spawn
@@ -75,7 +76,12 @@ def activate_version(session: Session, settings: Settings, version: int) -> Mode
     if row is None:
         raise NotFound(f"model version {version} does not exist")
     try:
-        load_bundle(row.version, row.path, origin=store_origin(session, row.version))
+        load_bundle(
+            row.version,
+            row.path,
+            origin=store_origin(session, row.version),
+            store=bundle_store(settings),
+        )
     except BundleError as exc:
         raise Conflict(f"model version {version} cannot be loaded: {exc}") from exc
     repository.activate(session, row)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,6 +44,23 @@ class Fitted:
     segment_popularity: SegmentPopularity | None
 
 
+class FitModels(Protocol):
+    """What fits every model of a config on a set of events: :func:`fit_models`, or another
+    engine's (a distributed one) that returns the same models."""
+
+    def __call__(
+        self,
+        events: EventLog,
+        users: Vocabulary,
+        items: Vocabulary,
+        config: RecommenderConfig,
+        content: ContentTfidf | None,
+        segments: NDArray[np.int64] | None,
+        timings: dict[str, float],
+        phase: str,
+    ) -> Fitted: ...
+
+
 @dataclass(eq=False)
 class TrainingRun:
     """What every phase of one training run shares."""
@@ -55,10 +73,11 @@ class TrainingRun:
     segments: NDArray[np.int64] | None
     timings: dict[str, float]
     say: Callable[[str], None]
+    fitter: FitModels = field(default_factory=lambda: fit_models)
 
     def fit(self, events: EventLog, config: RecommenderConfig, phase: str) -> Fitted:
         """Fit every model of ``config`` on ``events`` (timed under ``phase``)."""
-        return fit_models(
+        return self.fitter(
             events,
             self.users,
             self.items,
@@ -88,6 +107,7 @@ def prepare_run(
     config: RecommenderConfig,
     user_segments: Mapping[str, int] | None,
     say: Callable[[str], None],
+    fitter: FitModels | None = None,
 ) -> TrainingRun:
     """Vocabularies, availability, segments and the content model (fitted once per run)."""
     timings: dict[str, float] = {}
@@ -107,7 +127,9 @@ def prepare_run(
     available = np.ones(len(items), dtype=bool)
     for item_id, ok in zip(catalog.item_ids, catalog.available.tolist(), strict=True):
         available[items.index(item_id)] = bool(ok)
-    return TrainingRun(events, users, items, available, content, segments, timings, say)
+    return TrainingRun(
+        events, users, items, available, content, segments, timings, say, fitter or fit_models
+    )
 
 
 def _item_texts(catalog: Catalog, items: Vocabulary) -> list[str]:
@@ -117,7 +139,7 @@ def _item_texts(catalog: Catalog, items: Vocabulary) -> list[str]:
     return texts
 
 
-def _collaborative_models(config: RecommenderConfig, n_items: int) -> dict[str, BaseScorer]:
+def collaborative_models(config: RecommenderConfig, n_items: int) -> dict[str, BaseScorer]:
     wanted = list(config.models)
     if "ease" in wanted and n_items > config.ease.max_items:
         # EASE is dense items x items; a big catalogue gets the sparse random-walk model.
@@ -172,12 +194,13 @@ def fit_models(
     timings: dict[str, float],
     phase: str,
 ) -> Fitted:
+    """Fit every model of ``config`` on ``events`` in this process (the local engine)."""
     t0 = time.perf_counter()
     matrices = training_matrices(events, users, items, config)
     encoded, X = matrices.encoded, matrices.X
     timings[f"{phase}.matrix"] = time.perf_counter() - t0
     models: dict[str, BaseScorer] = {}
-    for name, model in _collaborative_models(config, len(items)).items():
+    for name, model in collaborative_models(config, len(items)).items():
         t0 = time.perf_counter()
         models[name] = model.fit(X)
         timings[f"{phase}.{name}"] = time.perf_counter() - t0

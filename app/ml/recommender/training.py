@@ -28,6 +28,7 @@ from app.ml.recommender.config import (
     RecommenderConfig,
 )
 from app.ml.recommender.fitting import (
+    FitModels,
     Fitted,
     TrainingRun,
     prepare_run,
@@ -251,6 +252,7 @@ def train_recommender(
     *,
     user_segments: Mapping[str, int] | None = None,
     progress: Callable[[str], None] | None = None,
+    fitter: FitModels | None = None,
 ) -> TrainedRecommender:
     """Train every model, tune the blend, evaluate on a holdout, and refit on all events.
 
@@ -267,12 +269,14 @@ def train_recommender(
     config : RecommenderConfig, default ``RecommenderConfig()``
     user_segments : user id -> segment label, for popular-in-segment cold starts
     progress : called with a short message at each phase
+    fitter : what fits the models on a set of events; default the local engine's
+        :func:`~app.ml.recommender.fitting.fit_models`
     """
     config = config or RecommenderConfig()
     # Sparse kernels are single-threaded anyway; capping BLAS avoids oversubscription when
     # the trainer shares the machine (2-thread OpenBLAS was up to 14x slower under load).
     with threadpool_limits(limits=config.blas_threads, user_api="blas"):
-        return _train(events, catalog, config, user_segments, progress)
+        return _train(events, catalog, config, user_segments, progress, fitter)
 
 
 def _train(
@@ -281,9 +285,11 @@ def _train(
     config: RecommenderConfig,
     user_segments: Mapping[str, int] | None,
     progress: Callable[[str], None] | None,
+    fitter: FitModels | None = None,
 ) -> TrainedRecommender:
     start = time.perf_counter()
-    run = prepare_run(events, catalog, config, user_segments, progress or (lambda _msg: None))
+    say = progress or (lambda _msg: None)
+    run = prepare_run(events, catalog, config, user_segments, say, fitter)
     weights = dict(config.blend_weights) if config.blend_weights is not None else None
     metrics: dict[str, Any] = {}
     blend_info: dict[str, Any] = {}

@@ -18,6 +18,7 @@ Customers who never purchased are not clustered: they form the reserved segment
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -164,6 +165,20 @@ def silhouette_by_k(
         ).fit(X)
         scores[k] = silhouette(X[sil_rows], km.labels_[sil_rows])
     return scores
+
+
+class KMeansFit(Protocol):
+    """What fits K-means for the segmentation: :func:`kmeans_by_spend` or another engine's."""
+
+    def __call__(
+        self,
+        X: NDArray[np.float64],
+        k: int,
+        spend: NDArray[np.float64],
+        *,
+        n_init: int,
+        random_state: int,
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64], float, float]: ...
 
 
 def kmeans_by_spend(

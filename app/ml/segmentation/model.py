@@ -38,6 +38,7 @@ from app.ml.segmentation.assignment import SegmentAssignment
 from app.ml.segmentation.clustering import (
     NO_PURCHASE_SEGMENT,
     OUTLIER_SEGMENT,
+    KMeansFit,
     cluster_quality,
     dbscan_cores,
     kmeans_by_spend,
@@ -170,7 +171,11 @@ class CustomerSegmentation:
     # -- fitting ------------------------------------------------------------------------------
 
     def fit(
-        self, agg: CustomerAggregates, *, top_items: ItemCounts | None = None
+        self,
+        agg: CustomerAggregates,
+        *,
+        top_items: ItemCounts | None = None,
+        kmeans: KMeansFit | None = None,
     ) -> CustomerSegmentation:
         """Learn scaler, RFM edges, K-means and DBSCAN segments, profiles and quality figures.
 
@@ -180,6 +185,8 @@ class CustomerSegmentation:
         top_items : ItemCounts, optional
             Purchase counts per customer (rows aligned with ``agg``) and item; adds the top
             items to each profile.
+        kmeans : callable like :func:`kmeans_by_spend`, optional
+            What fits K-means on every customer (another engine's); default scikit-learn's.
 
         Returns
         -------
@@ -190,6 +197,7 @@ class CustomerSegmentation:
         from threadpoolctl import threadpool_limits
 
         self._check_params()
+        self._kmeans_fit: KMeansFit = kmeans or kmeans_by_spend
         if top_items is not None and top_items.matrix.shape[0] != len(agg):
             raise ValueError("top_items.matrix must have one row per customer in agg")
         with threadpool_limits(limits=self.n_threads):
@@ -280,7 +288,7 @@ class CustomerSegmentation:
             self.k_ = max(k_scores, key=lambda k: (np.nan_to_num(k_scores[k], nan=-np.inf), -k))
         else:
             self.k_ = int(self.k)
-        self.centroids_, labels, stability, inertia = kmeans_by_spend(
+        self.centroids_, labels, stability, inertia = self._kmeans_fit(
             X, self.k_, spend, n_init=self.n_init, random_state=self.random_state
         )
         return labels, {
