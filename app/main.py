@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from functools import partial
 
@@ -86,6 +86,8 @@ FAST_LANE_PATHS = ("/recommend/{user_id}", "/segment/{user_id}")
 #: How long a stopping worker waits for its trainer to record the run as failed (the
 #: supervisor kills a worker GRACE_SECONDS after the drain).
 TRAINER_STOP_SECONDS = 3.0
+#: How long one part of the worker may take to stop before the worker goes on without it.
+PART_STOP_SECONDS = 10.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -137,15 +139,26 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             flushing.cancel()
             with suppress(asyncio.CancelledError):
                 await flushing  # its last flush
-            await app.state.dispatcher.stop()
-            await stop_exports()
-            await app.state.registry.stop()
+            await _bounded("the webhook dispatcher", app.state.dispatcher.stop())
+            await _bounded("the running exports", stop_exports())
+            await _bounded("the model registry", app.state.registry.stop())
             await run_in_threadpool(stop_trainers, TRAINER_STOP_SECONDS)
             with suppress(Exception):
                 await app.state.cache.close()
             engine.dispose()
 
     return lifespan
+
+
+async def _bounded(part: str, stopping: Awaitable[None]) -> None:
+    """Wait for a part of the worker to stop, at most PART_STOP_SECONDS: a part that hangs
+    is logged and left, so that a worker always stops."""
+    try:
+        await asyncio.wait_for(stopping, PART_STOP_SECONDS)
+    except TimeoutError:
+        log.error(
+            "%s did not stop within %ss; the worker stops without it", part, PART_STOP_SECONDS
+        )
 
 
 async def _flush_every_second() -> None:

@@ -187,10 +187,6 @@ class CustomerSegmentation:
             items to each profile.
         kmeans : callable like :func:`kmeans_by_spend`, optional
             What fits K-means on every customer (another engine's); default scikit-learn's.
-
-        Returns
-        -------
-        self
         """
         # Load sklearn's native libraries first: threadpoolctl only limits what is loaded.
         import sklearn.cluster  # noqa: F401
