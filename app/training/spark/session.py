@@ -27,7 +27,8 @@ def spark_session(master: str = "local[*]", *, app_name: str = "tastemaker-train
         raise SparkUnavailable(
             "the Spark engine needs PySpark: pip install 'tastemaker[spark]' (and Java 17)"
         ) from exc
-    python_path = os.pathsep.join(p for p in (_SOURCE_ROOT, os.environ.get("PYTHONPATH")) if p)
+    # The driver's own import path (what PYTHONPATH added included), the source folder first.
+    python_path = os.pathsep.join([_SOURCE_ROOT, *(p for p in sys.path if p)])
     builder = (
         SparkSession.builder.master(master)
         .appName(app_name)
