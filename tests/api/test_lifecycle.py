@@ -378,3 +378,38 @@ def test_a_worker_that_keeps_dying_is_started_again_ever_more_slowly():
     assert pauses[7] == MAX_PAUSE_SECONDS
     # A worker that lived a while died once: the next pause starts over, and so does the count.
     assert pauses[8:] == [0.5, 1.0]
+
+
+def test_a_part_that_will_not_stop_does_not_keep_the_worker_from_stopping(
+    settings, monkeypatch, caplog
+):
+    """The lifespan gives each part PART_STOP_SECONDS, logs the one that hangs and goes on."""
+    import asyncio
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from app import main
+
+    monkeypatch.setattr(main, "PART_STOP_SECONDS", 0.5)
+    stopped = []
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()  # nothing ever sets it
+
+    with caplog.at_level(logging.ERROR, logger="app.main"):
+        client = TestClient(main.create_app(settings))
+        with client:
+            registry_stop = client.app.state.registry.stop
+
+            async def registry_stops() -> None:
+                await registry_stop()
+                stopped.append("registry")
+
+            client.app.state.dispatcher.stop = hangs
+            client.app.state.registry.stop = registry_stops
+            started = time.monotonic()
+        took = time.monotonic() - started
+    assert took < 5, took
+    assert stopped == ["registry"]  # the parts after the hung one still stopped
+    assert any("webhook dispatcher did not stop" in r.getMessage() for r in caplog.records)
