@@ -17,17 +17,21 @@ def user_exists(session: Session, user_id: str) -> bool:
     return session.get(User, user_id) is not None
 
 
+#: What segmentation reads of an event: (item_id, type, value, order_id, occurred_at, categories).
+_EVENT_COLUMNS = (
+    Event.item_id,
+    Event.type,
+    Event.value,
+    Event.order_id,
+    Event.occurred_at,
+    Item.categories,
+)
+
+
 def user_events(session: Session, user_id: str) -> Sequence[Any]:
     """(item_id, type, value, order_id, occurred_at, categories) of every event of a user."""
     return session.execute(
-        select(
-            Event.item_id,
-            Event.type,
-            Event.value,
-            Event.order_id,
-            Event.occurred_at,
-            Item.categories,
-        )
+        select(*_EVENT_COLUMNS)
         .join(Item, Item.id == Event.item_id)
         .where(Event.user_id == user_id)
         .order_by(Event.occurred_at)
@@ -35,21 +39,12 @@ def user_events(session: Session, user_id: str) -> Sequence[Any]:
 
 
 def users_events(session: Session, user_ids: Sequence[str]) -> list[Any]:
-    """(user_id, item_id, type, value, order_id, occurred_at, categories) of every event of
-    these users, as :func:`user_events` reads one user's, in chunks of ids."""
+    """(user_id, *what :func:`user_events` reads) of every event of these users, in chunks."""
     rows: list[Any] = []
     for start in range(0, len(user_ids), 500):
         rows.extend(
             session.execute(
-                select(
-                    Event.user_id,
-                    Event.item_id,
-                    Event.type,
-                    Event.value,
-                    Event.order_id,
-                    Event.occurred_at,
-                    Item.categories,
-                )
+                select(Event.user_id, *_EVENT_COLUMNS)
                 .join(Item, Item.id == Event.item_id)
                 .where(Event.user_id.in_(user_ids[start : start + 500]))
                 .order_by(Event.occurred_at)
