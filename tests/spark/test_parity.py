@@ -18,24 +18,12 @@ from app.ml.collaborative import ItemKNN
 from app.ml.interactions import Catalog, EventLog
 from app.ml.recommender import RecommenderConfig, TrainedRecommender, train_recommender
 from app.ml.segmentation import CustomerSegmentation, aggregate_events
+from app.ml.segmentation.features import PER_CUSTOMER_FIELDS
 from app.training.pipeline import served_ndcg
 from app.training.spark import spark_aggregate, spark_fitter, spark_kmeans
 from tests.conftest import require_online_retail
 
 RECENT_SHARE = 0.3
-FIGURES = (
-    "last_purchase_at",
-    "first_seen_at",
-    "last_seen_at",
-    "orders",
-    "monetary",
-    "distinct_items",
-    "views",
-    "carts",
-    "purchases",
-    "first_purchase_at",
-    "first_order_value",
-)
 CONFIG = RecommenderConfig.from_dict(
     {
         "tune": False,
@@ -120,7 +108,7 @@ def test_customer_aggregates_and_segments_agree(
     aggregates, item_counts = aggregate_events(**columns)
     on_spark, spark_counts = spark_aggregate(spark)(**columns)
     assert on_spark.user_ids == aggregates.user_ids and on_spark.now == aggregates.now
-    for name in FIGURES:
+    for name in PER_CUSTOMER_FIELDS:
         np.testing.assert_allclose(getattr(on_spark, name), getattr(aggregates, name), err_msg=name)
     assert spark_counts.item_ids == item_counts.item_ids
     assert (spark_counts.matrix != item_counts.matrix).nnz == 0

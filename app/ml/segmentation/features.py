@@ -75,6 +75,22 @@ _SKEWED = frozenset(
 )
 
 
+#: The fields of :class:`CustomerAggregates` that hold one figure per customer.
+PER_CUSTOMER_FIELDS = (
+    "last_purchase_at",
+    "first_seen_at",
+    "last_seen_at",
+    "orders",
+    "monetary",
+    "distinct_items",
+    "views",
+    "carts",
+    "purchases",
+    "first_purchase_at",
+    "first_order_value",
+)
+
+
 @dataclass(frozen=True, eq=False)
 class CustomerAggregates:
     """Per-customer aggregates, parallel arrays of shape (n_customers,).
@@ -122,19 +138,7 @@ class CustomerAggregates:
 
     def __post_init__(self) -> None:
         n = len(self.user_ids)
-        for name in (
-            "last_purchase_at",
-            "first_seen_at",
-            "last_seen_at",
-            "orders",
-            "monetary",
-            "distinct_items",
-            "views",
-            "carts",
-            "purchases",
-            "first_purchase_at",
-            "first_order_value",
-        ):
+        for name in PER_CUSTOMER_FIELDS:
             if np.shape(getattr(self, name)) != (n,):
                 raise ValueError(
                     f"{name} must have shape ({n},), got {np.shape(getattr(self, name))}"
