@@ -28,8 +28,9 @@ class Event(Base):
 
     __tablename__ = "event"
     __table_args__ = (
-        # "a user's recent events" without a sort; training streams by primary key.
-        Index("ix_event_user_id_occurred_at", "user_id", "occurred_at"),
+        # "a user's recent events" without a sort, and every item they had from the index
+        # alone (no row look-ups: a long history's seen set); training streams by primary key.
+        Index("ix_event_user_id_occurred_at_item_id", "user_id", "occurred_at", "item_id"),
     )
 
     id: Mapped[int] = mapped_column(

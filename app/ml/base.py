@@ -80,8 +80,14 @@ class BaseScorer(ABC):
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Score every item for a history of item indices with weights, shape (n_items,)."""
 
-    def votes(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> Votes:
+    def votes(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32], share: float = 1.0
+    ) -> Votes:
         """The entries whose sums per item are :meth:`score` (see :class:`Votes`).
+
+        With ``share`` < 1 a model that reads one row per history item reads only each
+        row's strongest ``share`` of entries (a long history's budget); the sums are then
+        :meth:`score`'s of those entries. Other models ignore it.
 
         An item may appear several times (one entry per history item voting for it); items
         with no entry score 0. Serving sums these over a candidate set instead of building

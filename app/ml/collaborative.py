@@ -26,6 +26,7 @@ from app.ml.similarity import (
     dense_top_k_rows,
     item_similarity,
     row_norms,
+    strongest_first,
     top_k_per_row,
 )
 
@@ -111,8 +112,7 @@ class ItemKNN(ItemItemScorer):
     def _set_neighbours(
         self, neighbours: sparse.csr_matrix, similarity: sparse.csr_matrix | None = None
     ) -> None:
-        neighbours = sparse.csr_matrix(neighbours, dtype=np.float32)
-        neighbours.sort_indices()
+        neighbours = strongest_first(neighbours)
         self.neighbours_ = neighbours
         if self.neighbourhood == "source":
             self._set_similarity(neighbours)
@@ -293,9 +293,7 @@ class EASE(ItemItemScorer):
             return
         if pruned is None:
             pruned = dense_top_k_rows(self.weights_, self.k, by_magnitude=True)
-        pruned = sparse.csr_matrix(pruned, dtype=np.float32)
-        pruned.sort_indices()
-        self.similarity_ = pruned
+        self.similarity_ = strongest_first(pruned)
 
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Return ``weights @ similarity_[items]`` (``weights_`` when k is None), (n_items,)."""
@@ -306,11 +304,13 @@ class EASE(ItemItemScorer):
             return np.zeros(self.n_items_, dtype=np.float32)
         return np.asarray(weights, dtype=np.float32) @ self.weights_[items]
 
-    def votes(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> Votes:
+    def votes(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32], share: float = 1.0
+    ) -> Votes:
         """The pruned rows' entries (:meth:`BaseScorer.votes`; a dense pass when k is None)."""
         self._check_fitted()
         if self.similarity_ is not None:
-            return super().votes(items, weights)
+            return super().votes(items, weights, share)
         return BaseScorer.votes(self, items, weights)
 
     def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
@@ -460,7 +460,9 @@ class UserKNN(BaseScorer):
         X = self.interactions_
         return gather_rows_score(X.indptr, X.indices, X.data, users, sims, self.n_items_)
 
-    def votes(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> Votes:
+    def votes(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32], share: float = 1.0
+    ) -> Votes:
         """The nearest users' entries (see :meth:`BaseScorer.votes`; no history owners)."""
         self._check_fitted()
         if len(items) == 0:

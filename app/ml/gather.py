@@ -14,11 +14,17 @@ from app.ml.base import Votes
 
 
 def row_entries(
-    indptr: NDArray[np.integer], rows: NDArray[np.int64]
+    indptr: NDArray[np.integer], rows: NDArray[np.int64], share: float = 1.0
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """The positions of every stored entry of ``rows``, row after row, and each row's length."""
+    """The positions of the stored entries of ``rows``, row after row, and how many per row.
+
+    With ``share`` < 1 each row gives only its first ``ceil(share * length)`` entries: the
+    strongest ones in a matrix ordered by :func:`strongest_first`.
+    """
     starts = np.asarray(indptr[rows], dtype=np.int64)
     lens = np.asarray(indptr[rows + 1], dtype=np.int64) - starts
+    if share < 1.0:
+        lens = np.minimum(lens, np.ceil(lens * share).astype(np.int64))
     offsets = np.cumsum(lens) - lens
     positions = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - offsets, lens)
     return positions, lens
@@ -64,14 +70,16 @@ def gather_votes(
     data: NDArray[np.floating],
     rows: NDArray[np.int64],
     weights: NDArray[np.floating],
+    share: float = 1.0,
 ) -> Votes:
     """The entries of ``weights @ M[rows]`` before they are summed (owners: positions in rows).
 
     Summing the values per column in entry order (float64, then float32) gives exactly
-    :func:`gather_rows_score`'s result, without a vector over every column.
+    :func:`gather_rows_score`'s result, without a vector over every column. ``share`` < 1
+    reads only each row's first share of entries (see :func:`row_entries`).
     """
     rows = np.asarray(rows, dtype=np.int64)
-    pos, lens = row_entries(indptr, rows)
+    pos, lens = row_entries(indptr, rows, share)
     if len(pos) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Votes(empty, np.zeros(0, dtype=np.float32), empty)
@@ -130,7 +138,7 @@ def row_contributions(
 ) -> NDArray[np.float32]:
     """Return ``weights[j] * M[rows[j], targets[t]]`` as an array of shape (len(targets), h).
 
-    Requires sorted indices within each CSR row.
+    The entries of a row may be in any order.
     """
     rows = np.asarray(rows, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)

@@ -275,6 +275,7 @@ class Blender:
         weights: NDArray[np.float32],
         mask: NDArray[np.bool_] | Keep,
         n: int,
+        share: float = 1.0,
     ) -> Scored:
         """Blend the models over the candidates of a history (see the class docstring).
 
@@ -283,13 +284,15 @@ class Blender:
         items, weights : the aggregated history, ndarray of shape (h,)
         mask : the candidate rule (seen items already left out), or its dense mask
         n : how many items the answer needs (how deep the global models' heads are read)
+        share : the part of each history item's row the item-item models read, strongest
+            entries first (:meth:`BaseScorer.votes`)
         """
         keep = keeper(mask)
         voted: dict[str, tuple[int, Votes]] = {}
         lo = 0
         for name, model, _ in self._active:
             if name not in self._statics:
-                votes = model.votes(items, weights)
+                votes = model.votes(items, weights, share)
                 voted[name] = (lo, votes)
                 lo += len(votes.cols)
         cols = np.concatenate([np.zeros(0, np.int64), *(v.cols for _, v in voted.values())])
@@ -381,6 +384,7 @@ class Blender:
         n: int,
         mask: NDArray[np.bool_] | Keep,
         segment: int | None = None,
+        share: float = 1.0,
     ) -> Ranked:
         """Rank items for a history; with no history, apply the cold-start rules.
 
@@ -391,11 +395,12 @@ class Blender:
         mask : the candidates (seen items already removed): a rule asked about a few items
             at a time (:meth:`Candidates.explore_at`), or a dense mask of shape (n_items,)
         segment : the user's segment, for the cold-start rule
+        share : see :meth:`score_candidates`
         """
         keep = keeper(mask)
         if len(items) == 0:
             return self.cold_start(n=n, mask=keep, segment=segment)
-        scored = self.score_candidates(items, weights, keep, n)
+        scored = self.score_candidates(items, weights, keep, n, share)
         best = _best(scored.items, scored.total, n)
         ranked = scored.items[best]
         contributions = {name: part[best] for name, part in scored.parts.items()}

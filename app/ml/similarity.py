@@ -374,20 +374,59 @@ def user_similarity(
     return _row_cosine(x, k=k, shrink=shrink, max_block_entries=max_block_entries)
 
 
+#: How many leading entries of a matrix :func:`strongest_first` checks before trusting it.
+_ORDER_CHECKED = 1 << 16
+
+
+def _leads_strongest_first(matrix: sparse.csr_matrix) -> bool:
+    """Whether the first entries of ``matrix`` are in :func:`strongest_first`'s order.
+
+    Exact for a matrix of at most ``_ORDER_CHECKED`` entries; for a larger one, the rows
+    that hold its first entries decide (rows ordered by column, as scipy keeps them, fail
+    on the first row whose values differ).
+    """
+    end = min(int(matrix.nnz), _ORDER_CHECKED)
+    strength = np.abs(np.asarray(matrix.data[:end]))
+    cols = np.asarray(matrix.indices[:end])
+    row = np.searchsorted(matrix.indptr, np.arange(end), side="right")
+    same_row = row[1:] == row[:-1]
+    weaker = strength[1:] < strength[:-1]
+    tied_after = (strength[1:] == strength[:-1]) & (cols[1:] > cols[:-1])
+    return bool(np.all(~same_row | weaker | tied_after))
+
+
+def strongest_first(matrix: sparse.spmatrix) -> sparse.csr_matrix:
+    """``matrix`` as float32 CSR with each row's entries by decreasing magnitude, ties by column.
+
+    Serving reads a long history's rows only down to a share of their entries
+    (:func:`~app.ml.gather.row_entries`), which must then be each row's strongest. A matrix
+    already in this order (a loaded bundle's) is returned as it is, so memory-mapped arrays
+    stay shared between workers; any other is reordered in a copy.
+    """
+    matrix = sparse.csr_matrix(matrix, dtype=np.float32)
+    if _leads_strongest_first(matrix):
+        return matrix
+    matrix = matrix.copy()
+    matrix.sum_duplicates()
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    order = np.lexsort((matrix.indices, -np.abs(matrix.data), rows))
+    return sparse.csr_matrix(
+        (matrix.data[order], matrix.indices[order], matrix.indptr), shape=matrix.shape
+    )
+
+
 class ItemItemScorer(BaseScorer):
     """A model that scores ``weights @ W[items]`` with a sparse item x item matrix ``W``.
 
-    ``similarity_`` (csr_matrix of shape (n_items, n_items), float32, sorted indices) holds in
-    row ``j`` the items that history item ``j`` votes for.
+    ``similarity_`` (csr_matrix of shape (n_items, n_items), float32, each row's entries
+    :func:`strongest_first`) holds in row ``j`` the items that history item ``j`` votes for.
     """
 
     _fitted_attr = "similarity_"
 
-    def _set_similarity(self, similarity: sparse.csr_matrix) -> None:
-        similarity = sparse.csr_matrix(similarity, dtype=np.float32)
-        similarity.sort_indices()
-        self.similarity_ = similarity
-        self.n_items_ = similarity.shape[0]
+    def _set_similarity(self, similarity: sparse.spmatrix) -> None:
+        self.similarity_ = strongest_first(similarity)
+        self.n_items_ = self.similarity_.shape[0]
 
     def score(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> NDArray[np.float32]:
         """Return ``weights @ similarity_[items]``, shape (n_items,), float32."""
@@ -397,11 +436,13 @@ class ItemItemScorer(BaseScorer):
             return np.zeros(self.n_items_, dtype=np.float32)
         return gather_rows_score(s.indptr, s.indices, s.data, items, weights, self.n_items_)
 
-    def votes(self, items: NDArray[np.int64], weights: NDArray[np.float32]) -> Votes:
+    def votes(
+        self, items: NDArray[np.int64], weights: NDArray[np.float32], share: float = 1.0
+    ) -> Votes:
         """The entries of the history's rows of ``similarity_`` (see :meth:`BaseScorer.votes`)."""
         self._check_fitted()
         s = self.similarity_
-        return gather_votes(s.indptr, s.indices, s.data, items, weights)
+        return gather_votes(s.indptr, s.indices, s.data, items, weights, share)
 
     def score_rows(self, histories: sparse.csr_matrix) -> NDArray[np.float32]:
         """Score many histories at once: ``histories @ similarity_``, (n_histories, n_items)."""

@@ -28,8 +28,9 @@ class UserContext:
 def user_context(session: Session, user_id: str, limit: int) -> UserContext:
     """Read the user row, their `limit` most recent events and, past `limit`, all their items.
 
-    Every read is served by the primary key or by ``ix_event_user_id_occurred_at``; the
-    distinct items are read only for a user with more than `limit` events.
+    Every read is served by the primary key or by ``ix_event_user_id_occurred_at_item_id``
+    (the distinct items from the index alone); they are read only for a user with more than
+    `limit` events.
     """
     user = session.get(User, user_id)
     if user is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from app.ml.candidates import Candidates
 from app.ml.collaborative import EASE, ItemKNN, RP3beta, UserKNN
 from app.ml.hybrid import Blender, normalize_scores
 from app.ml.popularity import Popularity, TimedEvents, Trending
+from app.ml.similarity import ItemItemScorer, strongest_first
 
 N_USERS, N_ITEMS = 80, 120
 
@@ -259,3 +261,74 @@ def test_item_knn_votes_are_bounded_by_the_most_similar() -> None:
             assert np.sort(kept[kept > 0])[::-1].tolist() == values[:6].tolist()
         else:
             assert np.count_nonzero(kept) == hi - lo
+
+
+def test_rows_are_kept_strongest_first_and_an_ordered_matrix_is_not_copied() -> None:
+    matrix = sparse.csr_matrix(
+        np.array([[0.0, -3.0, 1.0, 3.0, 0.5], [2.0, 0.0, 0.0, 2.0, -2.0], [0, 0, 0, 0, 0]]),
+        dtype=np.float32,
+    )
+    ordered = strongest_first(matrix)
+    np.testing.assert_array_equal(ordered.toarray(), matrix.toarray())
+    rows = [ordered.indices[ordered.indptr[r] : ordered.indptr[r + 1]].tolist() for r in range(3)]
+    assert rows == [[1, 3, 2, 4], [0, 3, 4], []]  # by magnitude, ties by column
+    again = strongest_first(ordered)
+    assert np.shares_memory(again.data, ordered.data)  # a loaded bundle's arrays stay shared
+    assert np.shares_memory(again.indices, ordered.indices)
+
+
+@pytest.mark.parametrize("name", ["item_knn", "ease", "rp3beta"])
+def test_a_bundle_with_rows_ordered_by_column_is_ordered_at_load(
+    fitted: dict[str, BaseScorer], name: str, tmp_path: Path
+) -> None:
+    model = fitted[name]
+    assert isinstance(model, ItemItemScorer)
+    arrays, meta = model.to_state()
+    old = {key: value.sorted_indices() for key, value in arrays.items() if key != "weights"}
+    write_component(tmp_path / name, {**arrays, **old}, meta)
+    loaded = type(model).from_state(*read_component(tmp_path / name))
+    np.testing.assert_array_equal(loaded.similarity_.indices, model.similarity_.indices)
+    np.testing.assert_array_equal(loaded.similarity_.data, model.similarity_.data)
+
+
+def _rows_cut(matrix: sparse.csr_matrix, share: float) -> sparse.csr_matrix:
+    """Each row's first ``ceil(share * length)`` entries (the strongest, as rows are kept)."""
+    cut = matrix.tolil()
+    for r in range(matrix.shape[0]):
+        lo, hi = matrix.indptr[r], matrix.indptr[r + 1]
+        keep = int(np.ceil((hi - lo) * share))
+        cut[r, matrix.indices[lo + keep : hi]] = 0
+    out = sparse.csr_matrix(cut, dtype=np.float32)
+    out.eliminate_zeros()
+    return out
+
+
+@pytest.mark.parametrize("share", [0.25, 0.5, 0.8])
+def test_a_long_history_reads_each_rows_strongest_share(
+    fitted: dict[str, BaseScorer], share: float
+) -> None:
+    """``share`` < 1 is the dense blend of models whose rows keep only their strongest share."""
+    weights = {"item_knn": 0.7, "ease": 1.0, "rp3beta": 0.4, "user_knn": 0.3, "popularity": 0.05}
+    popularity = fitted["popularity"]
+    assert isinstance(popularity, Popularity)
+    blender = Blender({name: fitted[name] for name in weights}, weights, popularity=popularity)
+    cut: dict[str, BaseScorer] = {}
+    for name in weights:
+        model = fitted[name]
+        if isinstance(model, ItemItemScorer):
+            model = copy.copy(model)
+            model.similarity_ = _rows_cut(model.similarity_, share)
+        cut[name] = model
+    reference = Blender(cut, weights, popularity=popularity)
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        items = np.unique(rng.choice(N_ITEMS, size=int(rng.integers(8, 30)))).astype(np.int64)
+        history_weights = (rng.random(len(items)) + 0.1).astype(np.float32)
+        mask = np.ones(N_ITEMS, dtype=bool)
+        mask[items] = False
+        served = blender.recommend(items, history_weights, n=12, mask=mask, share=share)
+        want_items, want_scores = _dense_reference(reference, items, history_weights, mask, 12)
+        np.testing.assert_array_equal(served.items, want_items)
+        np.testing.assert_allclose(served.scores, want_scores, rtol=1e-6)
+        whole = blender.recommend(items, history_weights, n=12, mask=mask)
+        assert share == 1.0 or not np.array_equal(whole.scores, served.scores)

@@ -28,6 +28,8 @@ DEFAULT_AGGREGATION: Aggregation = "log1p"
 
 #: The newest distinct items of a history that ``explore`` scores (see ``history_items``).
 HISTORY_ITEMS = 100
+#: How many history items' neighbour rows ``explore`` reads whole (see ``history_rows``).
+HISTORY_ROWS = 50
 
 PositiveDays = Annotated[float, Field(gt=0)]
 Share = Annotated[float, Field(ge=0, le=1)]
@@ -107,6 +109,9 @@ class RecommenderConfig(_Config):
     so that items nobody has bought yet stay reachable. ``eval_max_users`` bounds how many
     users evaluation scores (a seeded sample beyond it). ``max_block_entries`` bounds the
     memory of the blocked similarity products and ``blas_threads`` the BLAS threads.
+    ``history_items`` bounds the distinct items ``explore`` scores; past ``history_rows`` of
+    them, each item's neighbour rows are read from their strongest entries down to the share
+    ``history_rows / items``, so that scoring reads about ``history_rows`` rows' worth.
     """
 
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
@@ -115,6 +120,7 @@ class RecommenderConfig(_Config):
     history_half_life_days: PositiveDays | None = 60.0
     history_length: int = Field(default=200, ge=1)
     history_items: int | None = Field(default=HISTORY_ITEMS, ge=1)
+    history_rows: int | None = Field(default=HISTORY_ROWS, ge=1)
     repeat_half_life_days: PositiveDays | None = 90.0
     home_repeat_share: Share | None = None
     models: tuple[ModelName, ...] = (

@@ -213,7 +213,12 @@ class Recommender:
         # Without the seen items left out, explore may repeat what the repeat list holds.
         wanted = n if repeat is None or candidates.excludes_seen else n + len(repeat.items)
         explore = self.blender.recommend(
-            items, values, n=wanted, mask=candidates.explore_at, segment=segment
+            items,
+            values,
+            n=wanted,
+            mask=candidates.explore_at,
+            segment=segment,
+            share=self.row_share(len(items)),
         )
         if repeat is None:
             return explore
@@ -255,6 +260,11 @@ class Recommender:
             occurred_at=times,
             half_life_days=self.config.history_half_life_days,
         )
+
+    def row_share(self, n_items: int) -> float:
+        """The share of each history item's rows ``explore`` reads for ``n_items`` items."""
+        rows = self.config.history_rows
+        return 1.0 if rows is None or n_items <= rows else rows / n_items
 
     @property
     def home_repeat_share(self) -> float:
