@@ -120,7 +120,15 @@ def prepare(settings: Settings, shop_events: int) -> dict[int, list[str]]:
     )
     say(f"importing {shop_events:,} events")
     import_shop(factory, shop, settings=settings)
-    return add_customers(settings, shop.events.item_id.tolist())
+    users = add_customers(settings, shop.events.item_id.tolist())
+    if settings.resolved_database_url.startswith("postgresql"):
+        # What autovacuum does to a store soon after an import (PostgreSQL 13+ vacuums after
+        # inserts too): the visibility map lets a customer's items be read from the index.
+        engine = create_engine(settings.resolved_database_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("VACUUM ANALYZE event"))
+        engine.dispose()
+    return users
 
 
 def train(settings: Settings) -> None:
