@@ -38,6 +38,8 @@ K = 10
 PINNED = {
     "blend_weights": {"item_knn": 0.3, "ease": 1.0, "rp3beta": 0.6, "content": 0.2},
     "home_repeat_share": 0.4,
+    # Small, so that many customers' answers read only a share of each row (a long history).
+    "history_rows": 8,
 }
 
 
