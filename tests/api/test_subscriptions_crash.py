@@ -9,6 +9,7 @@ loses nothing: once its lease expires, the next process sends the interrupted ev
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -74,7 +75,13 @@ def store(settings: Settings) -> Settings:
 
 
 def _factory(settings: Settings):
-    return make_sessionmaker(make_engine(settings.resolved_database_url))
+    return _factory_of(settings.resolved_database_url)
+
+
+@functools.cache
+def _factory_of(url: str):
+    # One engine per store for the whole run: the tests read it in loops.
+    return make_sessionmaker(make_engine(url))
 
 
 def _seed(settings: Settings, url: str, per_user: int) -> dict[str, list[str]]:
@@ -107,6 +114,11 @@ def _lease(settings: Settings) -> DispatcherLease:
         return row
 
 
+def _replica(settings: Settings) -> Dispatcher:
+    """A dispatcher as another replica runs it: its own engine, its own holder name."""
+    return Dispatcher(settings, make_sessionmaker(make_engine(settings.resolved_database_url)))
+
+
 async def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -124,7 +136,7 @@ def test_a_batch_that_outlasts_the_lease_keeps_it(store, receiver):
     receiver.hanging = True
 
     async def scenario() -> None:
-        first, second = Dispatcher(store, _factory(store)), Dispatcher(store, _factory(store))
+        first, second = _replica(store), _replica(store)
         async with _client(store) as client:
             batch = asyncio.create_task(first.deliver_due(client))
             await _until(lambda: len(receiver.received) == len(heads))
@@ -153,7 +165,7 @@ def test_a_dispatcher_that_lost_the_lease_stops_and_records_nothing(store, recei
     receiver.hanging = True
 
     async def scenario() -> None:
-        first, second = Dispatcher(store, _factory(store)), Dispatcher(store, _factory(store))
+        first, second = _replica(store), _replica(store)
         async with _client(store) as client:
             batch = asyncio.create_task(first.deliver_due(client))
             await _until(lambda: len(receiver.received) == len(heads))
@@ -195,16 +207,16 @@ def test_a_service_killed_mid_delivery_loses_nothing(store, receiver, tmp_path: 
     order = _seed(served, receiver.url, 3)
     receiver.hold.set()  # the first request is received, then its answer never comes
     first = ServiceProcess(served, tmp_path)
-    first.start()
     try:
+        first.start()
         deadline = time.monotonic() + 20
         while receiver.held is None:
             assert time.monotonic() < deadline, first.log_tail()
             time.sleep(0.02)
     finally:
-        assert first.process is not None
-        first.process.send_signal(signal.SIGKILL)  # no lifespan shutdown, no lease released
-        first.process.wait(10)
+        if first.process is not None:  # SIGKILL: no lifespan shutdown, no lease released
+            first.process.send_signal(signal.SIGKILL)
+            first.process.wait(10)
     killed = _lease(served)
     expires_in = (killed.expires_at - utcnow()).total_seconds()
     expired = time.monotonic() + expires_in
@@ -213,8 +225,8 @@ def test_a_service_killed_mid_delivery_loses_nothing(store, receiver, tmp_path: 
     receiver.release.set()
 
     second = ServiceProcess(served, tmp_path)
-    second.start()
     try:
+        second.start()
         deadline = time.monotonic() + lease + 15
         while {r.status for r in _rows(served).values()} != {"delivered"}:
             assert time.monotonic() < deadline, second.log_tail()
