@@ -77,13 +77,19 @@ class CustomerState(Base):
 
 
 class DispatcherLease(Base):
-    """Who delivers: one dispatcher across every replica, until its lease expires."""
+    """Who delivers: one dispatcher across every replica, until its lease expires.
+
+    `generation` grows each time the lease changes hands: a dispatcher records what it sent
+    only while the lease still has its holder and generation (a fencing token), so one that
+    lost the lease, even for a moment, cannot advance anything the next holder now owns.
+    """
 
     __tablename__ = "dispatcher_lease"
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class CustomerChange(Base):

@@ -6,7 +6,20 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, column, delete, exists, func, insert, or_, select, table, text, update
+from sqlalchemy import (
+    and_,
+    case,
+    column,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from app.subscriptions.models import (
@@ -131,29 +144,72 @@ def count_by_status(session: Session, subscription_id: int) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
-def take_lease(session: Session, name: str, holder: str, now: datetime, seconds: float) -> bool:
-    """Take or renew the lease `name` for `holder` unless another holder's is still valid.
+def take_lease(
+    session: Session, name: str, holder: str, now: datetime, seconds: float
+) -> int | None:
+    """Take or renew the lease `name` for `holder` unless another holder's is still valid; the
+    lease's generation if `holder` has it now, else None.
 
-    One conditional UPDATE decides, so two dispatchers never both win; the row is created on
-    first use (a concurrent creator loses on the primary key).
+    One conditional UPDATE decides, so two dispatchers never both win; the generation grows when
+    the lease changes hands (a renewal keeps it). The row is created on first use (a concurrent
+    creator loses on the primary key).
     """
     until = now + timedelta(seconds=seconds)
+    mine = DispatcherLease.holder == holder
     taken = session.execute(
         update(DispatcherLease)
-        .where(
-            DispatcherLease.name == name,
-            or_(DispatcherLease.holder == holder, DispatcherLease.expires_at < now),
+        .where(DispatcherLease.name == name, or_(mine, DispatcherLease.expires_at < now))
+        .values(
+            holder=holder,
+            expires_at=until,
+            generation=case(
+                (mine, DispatcherLease.generation), else_=DispatcherLease.generation + 1
+            ),
         )
-        .values(holder=holder, expires_at=until)
     ).rowcount  # type: ignore[attr-defined]
     if taken:
-        return True
+        return session.scalar(
+            select(DispatcherLease.generation).where(DispatcherLease.name == name)
+        )
     if session.get(DispatcherLease, name) is not None:
-        return False
+        return None
     # A concurrent creator makes this flush raise IntegrityError: the caller has lost.
-    session.add(DispatcherLease(name=name, holder=holder, expires_at=until))
+    session.add(DispatcherLease(name=name, holder=holder, expires_at=until, generation=1))
     session.flush()
-    return True
+    return 1
+
+
+def _held(name: str, holder: str, generation: int) -> Any:
+    return and_(
+        DispatcherLease.name == name,
+        DispatcherLease.holder == holder,
+        DispatcherLease.generation == generation,
+    )
+
+
+def renew_lease(
+    session: Session, name: str, holder: str, generation: int, now: datetime, seconds: float
+) -> bool:
+    """Extend the lease if `holder` still has it in `generation`; whether it does."""
+    until = now + timedelta(seconds=seconds)
+    query = update(DispatcherLease).where(_held(name, holder, generation)).values(expires_at=until)
+    return bool(session.execute(query).rowcount)  # type: ignore[attr-defined]
+
+
+def hold_lease(session: Session, name: str, holder: str, generation: int) -> bool:
+    """Whether `holder` still has the lease in `generation`, and keep it so until the caller's
+    transaction ends: the fence before a dispatcher takes or records deliveries.
+
+    An UPDATE that changes nothing, for its lock: PostgreSQL's row lock makes a takeover wait
+    for this transaction (or, committed first, fail this check); SQLite's write lock does the
+    same for the whole store.
+    """
+    query = (
+        update(DispatcherLease)
+        .where(_held(name, holder, generation))
+        .values(generation=DispatcherLease.generation)
+    )
+    return bool(session.execute(query).rowcount)  # type: ignore[attr-defined]
 
 
 def release_lease(session: Session, name: str, holder: str, now: datetime) -> None:

@@ -2,26 +2,34 @@
 
 A retrain's changes of customers' segments, RFM groups and churn risks reach subscribers signed
 as inbound webhooks are, in order per customer; failures are retried with growing gaps under
-the same event id, then dead and re-drivable; a stop mid-delivery loses nothing; two apps on
-one store deliver each event once; an erasure drops a customer's undelivered payloads.
+the same event id, then dead and re-drivable; the default retries outlast a receiver down for
+ten minutes (with a clock the test moves); a stop mid-delivery loses nothing; two apps on one
+store deliver each event once; an erasure drops a customer's undelivered payloads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import random
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from app.config import Settings
 from app.datasets.synthetic import generate_shop
-from app.db import make_engine, make_sessionmaker
+from app.db import make_engine, make_sessionmaker, unit_of_work, utcnow
 from app.demo import import_shop
 from app.events.webhooks import verify
 from app.main import create_app
+from app.subscriptions import repository, service
+from app.subscriptions.dispatcher import Dispatcher, schedule
 from app.subscriptions.models import CustomerChange, CustomerState, DispatcherLease, Outbox
 from app.training.runner import train_now
 from tests.conftest import override, wait_for_version
@@ -225,6 +233,105 @@ def test_a_receiver_down_for_a_while_gets_everything_afterwards(hooks, receiver)
         receiver.start()
         _wait(lambda: _counts(client, sid) == {"delivered": total})
     assert len(receiver.by_event()) == total
+
+
+class Draw(random.Random):
+    """A "random" generator whose every draw is the lowest (or highest) value allowed."""
+
+    def __init__(self, highest: bool) -> None:
+        super().__init__()
+        self.highest = highest
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.highest else a
+
+
+def test_the_default_retries_outlast_a_ten_minute_outage_and_the_jitter_varies():
+    defaults = Settings.model_fields
+    settings = Settings()
+    for name in ("webhook_max_attempts", "webhook_backoff_seconds", "webhook_backoff_max_seconds"):
+        assert getattr(settings, name) == defaults[name].default  # no test value here
+    # Each wait is between half and all of 5 s doubling, capped at 10 minutes (the README).
+    ceilings = [min(600.0, 5.0 * 2**n) for n in range(11)]
+    shortest, longest = schedule(settings, Draw(False)), schedule(settings, Draw(True))
+    assert shortest == [c / 2 for c in ceilings] and longest == ceilings
+    # Even with the shortest draws the last attempt comes some 25 minutes after the first: a
+    # delivery first tried as the receiver goes down is tried again once it is back ten
+    # minutes later (at most one capped wait after), with attempts to spare.
+    assert sum(shortest) > 600 + 600
+    drawn = [schedule(settings, random.Random(seed)) for seed in (1, 2)]
+    assert drawn[0] != drawn[1]
+    for waits in drawn:
+        assert all(c / 2 <= w <= c for w, c in zip(waits, ceilings, strict=True))
+        assert len(set(waits)) == len(waits)
+
+
+class Clock:
+    """The dispatcher's time, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def shop_store(settings):
+    """The default webhook settings on a store holding the shop."""
+    import_shop(_store(settings), SHOP)
+    return settings
+
+
+def test_a_receiver_down_for_ten_minutes_gets_everything_afterwards_in_order(shop_store, receiver):
+    clock = Clock()
+    users = sorted(set(SHOP.events.user_id))[:5]
+
+    def add(session, sid: int, n: int) -> None:
+        data = {"segment": {"id": n, "label": f"s{n}"}}
+        rows = [service.delivery(sid, u, "segment.entered", data, 1, clock.now) for u in users]
+        repository.add_outbox(session, rows)
+
+    factory = _store(shop_store)
+    with unit_of_work(factory) as session:
+        sid = repository.add_subscription(session, receiver.url, ALL, SECRET).id
+        add(session, sid, 0)
+        add(session, sid, 1)
+    dispatcher = Dispatcher(shop_store, factory, clock=clock)
+
+    async def run_for(seconds: float, client: httpx.AsyncClient) -> None:
+        end = clock.now + timedelta(seconds=seconds)
+        while clock.now < end:
+            await dispatcher.deliver_due(client)
+            clock.now += timedelta(seconds=5)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=5) as client:
+            receiver.stop()  # refused connections for ten minutes
+            await run_for(300, client)
+            with unit_of_work(factory) as session:
+                add(session, sid, 2)  # changes found during the outage
+            await run_for(300, client)
+            with factory() as session:
+                rows = session.scalars(select(Outbox)).all()
+                assert {r.status for r in rows} == {"pending"}
+                tries = sorted({r.attempts for r in rows})
+                # Backed off: a few tries each (not one per 5 s), far from dead (12).
+                assert tries[0] == 0 and 4 <= tries[-1] <= 8, tries
+            receiver.start()
+            # Within one capped wait (10 minutes) every head is tried again, then the rest.
+            await run_for(600 + 30, client)
+
+    asyncio.run(scenario())
+    with factory() as session:
+        rows = session.scalars(select(Outbox).order_by(Outbox.id)).all()
+    assert {r.status for r in rows} == {"delivered"} and len(rows) == 3 * len(users)
+    by_event = receiver.by_event()
+    assert set(by_event) == {r.event_id for r in rows}
+    assert all(len(attempts) == 1 for attempts in by_event.values())
+    for user_id in users:
+        mine = [r.event_id for r in rows if r.user_id == user_id]
+        assert [r.event_id for r in receiver.received if r.payload["user_id"] == user_id] == mine
 
 
 def test_a_stop_in_the_middle_of_a_delivery_loses_nothing(hooks, receiver):
