@@ -1,7 +1,7 @@
 """events: the user index holds the item, so a customer's seen set is read from it alone
 
 Revision ID: 20261207_user_items_index
-Revises: 20261207_user_merges
+Revises: 20261207_dispatch_lease
 Create Date: 2026-12-07 08:30:00
 
 A customer's recent events and every item they ever had are both read by user; with the item in
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "20261207_user_items_index"
-down_revision: str | None = "20261207_user_merges"
+down_revision: str | None = "20261207_dispatch_lease"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
