@@ -180,17 +180,21 @@ class Dispatcher:
         except IntegrityError:  # another dispatcher created the lease first
             return None
 
+    def _renewed(self, session: Session, generation: int) -> bool:
+        """Renew the lease in `session` if this dispatcher still holds it at `generation`."""
+        return repository.renew_lease(
+            session,
+            LEASE,
+            self.holder,
+            generation,
+            self.clock(),
+            self.settings.webhook_lease_seconds,
+        )
+
     def _renew(self, generation: int) -> bool:
         try:
             with unit_of_work(self.factory) as session:
-                return repository.renew_lease(
-                    session,
-                    LEASE,
-                    self.holder,
-                    generation,
-                    self.clock(),
-                    self.settings.webhook_lease_seconds,
-                )
+                return self._renewed(session, generation)
         except SQLAlchemyError:  # not known to hold it: stop sending
             log.exception("the webhook lease could not be renewed")
             return False
@@ -208,14 +212,7 @@ class Dispatcher:
         with unit_of_work(self.factory) as session:
             # Renewed in the transaction that takes the rows: a lost lease takes none, and the
             # batch starts with a whole lease ahead of it.
-            if not repository.renew_lease(
-                session,
-                LEASE,
-                self.holder,
-                generation,
-                self.clock(),
-                self.settings.webhook_lease_seconds,
-            ):
+            if not self._renewed(session, generation):
                 return []
             return [
                 Attempt(row.id, row.event_id, sub.url, sub.secret, row.payload)
