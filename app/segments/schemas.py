@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from app.deps import query_model
-from app.ml.segmentation import Algorithm
+from app.ml.segmentation import NO_PURCHASE_GROUP, RFM_GROUPS, Algorithm
 from app.schemas import ID_MAX_LENGTH, ID_PATTERN
 from app.segments import examples
 
@@ -47,6 +47,23 @@ class PredictedValueOut(BaseModel):
 
 
 ChurnRisk = Literal["high", "medium", "low"]
+
+#: The RFM groups GET /segment names (the README's table, and customers without a purchase).
+RFM_GROUP_NAMES: tuple[str, ...] = (*RFM_GROUPS, NO_PURCHASE_GROUP)
+
+
+def _known_rfm_group(value: str) -> str:
+    if value not in RFM_GROUP_NAMES:
+        raise ValueError(f"unknown RFM group {value!r}: one of {', '.join(RFM_GROUP_NAMES)}")
+    return value
+
+
+#: One of :data:`RFM_GROUP_NAMES`, checked against the segmentation's own list.
+RfmGroupName = Annotated[
+    str,
+    AfterValidator(_known_rfm_group),
+    WithJsonSchema({"type": "string", "enum": list(RFM_GROUP_NAMES)}),
+]
 
 
 class SegmentOut(BaseModel):

@@ -106,6 +106,82 @@ def test_a_members_export_carries_each_members_segment_answer_and_attributes(ser
     assert [row[0] for row in table[1:]] == members
 
 
+def _answers(client) -> dict[str, dict]:
+    """Every customer's GET /segment answer."""
+    return {u.user_id: client.get(f"/segment/{u.user_id}").json() for u in SHOP.users}
+
+
+def _exported_users(client, job: dict) -> list[str]:
+    assert job["status"] == "succeeded", job["error"]
+    lines = client.get(job["download_url"]).text.splitlines()
+    return [json.loads(line)["user_id"] for line in lines]
+
+
+def test_an_export_filtered_by_churn_risk_holds_exactly_that_risk(served):
+    answers = _answers(served)
+    risks = [a["churn_risk"] for a in answers.values() if a["churn_risk"]]
+    assert len(set(risks)) >= 2, "the shop should have more than one churn risk"
+    for risk in sorted(set(risks)):
+        want = sorted(u for u, a in answers.items() if a["churn_risk"] == risk)
+        body = {"kind": "recommendations", "format": "jsonl", "n": 3, "churn_risk": risk}
+        job = _finished(served, body)
+        users = _exported_users(served, job)
+        assert sorted(users) == want, risk
+        assert job["total"] == len(SHOP.users)  # customers examined, not exported
+        for line in served.get(job["download_url"]).text.splitlines()[:5]:
+            user = json.loads(line)["user_id"]
+            answer = served.get(f"/recommend/{user}", params={"n": 3}).json()
+            assert json.loads(line)["items"] == answer["items"]
+
+
+def test_a_members_export_filtered_by_rfm_group_holds_exactly_that_group(served):
+    answers = _answers(served)
+    segments = served.get("/segments").json()["segments"]
+    segment = max(segments, key=lambda s: s["size"])["segment_id"]
+    members = [u for u, a in answers.items() if a["segment"]["id"] == segment]
+    groups = {answers[u]["rfm"]["group"] for u in members}
+    assert len(groups) >= 2
+    for group in sorted(groups):
+        body = {"kind": "segment_members", "format": "jsonl", "segment": segment}
+        job = _finished(served, {**body, "rfm_group": group})
+        lines = [json.loads(line) for line in served.get(job["download_url"]).text.splitlines()]
+        # Members as assigned at the last retrain, filtered by their answer now.
+        want = {u for u, a in answers.items() if a["rfm"]["group"] == group}
+        assert {line["user_id"] for line in lines} == want & set(_members_of(served, segment))
+        assert all(line["rfm"]["group"] == group for line in lines)
+    everyone = _exported_users(
+        served,
+        _finished(
+            served,
+            {
+                "kind": "recommendations",
+                "format": "jsonl",
+                "n": 1,
+                "rfm_group": sorted(groups)[0],
+                "churn_risk": "low",
+            },
+        ),
+    )
+    assert sorted(everyone) == sorted(
+        u
+        for u, a in answers.items()
+        if a["rfm"]["group"] == sorted(groups)[0] and a["churn_risk"] == "low"
+    )
+
+
+def _members_of(client, segment: int) -> list[str]:
+    members, cursor = [], None
+    while True:
+        page = client.get(
+            f"/segments/{segment}/users",
+            params={"limit": 1000, **({"cursor": cursor} if cursor else {})},
+        ).json()
+        members += page["users"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return members
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [
@@ -118,6 +194,11 @@ def test_a_members_export_carries_each_members_segment_answer_and_attributes(ser
         ({"kind": "recommendations", "segment": False}, 422),
         ({"kind": "recommendations", "bogus": 1}, 422),
         ({"kind": "recommendations", "segment": 9999}, 404),
+        ({"kind": "recommendations", "rfm_group": "Whales"}, 422),
+        ({"kind": "recommendations", "rfm_group": "champions"}, 422),
+        ({"kind": "recommendations", "churn_risk": "extreme"}, 422),
+        ({"kind": "segment_members", "segment": 0, "rfm_group": ""}, 422),
+        ({"kind": "segment_members", "segment": 0, "churn_risk": None, "rfm_group": 3}, 422),
     ],
 )
 def test_bad_export_requests_are_refused_with_a_reason(served, body, status):
