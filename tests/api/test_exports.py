@@ -182,6 +182,51 @@ def _members_of(client, segment: int) -> list[str]:
             return members
 
 
+def test_a_recommendations_export_of_one_segment_holds_its_members_answers(served):
+    segments = served.get("/segments").json()["segments"]
+    segment = min((s for s in segments if s["size"] > 1), key=lambda s: s["size"])["segment_id"]
+    members = _members_of(served, segment)
+    job = _finished(
+        served, {"kind": "recommendations", "format": "csv", "n": 4, "segment": segment}
+    )
+    assert job["status"] == "succeeded", job["error"]
+    assert job["total"] == job["done"] == len(members)
+    rows = list(csv.DictReader(io.StringIO(served.get(job["download_url"]).text)))
+    by_user: dict[str, list[str]] = {}
+    for row in rows:
+        by_user.setdefault(row["user_id"], []).append(row["item_id"])
+    assert sorted(by_user) == sorted(members)
+    for user_id in members[:10]:
+        answer = served.get(f"/recommend/{user_id}", params={"n": 4}).json()
+        assert [item["item_id"] for item in answer["items"]] == by_user[user_id]
+
+
+def test_a_members_export_beyond_the_page_size_is_complete(settings):
+    import_shop(make_sessionmaker(make_engine(settings.resolved_database_url)), SHOP)
+    with TestClient(create_app(settings)) as client:
+        # 1,100 visitors who only looked: the "No purchase yet" segment outgrows a page.
+        item = SHOP.items[0].item_id
+        for start in range(0, 1_100, 550):
+            events = [
+                {"user_id": f"v{i:05d}", "item_id": item, "type": "view"}
+                for i in range(start, start + 550)
+            ]
+            assert client.post("/events", json={"events": events}).status_code in (200, 202)
+    train_now(settings)
+    with TestClient(create_app(settings)) as client:
+        segments = client.get("/segments").json()["segments"]
+        biggest = max(segments, key=lambda s: s["size"])
+        assert biggest["size"] > 1_000
+        members = _members_of(client, biggest["segment_id"])
+        assert len(members) == biggest["size"]
+        body = {"kind": "segment_members", "format": "csv", "segment": biggest["segment_id"]}
+        job = _finished(client, body, timeout=120.0)
+        assert job["status"] == "succeeded", job["error"]
+        assert job["total"] == job["done"] == len(members)
+        table = list(csv.reader(io.StringIO(client.get(job["download_url"]).text)))
+        assert [row[0] for row in table[1:]] == members
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [
