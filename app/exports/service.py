@@ -211,8 +211,8 @@ async def _write(
         if members:
             attributes = await run_in_threadpool(_attributes, serving, chunk)
         for user_id in chunk:
-            answer = await _segment_answer(serving, user_id) if members or wanted else None
-            if wanted and (answer is None or not _matches(answer, wanted)):
+            answer = await segments.answer_of(serving, user_id) if members or wanted else None
+            if wanted and (answer is None or not segments.matches(answer, wanted)):
                 continue
             if members:
                 record = _member(answer, user_id, attributes)
@@ -235,23 +235,6 @@ async def _write(
 def _attributes(serving: Serving, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     with serving.factory() as session:
         return repository.attributes_of(session, user_ids)
-
-
-async def _segment_answer(serving: Serving, user_id: str) -> dict[str, Any] | None:
-    """The customer's GET /segment answer (None: erased meanwhile)."""
-    try:
-        return dict(orjson.loads(await segments.segment(user_id, serving)))
-    except NotFound:
-        return None
-
-
-def _matches(answer: dict[str, Any], wanted: dict[str, str]) -> bool:
-    """Whether a GET /segment answer has the wanted RFM group and churn risk.
-
-    A degraded answer (the store down) has neither, so it matches no filter.
-    """
-    has = {"rfm_group": (answer.get("rfm") or {}).get("group"), "churn_risk": answer["churn_risk"]}
-    return all(has[name] == value for name, value in wanted.items())
 
 
 def _member(

@@ -254,13 +254,29 @@ class MembersQuery(BaseModel):
         description="The last user id of the previous page",
     )
     limit: int = Field(100, ge=1, le=1000)
+    rfm_group: RfmGroupName | None = Field(
+        None, description="Only members whose GET /segment answer has this RFM group now"
+    )
+    churn_risk: ChurnRisk | None = Field(
+        None, description="Only members whose GET /segment answer has this churn risk now"
+    )
+
+    def wanted(self) -> dict[str, str]:
+        """The RFM group and churn risk asked for (empty: no filter)."""
+        return {
+            k: v for k, v in (("rfm_group", self.rfm_group), ("churn_risk", self.churn_risk)) if v
+        }
 
 
 MembersParams = Annotated[MembersQuery, Depends(query_model(MembersQuery))]
 
 
 class MembersOut(BaseModel):
-    """One page of a segment's members (as assigned at the last retrain)."""
+    """One page of a segment's members (as assigned at the last retrain).
+
+    A page filtered by RFM group or churn risk may be short, even empty, with a `next_cursor`:
+    follow it until it is null.
+    """
 
     model_config = ConfigDict(json_schema_extra={"examples": [examples.MEMBERS]})
 

@@ -169,13 +169,35 @@ def test_a_members_export_filtered_by_rfm_group_holds_exactly_that_group(served)
     )
 
 
-def _members_of(client, segment: int) -> list[str]:
+def test_the_members_listing_filters_by_rfm_group_and_churn_risk_alike(served, monkeypatch):
+    # Short scans, so that the filtered pages of the test's shop end early and must be followed.
+    monkeypatch.setattr("app.segments.service.FILTER_SCAN", 7)
+    answers = _answers(served)
+    segment = max(served.get("/segments").json()["segments"], key=lambda s: s["size"])
+    members = _members_of(served, segment["segment_id"])
+    says = {
+        u: {"rfm_group": a["rfm"]["group"], "churn_risk": a["churn_risk"]}
+        for u, a in answers.items()
+    }
+    for name, value in [
+        ("rfm_group", says[members[0]]["rfm_group"]),
+        ("churn_risk", says[members[-1]]["churn_risk"]),
+    ]:
+        want = [u for u in members if says[u][name] == value]
+        assert 0 < len(want) < len(members)
+        assert _members_of(served, segment["segment_id"], limit=3, **{name: value}) == want
+    refused = served.get(f"/segments/{segment['segment_id']}/users", params={"rfm_group": "VIP"})
+    assert refused.status_code == 422 and "Champions" in refused.text
+
+
+def _members_of(client, segment: int, limit: int = 1000, **filters: str) -> list[str]:
     members, cursor = [], None
     while True:
         page = client.get(
             f"/segments/{segment}/users",
-            params={"limit": 1000, **({"cursor": cursor} if cursor else {})},
+            params={"limit": limit, **filters, **({"cursor": cursor} if cursor else {})},
         ).json()
+        assert len(page["users"]) <= limit
         members += page["users"]
         cursor = page["next_cursor"]
         if cursor is None:
