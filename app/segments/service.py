@@ -233,8 +233,10 @@ async def members(serving: Serving, segment_id: int, q: MembersQuery) -> Members
         position += 1
         if user_id in registry.deleted_users:
             continue
-        if wanted and not ((a := await answer_of(serving, user_id)) and matches(a, wanted)):
-            continue
+        if wanted:
+            answer = await answer_of(serving, user_id)
+            if answer is None or not matches(answer, wanted):
+                continue
         page.append(user_id)
     next_cursor = everyone[position - 1] if start < position < len(everyone) else None
     return MembersOut(
