@@ -10,6 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from app.exports.models import ExportFormat, ExportKind, ExportStatus
 from app.ml.placements import Placement
 from app.recommendations.schemas import MAX_N
+from app.segments.schemas import ChurnRisk, RfmGroupName
 
 
 def _not_a_boolean(value: Any) -> Any:
@@ -27,6 +28,12 @@ class _ExportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: ExportFormat = Field("csv", description="`csv`, or `jsonl` (one JSON object a line)")
+    rfm_group: RfmGroupName | None = Field(
+        None, description="Only customers whose GET /segment answer has this RFM group now"
+    )
+    churn_risk: ChurnRisk | None = Field(
+        None, description="Only customers whose GET /segment answer has this churn risk now"
+    )
 
 
 class RecommendationsExportIn(_ExportIn):

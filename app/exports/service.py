@@ -72,6 +72,8 @@ def request_export(session: Session, serving: Serving, body: ExportIn) -> Export
         raise ModelNotReady("no trained model yet: POST /retrain, then ask again")
     if body.segment is not None:
         segments.members_of(serving, body.segment)  # 404 for a segment the model lacks
+    if body.rfm_group is not None or body.churn_risk is not None:
+        segments.active_segmentation(serving.registry)  # 503 without a segmentation
     job = ExportJob(
         kind=body.kind,
         format=body.format,
@@ -199,6 +201,7 @@ async def _write(
     members = job.kind == "segment_members"
     # A recommendations export stores its query as the request's schema filled it in.
     query = None if members else RecommendQuery.model_validate(job.params)
+    wanted = {k: job.params[k] for k in ("rfm_group", "churn_risk") if job.params.get(k)}
     writer = csv.writer(out) if job.format == "csv" else None
     if writer is not None:
         writer.writerow(MEMBER_COLUMNS if members else RECOMMENDATION_COLUMNS)
@@ -208,8 +211,11 @@ async def _write(
         if members:
             attributes = await run_in_threadpool(_attributes, serving, chunk)
         for user_id in chunk:
+            answer = await segments.answer_of(serving, user_id) if members or wanted else None
+            if wanted and (answer is None or not segments.matches(answer, wanted)):
+                continue
             if members:
-                record = await _member(serving, user_id, attributes)
+                record = _member(answer, user_id, attributes)
                 rows = [] if record is None else [member_row(record)]
             else:
                 assert query is not None
@@ -231,18 +237,13 @@ def _attributes(serving: Serving, user_ids: Sequence[str]) -> dict[str, dict[str
         return repository.attributes_of(session, user_ids)
 
 
-async def _member(
-    serving: Serving, user_id: str, attributes: dict[str, dict[str, Any]]
+def _member(
+    answer: dict[str, Any] | None, user_id: str, attributes: dict[str, dict[str, Any]]
 ) -> dict[str, Any] | None:
     """A member's GET /segment answer with their attributes (None: erased meanwhile)."""
-    if user_id not in attributes:
+    if answer is None or user_id not in attributes:
         return None
-    try:
-        record = orjson.loads(await segments.segment(user_id, serving))
-    except NotFound:
-        return None
-    record["attributes"] = attributes[user_id]
-    return record
+    return {**answer, "attributes": attributes[user_id]}
 
 
 def _recommendation_rows(answer: dict[str, Any]) -> list[list[Any]]:

@@ -73,8 +73,9 @@ async def segment_members(
     serving: ServingDep,
     accept: Annotated[str | None, Header()] = None,
 ) -> MembersOut | Response:
-    """A page of a segment's members; CSV with `Accept: text/csv`."""
-    page = service.members(serving, segment_id, q)
+    """A page of a segment's members, optionally only those in one RFM group or churn risk;
+    CSV with `Accept: text/csv`."""
+    page = await service.members(serving, segment_id, q)
     if accept and "text/csv" in accept:
         headers = {"X-Next-Cursor": page.next_cursor} if page.next_cursor else {}
         return Response(service.members_csv(page), media_type="text/csv", headers=headers)

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from app.deps import query_model
-from app.ml.segmentation import Algorithm
+from app.ml.segmentation import NO_PURCHASE_GROUP, RFM_GROUPS, Algorithm
 from app.schemas import ID_MAX_LENGTH, ID_PATTERN
 from app.segments import examples
 
@@ -47,6 +47,23 @@ class PredictedValueOut(BaseModel):
 
 
 ChurnRisk = Literal["high", "medium", "low"]
+
+#: The RFM groups GET /segment names (the README's table, and customers without a purchase).
+RFM_GROUP_NAMES: tuple[str, ...] = (*RFM_GROUPS, NO_PURCHASE_GROUP)
+
+
+def _known_rfm_group(value: str) -> str:
+    if value not in RFM_GROUP_NAMES:
+        raise ValueError(f"unknown RFM group {value!r}: one of {', '.join(RFM_GROUP_NAMES)}")
+    return value
+
+
+#: One of :data:`RFM_GROUP_NAMES`, checked against the segmentation's own list.
+RfmGroupName = Annotated[
+    str,
+    AfterValidator(_known_rfm_group),
+    WithJsonSchema({"type": "string", "enum": list(RFM_GROUP_NAMES)}),
+]
 
 
 class SegmentOut(BaseModel):
@@ -237,13 +254,29 @@ class MembersQuery(BaseModel):
         description="The last user id of the previous page",
     )
     limit: int = Field(100, ge=1, le=1000)
+    rfm_group: RfmGroupName | None = Field(
+        None, description="Only members whose GET /segment answer has this RFM group now"
+    )
+    churn_risk: ChurnRisk | None = Field(
+        None, description="Only members whose GET /segment answer has this churn risk now"
+    )
+
+    def wanted(self) -> dict[str, str]:
+        """The RFM group and churn risk asked for (empty: no filter)."""
+        return {
+            k: v for k, v in (("rfm_group", self.rfm_group), ("churn_risk", self.churn_risk)) if v
+        }
 
 
 MembersParams = Annotated[MembersQuery, Depends(query_model(MembersQuery))]
 
 
 class MembersOut(BaseModel):
-    """One page of a segment's members (as assigned at the last retrain)."""
+    """One page of a segment's members (as assigned at the last retrain).
+
+    A page filtered by RFM group or churn risk may be short, even empty, with a `next_cursor`:
+    follow it until it is null.
+    """
 
     model_config = ConfigDict(json_schema_extra={"examples": [examples.MEMBERS]})
 

@@ -193,18 +193,52 @@ def members_of(serving: Serving, segment_id: int) -> list[str]:
     return [user_id for user_id in everyone if user_id not in deleted]
 
 
-def members(serving: Serving, segment_id: int, q: MembersQuery) -> MembersOut:
-    """One page of a segment's members in user-id order; the cursor is the last id seen."""
-    registry = serving.registry
+#: Members a filtered page examines at most: a rare group in a large segment is answered in
+#: short pages, each with a cursor, rather than by one request that reads the whole segment.
+FILTER_SCAN = 1000
+
+
+async def answer_of(serving: Serving, user_id: str) -> dict[str, Any] | None:
+    """The customer's GET /segment answer as a dict (None: erased meanwhile)."""
+    try:
+        return dict(orjson.loads(await segment(user_id, serving)))
+    except NotFound:
+        return None
+
+
+def matches(answer: dict[str, Any], wanted: dict[str, str]) -> bool:
+    """Whether a GET /segment answer has the wanted ``rfm_group`` and ``churn_risk``.
+
+    A degraded answer (the store down) has neither, so it matches no filter.
+    """
+    has = {"rfm_group": (answer.get("rfm") or {}).get("group"), "churn_risk": answer["churn_risk"]}
+    return all(has[name] == value for name, value in wanted.items())
+
+
+async def members(serving: Serving, segment_id: int, q: MembersQuery) -> MembersOut:
+    """One page of a segment's members in user-id order; the cursor is the last id examined.
+
+    With ``q.rfm_group`` or ``q.churn_risk``, a member is on the page when their GET /segment
+    answer says so, and at most :data:`FILTER_SCAN` members are examined per page.
+    """
+    registry, wanted = serving.registry, q.wanted()
     bundle, everyone = _everyone_in(registry, segment_id)
     start = bisect.bisect_right(everyone, q.cursor) if q.cursor else 0
     page: list[str] = []
     position = start
     while position < len(everyone) and len(page) < q.limit:
-        if everyone[position] not in registry.deleted_users:
-            page.append(everyone[position])
+        if wanted and position - start >= FILTER_SCAN:
+            break
+        user_id = everyone[position]
         position += 1
-    next_cursor = page[-1] if page and position < len(everyone) else None
+        if user_id in registry.deleted_users:
+            continue
+        if wanted:
+            answer = await answer_of(serving, user_id)
+            if answer is None or not matches(answer, wanted):
+                continue
+        page.append(user_id)
+    next_cursor = everyone[position - 1] if start < position < len(everyone) else None
     return MembersOut(
         segment_id=segment_id, model_version=bundle.version, users=page, next_cursor=next_cursor
     )

@@ -11,8 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from scipy.special import hyp2f1
 
+from app.datasets.synthetic import generate_shop
+from app.db import make_engine, make_sessionmaker
+from app.demo import import_shop
+from app.main import create_app
+from app.training.runner import train_now
 from tests.api.test_serving import _retrain
 from tests.conftest import wait_for_version
 from tests.ml.test_value import simulate_bgnbd
@@ -145,3 +151,39 @@ def test_too_little_data_keeps_predictions_unpublished_and_says_why(client) -> N
     profile = segments["segments"][0]
     assert profile["predicted_value"] is None
     assert sum(profile["churn_risk"].values()) == 0
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        {"n_users": 160, "n_items": 70, "n_events": 5_000, "seed": 7},
+        # Its customers hardly drop out: a and b fit in the thousands, where Euler's transform
+        # of the expected orders' 2F1 overflowed and every prediction was withheld.
+        {"n_users": 150, "n_items": 60, "n_events": 4_000, "seed": 11},
+    ],
+)
+def test_a_synthetic_shop_past_the_gate_gets_predictions_and_a_holdout(settings, sizes) -> None:
+    shop = generate_shop(**sizes)
+    import_shop(make_sessionmaker(make_engine(settings.resolved_database_url)), shop)
+    train_now(settings)
+    with TestClient(create_app(settings)) as client:
+        value = client.get("/models").json()[0]["metrics"]["segmentation"]["predicted_value"]
+        assert value["published"] is True, value["reason"]
+        assert value["data"]["repeat_customers"] >= 30
+        holdout = value["holdout"]
+        assert holdout["measured"] is True, holdout.get("reason")
+        assert np.isfinite(holdout["mae"]) and holdout["customers"] > 50
+        buyers = {
+            shop.users[i].user_id
+            for i in np.unique(shop.events.user_index[shop.events.order_index >= 0])
+        }
+        risks = set()
+        for user in sorted(buyers)[:40]:
+            body = client.get(f"/segment/{user}").json()
+            got = body["predicted_value"]
+            assert got["reason"] is None, got
+            assert all(
+                np.isfinite(got[k]) for k in ("p_alive", "expected_orders", "expected_spend")
+            )
+            risks.add(body["churn_risk"])
+        assert risks <= {"low", "medium", "high"} and risks

@@ -95,7 +95,7 @@ def test_expected_orders_match_the_published_example() -> None:
     assert value[0] == pytest.approx(1.226, abs=0.002)
 
 
-def test_euler_transform_equals_the_papers_formula() -> None:
+def test_expected_orders_equal_the_papers_formula() -> None:
     r, alpha, a, b = CDNOW
     x = np.array([0.0, 1.0, 3.0, 10.0, 25.0])
     t_x = np.array([0.0, 5.0, 20.0, 30.0, 38.0])
@@ -112,6 +112,48 @@ def test_euler_transform_equals_the_papers_formula() -> None:
         / (1 + (x > 0) * a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x))
     )
     np.testing.assert_allclose(bgnbd_expected_orders(CDNOW, t, x, t_x, T), direct, rtol=1e-9)
+
+
+# A fit of a shop whose customers hardly drop out (generate_shop, seed 11): a and b in the
+# thousands, where Euler's transform of the paper's 2F1 overflows to inf.
+LARGE_AB = np.array([0.7256, 41.76, 5253.0, 41447.0])
+
+
+def _reference_expected_orders(
+    params: NDArray[np.float64], t: float, x: float, t_x: float, T: float
+) -> float:
+    """The paper's eq. 10 term by term in 60-digit arithmetic (mpmath), or a float64 series."""
+    r, alpha, a, b = (float(v) for v in params)
+    try:
+        import mpmath as mp
+    except ImportError:  # mpmath comes with sympy; without it, the paper's series in float64
+        z = t / (alpha + T + t)
+        n = np.arange(200_000, dtype=np.float64)
+        steps = np.log(r + x + n) + np.log(b + x + n) - np.log(a + b + x - 1 + n)
+        logs = np.concatenate([[0.0], np.cumsum(steps - np.log1p(n) + np.log(z))])
+        hyp = float(np.exp(np.logaddexp.reduce(logs) + (r + x) * np.log1p(-z)))
+        ratio = a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x) if x > 0 else 0.0
+        return (a + b + x - 1) / (a - 1) * (1 - hyp) / (1 + ratio)
+    with mp.workdps(60):
+        r_, alpha_, a_, b_, x_, t_x_, T_ = (mp.mpf(v) for v in (r, alpha, a, b, x, t_x, T))
+        z = t / (alpha_ + T_ + t)
+        hyp = mp.hyp2f1(r_ + x_, b_ + x_, a_ + b_ + x_ - 1, z, maxterms=10**7)
+        hyp *= ((alpha_ + T_) / (alpha_ + T_ + t)) ** (r_ + x_)
+        ratio = a_ / (b_ + x_ - 1) * ((alpha_ + T_) / (alpha_ + t_x_)) ** (r_ + x_) if x else 0
+        return float((a_ + b_ + x_ - 1) / (a_ - 1) * (1 - hyp) / (1 + ratio))
+
+
+@pytest.mark.parametrize("params", [LARGE_AB, CDNOW, np.array([2.0, 0.01, 3e4, 1e5])])
+def test_expected_orders_are_finite_and_exact_for_any_parameters(
+    params: NDArray[np.float64],
+) -> None:
+    x = np.array([0.0, 1.0, 3.0, 20.0, 200.0, 1000.0, 1000.0])
+    t_x = np.array([0.0, 10.0, 200.0, 280.0, 299.0, 1.0, 299.0])
+    T = np.array([5.0, 300.0, 300.0, 300.0, 300.0, 1.0, 300.0])
+    got = bgnbd_expected_orders(params, 90.0, x, t_x, T)
+    assert np.isfinite(got).all() and (got >= 0).all()
+    want = [_reference_expected_orders(params, 90.0, *c) for c in zip(x, t_x, T, strict=True)]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-250)
 
 
 def test_the_likelihood_is_finite_for_heavy_buyers() -> None:

@@ -8,8 +8,9 @@ order they drop out with probability p ~ Beta(a, b). Gamma-Gamma (Fader & Hardie
 Gamma-Gamma model of monetary value"): a customer's order values are Gamma(p, nu) with
 nu ~ Gamma(q, v), independent of the order process. Both are fitted by maximum likelihood on
 log-parameters with ``scipy.optimize.minimize`` (L-BFGS-B); the likelihoods are evaluated in log
-space with ``gammaln``/``betaln``, the expected orders with the Euler transform of ``hyp2f1``
-(below), so neither overflows for customers with hundreds of orders.
+space with ``gammaln``/``betaln``, the expected orders' hypergeometric term in log space with
+the convergent form per customer (:func:`_log_bgnbd_h`), so nothing overflows for customers with
+hundreds of orders nor for the large ``a``, ``b`` of a shop whose customers rarely drop out.
 
 Per-customer inputs (days, from :class:`~app.ml.segmentation.features.CustomerAggregates`):
 ``x`` repeat orders (orders - 1), ``t_x`` days from the first to the last order, ``T`` days from
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
-from scipy.special import betaln, expit, gammaln, hyp2f1
+from scipy.special import betaln, expit, gammaln, hyp2f1, logsumexp
 
 from app.ml.interactions import SECONDS_PER_DAY
 from app.ml.segmentation.features import CustomerAggregates
@@ -132,22 +133,66 @@ def bgnbd_p_alive(
     return np.where(x > 0, expit(-log_odds_dead), 1.0)
 
 
+def _log_hyp2f1_series(A: float, B: float, C: float, z: float) -> float:
+    """log 2F1(A, B; C; z) by its series summed in log space; A, B, C > 0 and 0 <= z < 1.
+
+    Every term is positive, so the sum is exact up to rounding however far out the largest
+    term lies (near ``n = A z / (1 - z)`` for a heavy buyer); NaN after 10^7 terms.
+    """
+    if z <= 0.0:
+        return 0.0
+    log_sum, log_term, n, chunk = 0.0, 0.0, 0, 4096
+    while n < 10_000_000:
+        k = n + np.arange(chunk, dtype=np.float64)
+        steps = np.log(A + k) + np.log(B + k) - np.log(C + k) - np.log1p(k) + np.log(z)
+        logs = log_term + np.cumsum(steps)
+        log_sum, log_term, n = float(np.logaddexp(log_sum, logsumexp(logs))), logs[-1], n + chunk
+        if steps[-1] < 0.0 and log_term < log_sum - 50.0 + np.log1p(-np.exp(steps[-1])):
+            return log_sum
+    return float("nan")
+
+
+def _log_bgnbd_h(
+    params: NDArray[np.float64],
+    t: float,
+    x: NDArray[np.float64],
+    T: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """log of ``2F1(r+x, b+x; a+b+x-1; z) (1-z)^(r+x)``, ``z = t / (alpha+T+t)``, shape (n,).
+
+    Each factor alone over- or underflows somewhere: the paper's form for heavy buyers
+    (``x`` in the hundreds), Euler's ``(1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)`` for large
+    ``a`` and ``b`` (thousands, as a shop whose customers hardly drop out fits). Like lifetimes'
+    ``BetaGeoFitter``, the paper's form is used where scipy's ``hyp2f1`` is finite and Euler's
+    where that is not; where neither is, the paper's series is summed in log space.
+    """
+    r, alpha, a, b = params
+    z = t / (alpha + T + t)
+    log_1mz = np.log(alpha + T) - np.log(alpha + T + t)
+    c = a + b + x - 1.0
+    with np.errstate(all="ignore"):
+        direct = np.log(hyp2f1(r + x, b + x, c, z)) + (r + x) * log_1mz
+        euler = np.log(hyp2f1(a + b - 1.0 - r, a - 1.0, c, z)) + (a - 1.0) * log_1mz
+    out = np.where(np.isfinite(direct), direct, euler)
+    for i in np.flatnonzero(~np.isfinite(out)):
+        series = _log_hyp2f1_series(r + x[i], b + x[i], c[i], z[i])
+        out[i] = series + (r + x[i]) * log_1mz[i]
+    return np.asarray(out, dtype=np.float64)
+
+
 def bgnbd_expected_orders(
     params: ArrayLike, t: float, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
 ) -> NDArray[np.float64]:
     """E[orders in (T, T + t] | x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10), shape (n,).
 
-    The paper's ``2F1(r+x, b+x; a+b+x-1; z) ((alpha+T)/(alpha+T+t))^(r+x)`` is evaluated
-    through Euler's transform as ``(1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)``, with
-    ``z = t / (alpha+T+t)``: the same value, without a series that grows with ``x``.
+    ``(a+b+x-1)/(a-1) (1 - H) / (1 + odds of having dropped out)``, with ``H`` from
+    :func:`_log_bgnbd_h` in log space, finite over the whole parameter range.
     """
-    r, alpha, a, b = (float(v) for v in np.asarray(params, dtype=np.float64))
+    p = np.asarray(params, dtype=np.float64)
+    r, alpha, a, b = (float(v) for v in p)
     x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
-    z = t / (alpha + T + t)
-    hyp_term = np.exp((a - 1.0) * np.log1p(-z)) * hyp2f1(
-        a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z
-    )
-    numerator = (a + b + x - 1.0) / (a - 1.0) * (1.0 - hyp_term)
+    # -expm1 keeps 1 - H accurate when H is close to 1 (a short horizon).
+    numerator = (a + b + x - 1.0) / (a - 1.0) * -np.expm1(_log_bgnbd_h(p, t, x, T))
     log_ratio = np.log(a) - np.log(np.maximum(b + x - 1.0, 1e-300))
     log_ratio = log_ratio + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
     denominator = 1.0 + np.where(x > 0, np.exp(np.minimum(log_ratio, 700.0)), 0.0)
@@ -330,7 +375,7 @@ class CustomerValue:
                 and not np.isfinite(
                     bgnbd_expected_orders(params, self.horizon_days, x, t_x, T)
                 ).all()
-            ):  # a = 1 exactly, or hyp2f1 out of its accurate range
+            ):  # a = 1 exactly
                 params, why = None, "its forecasts are not finite on the fit data"
             self.bgnbd_params_ = params
             self.unpublished_ = None if why is None else f"orders model: {why}"
