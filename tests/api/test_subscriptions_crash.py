@@ -130,16 +130,32 @@ def _client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(settings.webhook_timeout_seconds))
 
 
-def test_a_batch_that_outlasts_the_lease_keeps_it(store, receiver):
-    order = _seed(store, receiver.url, 2)
-    heads = {ids[0] for ids in order.values()}
+def _seed_held(settings: Settings, receiver) -> tuple[dict[str, list[str]], set[str]]:
+    """Two pending events per customer, and a receiver that holds every request open.
+
+    Returns each customer's event ids in order, and the first of each (what a batch sends).
+    """
+    order = _seed(settings, receiver.url, 2)
     receiver.hanging = True
+    return order, {ids[0] for ids in order.values()}
+
+
+async def _held_batch(
+    dispatcher: Dispatcher, client: httpx.AsyncClient, receiver, heads: set[str]
+) -> asyncio.Task[int]:
+    """`dispatcher`'s batch, started and waiting on the receiver with every head sent."""
+    batch = asyncio.create_task(dispatcher.deliver_due(client))
+    await _until(lambda: len(receiver.received) == len(heads))
+    return batch
+
+
+def test_a_batch_that_outlasts_the_lease_keeps_it(store, receiver):
+    order, heads = _seed_held(store, receiver)
 
     async def scenario() -> None:
         first, second = _replica(store), _replica(store)
         async with _client(store) as client:
-            batch = asyncio.create_task(first.deliver_due(client))
-            await _until(lambda: len(receiver.received) == len(heads))
+            batch = await _held_batch(first, client, receiver, heads)
             # The receiver holds the batch for twice the lease: the holder keeps renewing it.
             deadline = time.monotonic() + 2 * LEASE_SECONDS
             while time.monotonic() < deadline:
@@ -160,15 +176,12 @@ def test_a_batch_that_outlasts_the_lease_keeps_it(store, receiver):
 
 
 def test_a_dispatcher_that_lost_the_lease_stops_and_records_nothing(store, receiver):
-    order = _seed(store, receiver.url, 2)
-    heads = {ids[0] for ids in order.values()}
-    receiver.hanging = True
+    order, heads = _seed_held(store, receiver)
 
     async def scenario() -> None:
         first, second = _replica(store), _replica(store)
         async with _client(store) as client:
-            batch = asyncio.create_task(first.deliver_due(client))
-            await _until(lambda: len(receiver.received) == len(heads))
+            batch = await _held_batch(first, client, receiver, heads)
             lost = _lease(store).generation
             # The first dispatcher stalls past its lease (a paused process, a slow store): the
             # second takes the lease as it does once the first's has expired by its clock.
